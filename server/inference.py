@@ -1,0 +1,120 @@
+"""Classifiers: the narrow ``predict(audio) -> probabilities`` interface and its ONNX Runtime form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from server.model import Manifest, ModelError, read_manifest
+
+Audio = npt.NDArray[np.float32]
+Scores = npt.NDArray[np.float32]
+
+
+class Classifier(Protocol):
+    manifest: Manifest
+
+    def predict(self, audio: Audio) -> Scores:
+        """Class probabilities (softmax, summing to 1) for mono audio at the model's rate."""
+        ...
+
+
+@dataclass(frozen=True)
+class ThreadOptions:
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
+    graph_optimization: str = "all"
+
+
+_OPT_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+def softmax(logits: npt.NDArray[np.floating]) -> Scores:
+    shifted = logits.astype(np.float64) - np.max(logits, axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def normalize(audio: Audio, manifest: Manifest) -> Audio:
+    if manifest.input.normalize == "none":
+        return audio
+    centred = audio - audio.mean()
+    return (centred / np.sqrt(centred.var() + 1e-7)).astype(np.float32)
+
+
+def session_options(threads: ThreadOptions) -> ort.SessionOptions:
+    if threads.graph_optimization not in _OPT_LEVELS:
+        raise ValueError(
+            f"graph_optimization must be one of {sorted(_OPT_LEVELS)}, "
+            f"got {threads.graph_optimization!r}"
+        )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads.intra_op_threads
+    options.inter_op_num_threads = threads.inter_op_threads
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = _OPT_LEVELS[threads.graph_optimization]
+    # Threads spin-wait by default; on a shared CPU that burns the cores other workers need.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return options
+
+
+class OnnxClassifier:
+    """One ONNX Runtime session; ``predict`` is safe to call from several threads."""
+
+    def __init__(self, model_dir: Path, threads: ThreadOptions = ThreadOptions()) -> None:
+        self.model_dir = model_dir
+        self.manifest = read_manifest(model_dir)
+        graph = model_dir / self.manifest.graph.file
+        try:
+            self._session = ort.InferenceSession(
+                str(graph), sess_options=session_options(threads), providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # ORT raises its own untyped errors for unreadable graphs
+            raise ModelError(f"ONNX Runtime cannot load {str(graph)!r}: {exc}") from exc
+        self._check_io()
+
+    def _check_io(self) -> None:
+        inputs = [i.name for i in self._session.get_inputs()]
+        outputs = [o.name for o in self._session.get_outputs()]
+        if self.manifest.input.name not in inputs:
+            raise ModelError(
+                f"graph has no input {self.manifest.input.name!r} (it has {inputs})"
+            )
+        if self.manifest.output.name not in outputs:
+            raise ModelError(
+                f"graph has no output {self.manifest.output.name!r} (it has {outputs})"
+            )
+        probe = np.zeros(self.manifest.sample_rate, dtype=np.float32)
+        logits = self._logits(probe)
+        if logits.shape != (len(self.manifest.labels),):
+            raise ModelError(
+                f"graph output {self.manifest.output.name!r} has {logits.shape[-1]} classes "
+                f"but the manifest lists {len(self.manifest.labels)} labels"
+            )
+
+    def _logits(self, audio: Audio) -> npt.NDArray[np.float32]:
+        feed = {self.manifest.input.name: audio[np.newaxis, :]}
+        (out,) = self._session.run([self.manifest.output.name], feed)
+        return np.asarray(out, dtype=np.float32).reshape(-1)
+
+    def logits(self, audio: Audio) -> npt.NDArray[np.float32]:
+        """Raw output for one segment (used by evaluation and export checks)."""
+        if audio.ndim != 1 or audio.size == 0:
+            raise ValueError(f"expected non-empty mono audio, got shape {audio.shape}")
+        if audio.size < self.manifest.input.min_samples:
+            audio = np.pad(audio, (0, self.manifest.input.min_samples - audio.size))
+        return self._logits(normalize(audio.astype(np.float32, copy=False), self.manifest))
+
+    def predict(self, audio: Audio) -> Scores:
+        return softmax(self.logits(audio))

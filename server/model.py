@@ -1,0 +1,123 @@
+"""The model directory: an ONNX graph plus ``manifest.json`` (see docs/model-format.md)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+MANIFEST_FILE = "manifest.json"
+FORMAT_VERSION = 1
+CANONICAL_LABELS = ("neutral", "happy", "sad", "angry", "fearful", "disgust")
+
+
+class ModelError(ValueError):
+    """A model directory that cannot be served; the message says what is wrong."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InputSpec(_Strict):
+    name: str = "input_values"
+    normalize: Literal["zero_mean_unit_var", "none"] = "zero_mean_unit_var"
+    min_samples: int = Field(default=400, ge=1)
+
+
+class OutputSpec(_Strict):
+    name: str = "logits"
+
+
+class GraphSpec(_Strict):
+    file: str = "model.onnx"
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    precision: Literal["fp32", "int8"] = "int8"
+
+
+class Manifest(_Strict):
+    format: Literal[1] = FORMAT_VERSION
+    name: str = Field(min_length=1, max_length=200)
+    version: str = Field(min_length=1, max_length=100)
+    labels: tuple[str, ...] = Field(min_length=2)
+    sample_rate: int = Field(ge=8000, le=48000)
+    input: InputSpec = InputSpec()
+    output: OutputSpec = OutputSpec()
+    graph: GraphSpec
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    provenance: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("labels")
+    @classmethod
+    def _unique_labels(cls, labels: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(labels)) != len(labels) or not all(labels):
+            raise ValueError(f"labels must be distinct non-empty strings, got {list(labels)}")
+        return labels
+
+    @field_validator("graph")
+    @classmethod
+    def _graph_in_directory(cls, graph: GraphSpec) -> GraphSpec:
+        if Path(graph.file).name != graph.file:
+            raise ValueError(f"graph.file must be a plain file name, got {graph.file!r}")
+        return graph
+
+    def public(self) -> dict[str, Any]:
+        """The manifest as served by ``GET /v1/model``."""
+        return self.model_dump(mode="json")
+
+    def summary(self) -> dict[str, Any]:
+        """The short form carried in ``ready`` messages and upload replies."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "labels": list(self.labels),
+            "sample_rate": self.sample_rate,
+        }
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(model_dir: Path) -> Manifest:
+    """Read and check a model directory's manifest and graph checksum."""
+    if not model_dir.is_dir():
+        raise ModelError(f"model directory {str(model_dir)!r} does not exist")
+    manifest_path = model_dir / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise ModelError(f"{str(manifest_path)!r} is missing")
+    try:
+        raw = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{str(manifest_path)!r} is not valid JSON: {exc}") from exc
+    try:
+        manifest = Manifest.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ModelError(f"{str(manifest_path)!r} is not a valid manifest: {problems}") from exc
+    graph_path = model_dir / manifest.graph.file
+    if not graph_path.is_file():
+        raise ModelError(f"graph file {str(graph_path)!r} named by the manifest is missing")
+    actual = sha256_file(graph_path)
+    if actual != manifest.graph.sha256:
+        raise ModelError(
+            f"checksum mismatch for {str(graph_path)!r}: manifest says "
+            f"{manifest.graph.sha256}, file has {actual}"
+        )
+    return manifest
+
+
+def write_manifest(model_dir: Path, manifest: Manifest) -> Path:
+    path = model_dir / MANIFEST_FILE
+    path.write_text(json.dumps(manifest.public(), indent=2) + "\n", encoding="utf-8")
+    return path

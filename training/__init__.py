@@ -1,0 +1,1 @@
+"""Training, evaluation and export of emotion classifiers (needs the ``train`` extra)."""
