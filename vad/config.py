@@ -1,0 +1,88 @@
+"""Segmenter parameters; see docs/segmentation.md for what each one does and why."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from vad.detector import WEBRTC_RATES_HZ
+
+FRAME_MS_CHOICES = (10, 20, 30)
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    sample_rate_hz: int = 16000
+    frame_ms: Literal[10, 20, 30] = 30
+    aggressiveness: int = 2
+    start_ms: int = 240
+    start_ratio: float = 0.6
+    hangover_ms: int = 600
+    stop_ratio: float = 0.1
+    pre_padding_ms: int = 200
+    post_padding_ms: int = 100
+    max_segment_ms: int = 3000
+    min_segment_ms: int = 500
+    cut_search_ms: int = 1000
+
+    def __post_init__(self) -> None:
+        self._check_choice("sample_rate_hz", self.sample_rate_hz, WEBRTC_RATES_HZ)
+        self._check_choice("frame_ms", self.frame_ms, FRAME_MS_CHOICES)
+        self._check_choice("aggressiveness", self.aggressiveness, (0, 1, 2, 3))
+        for name in ("start_ms", "hangover_ms", "max_segment_ms"):
+            self._check_at_least(name, 1)
+        for name in ("pre_padding_ms", "post_padding_ms", "min_segment_ms", "cut_search_ms"):
+            self._check_at_least(name, 0)
+        if not 0.0 < self.start_ratio <= 1.0:
+            raise ValueError(f"start_ratio must be in (0, 1], got {self.start_ratio}")
+        if not 0.0 <= self.stop_ratio < 1.0:
+            raise ValueError(f"stop_ratio must be in [0, 1), got {self.stop_ratio}")
+        self._check_fits_segment("hangover_ms", self.stop_frames * self.frame_ms + self.frame_ms)
+        lead_in_ms = self.start_frames * self.frame_ms + self.pre_padding_ms + self.frame_ms
+        self._check_fits_segment("start_ms + pre_padding_ms", lead_in_ms)
+        self._check_fits_segment("min_segment_ms", self.min_segment_ms)
+        self._check_fits_segment("cut_search_ms", self.cut_search_ms)
+
+    def _check_choice(self, name: str, value: object, choices: tuple[int, ...]) -> None:
+        if value not in choices:
+            raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+    def _check_at_least(self, name: str, minimum: int) -> None:
+        value = getattr(self, name)
+        if not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+    def _check_fits_segment(self, what: str, needed_ms: int) -> None:
+        if needed_ms > self.max_segment_ms:
+            raise ValueError(
+                f"{what} needs {needed_ms} ms, more than max_segment_ms={self.max_segment_ms}"
+            )
+
+    @property
+    def frame_samples(self) -> int:
+        return self.sample_rate_hz * self.frame_ms // 1000
+
+    @property
+    def start_frames(self) -> int:
+        """Frames in the start window: start_ms rounded up to whole frames."""
+        return math.ceil(self.start_ms / self.frame_ms)
+
+    @property
+    def stop_frames(self) -> int:
+        """Frames in the hangover window: hangover_ms rounded up to whole frames."""
+        return math.ceil(self.hangover_ms / self.frame_ms)
+
+    @property
+    def start_voiced_frames(self) -> int:
+        """Voiced frames in the start window that start speech."""
+        return max(1, math.ceil(self.start_ratio * self.start_frames - 1e-9))
+
+    @property
+    def stop_voiced_frames(self) -> int:
+        """At most this many voiced frames in the hangover window end speech."""
+        return math.floor(self.stop_ratio * self.stop_frames + 1e-9)
+
+    def samples(self, ms: int) -> int:
+        """Milliseconds to a whole number of samples at sample_rate_hz."""
+        return ms * self.sample_rate_hz // 1000

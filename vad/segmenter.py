@@ -1,0 +1,209 @@
+"""The speech segmenter: a synchronous state machine fed one VAD frame at a time."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from vad.config import SegmenterConfig
+from vad.detector import Detector, WebRtcDetector, frame_energy
+from vad.events import Event, Segment, SpeechEnd, SpeechStart
+from vad.framing import to_float
+from vad.ring import SampleRing
+
+
+class _Window:
+    """The voiced flags of the last `size` frames with a running count of voiced ones."""
+
+    def __init__(self, size: int, fill: bool) -> None:
+        self._flags: deque[bool] = deque([fill] * size, maxlen=size)
+        self.voiced = size if fill else 0
+
+    def append(self, voiced: bool) -> None:
+        self.voiced += int(voiced) - int(self._flags[0])
+        self._flags.append(voiced)
+
+    def latest(self, count: int) -> list[bool]:
+        return list(self._flags)[len(self._flags) - count :]
+
+    def first_voiced_age(self) -> int:
+        """How many frames ago the oldest voiced frame in the window began (1 = the newest)."""
+        for index, voiced in enumerate(self._flags):
+            if voiced:
+                return len(self._flags) - index
+        raise LookupError("no voiced frame in the window")
+
+
+@dataclass(slots=True)
+class _Utterance:
+    speech_start: int
+    seg_start: int  # stream position of the current segment's first sample
+    cut_floor: int  # a cut must lie after this position
+    last_voiced_end: int
+    audio: npt.NDArray[np.int16]  # audio[:filled] holds [seg_start, seg_start + filled)
+    filled: int
+    stop_window: _Window
+
+
+class Segmenter:
+    """Turns frames of exactly config.frame_ms into SpeechStart, Segment and SpeechEnd events.
+
+    Positions are sample indexes at config.sample_rate_hz, counted from the first frame.
+    """
+
+    def __init__(self, config: SegmenterConfig, detector: Detector | None = None) -> None:
+        self.config = config
+        self._detect = (
+            detector
+            if detector is not None
+            else WebRtcDetector(config.aggressiveness, config.sample_rate_hz)
+        )
+        self._frame = config.frame_samples
+        self._pre_padding = config.samples(config.pre_padding_ms)
+        self._post_padding = config.samples(config.post_padding_ms)
+        self._max_segment = config.samples(config.max_segment_ms)
+        self._min_segment = config.samples(config.min_segment_ms)
+        self._cut_search = config.samples(config.cut_search_ms)
+        cut_frames = config.cut_search_ms // config.frame_ms + 1
+        self._energies: deque[tuple[int, float]] = deque(maxlen=cut_frames)
+        self._preroll = SampleRing(config.start_frames * self._frame + self._pre_padding)
+        self.reset()
+
+    @property
+    def samples(self) -> int:
+        """Stream position just after the last frame pushed."""
+        return self._position
+
+    @property
+    def in_speech(self) -> bool:
+        return self._utterance is not None
+
+    def reset(self) -> None:
+        self._position = 0
+        self._floor = 0  # no new segment may start before the end of the last one
+        self._start_window = _Window(self.config.start_frames, fill=False)
+        self._utterance: _Utterance | None = None
+        self._energies.clear()
+        self._preroll.clear()
+
+    def push(self, frame: npt.NDArray[np.int16]) -> list[Event]:
+        """Process exactly one frame of config.frame_ms."""
+        return self._push(self._checked(frame), allow_cut=True)
+
+    def flush(self) -> list[Event]:
+        """End the utterance in progress now; [] when there is none."""
+        return self._end(self._position)
+
+    def finish(self, last_frame: npt.NDArray[np.int16] | None, valid_samples: int) -> list[Event]:
+        """End of stream: push a zero-padded last frame, of which only valid_samples are real
+        audio, then close any utterance; nothing reported extends past the real audio."""
+        if last_frame is None:
+            return self._end(self._position)
+        if not 0 < valid_samples <= self._frame:
+            raise ValueError(f"valid_samples must be in 1..{self._frame}, got {valid_samples}")
+        audio_end = self._position + valid_samples
+        events = self._push(self._checked(last_frame), allow_cut=False, audio_end=audio_end)
+        return events + self._end(audio_end)
+
+    def _checked(self, frame: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]:
+        if frame.shape != (self._frame,) or frame.dtype != np.int16:
+            raise ValueError(
+                f"frame must be {self._frame} int16 samples ({self.config.frame_ms} ms at "
+                f"{self.config.sample_rate_hz} Hz), got shape {frame.shape} of {frame.dtype}"
+            )
+        return frame
+
+    def _push(
+        self, frame: npt.NDArray[np.int16], allow_cut: bool, audio_end: int | None = None
+    ) -> list[Event]:
+        voiced = bool(self._detect(frame))
+        self._energies.append((self._position, frame_energy(frame)))
+        self._preroll.write(frame)
+        self._position += self._frame
+        utterance = self._utterance
+        if utterance is None:
+            return self._maybe_start(voiced, allow_cut)
+        utterance.audio[utterance.filled : utterance.filled + self._frame] = frame
+        utterance.filled += self._frame
+        utterance.stop_window.append(voiced)
+        if voiced:
+            utterance.last_voiced_end = self._position
+        elif utterance.stop_window.voiced <= self.config.stop_voiced_frames:
+            return self._end(self._position if audio_end is None else audio_end)
+        return self._maybe_cut(utterance) if allow_cut else []
+
+    def _maybe_start(self, voiced: bool, allow_cut: bool) -> list[Event]:
+        window = self._start_window
+        window.append(voiced)
+        if not voiced or window.voiced < self.config.start_voiced_frames:
+            return []
+        age = window.first_voiced_age()
+        speech_start = self._position - age * self._frame
+        seg_start = max(self._floor, speech_start - self._pre_padding, self._preroll.start)
+        stop_window = _Window(self.config.stop_frames, fill=True)
+        for flag in window.latest(age):  # frames before these count as voiced
+            stop_window.append(flag)
+        audio = np.empty(self._max_segment, dtype=np.int16)
+        filled = self._preroll.read_into(audio, seg_start)
+        self._utterance = _Utterance(
+            speech_start, seg_start, speech_start, self._position, audio, filled, stop_window
+        )
+        self._start_window = _Window(self.config.start_frames, fill=False)
+        events: list[Event] = [self._speech_start(speech_start)]
+        if allow_cut:
+            events += self._maybe_cut(self._utterance)
+        return events
+
+    def _maybe_cut(self, utterance: _Utterance) -> list[Event]:
+        limit = utterance.seg_start + self._max_segment
+        if self._position + self._frame <= limit:
+            return []
+        cut = self._cut_position(utterance, limit)
+        length = cut - utterance.seg_start
+        segment = self._segment(utterance.seg_start, cut, utterance.audio[:length])
+        rest = utterance.filled - length
+        utterance.audio[:rest] = utterance.audio[length : utterance.filled]
+        utterance.filled = rest
+        utterance.seg_start = utterance.cut_floor = cut
+        return [segment]
+
+    def _cut_position(self, utterance: _Utterance, limit: int) -> int:
+        """The middle of the quietest frame in the search window before limit that still
+        leaves voiced audio for the next segment; the end of the last voiced frame if none."""
+        lowest = max(utterance.cut_floor, limit - self._cut_search)
+        best: tuple[float, int] | None = None
+        for frame_start, energy in self._energies:
+            middle = frame_start + self._frame // 2
+            eligible = lowest < middle <= limit and middle < utterance.last_voiced_end
+            if eligible and (best is None or energy <= best[0]):
+                best = (energy, middle)
+        if best is not None:
+            return best[1]
+        if utterance.last_voiced_end > utterance.seg_start:
+            return utterance.last_voiced_end
+        return self._position
+
+    def _end(self, audio_end: int) -> list[Event]:
+        utterance = self._utterance
+        if utterance is None:
+            return []
+        voiced_end = min(utterance.last_voiced_end, audio_end)
+        end = max(utterance.seg_start, min(voiced_end + self._post_padding, audio_end))
+        length = end - utterance.seg_start
+        segment = self._segment(utterance.seg_start, end, utterance.audio[:length])
+        self._utterance = None
+        self._floor = end
+        return [segment, SpeechEnd(voiced_end, self._ms(voiced_end))]
+
+    def _segment(self, start: int, end: int, audio: npt.NDArray[np.int16]) -> Segment:
+        too_short = end - start < self._min_segment
+        return Segment(start, end, self._ms(start), self._ms(end), to_float(audio), too_short)
+
+    def _speech_start(self, sample: int) -> SpeechStart:
+        return SpeechStart(sample, self._ms(sample))
+
+    def _ms(self, sample: int) -> int:
+        return sample * 1000 // self.config.sample_rate_hz
