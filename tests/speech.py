@@ -1,4 +1,7 @@
-"""Test audio: speech synthesised with espeak-ng, silences and tones, all in memory."""
+"""Test audio: speech synthesised with espeak-ng, silences and tones, all in memory.
+
+Import it as ``from tests.speech import espeak`` (pytest runs with --import-mode=importlib).
+"""
 
 from __future__ import annotations
 
