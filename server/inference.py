@@ -1,4 +1,4 @@
-"""Classifiers: the narrow ``predict(audio) -> probabilities`` interface and its ONNX Runtime form."""
+"""Classifiers: the narrow ``predict(audio) -> probabilities`` interface, ONNX Runtime form."""
 
 from __future__ import annotations
 
@@ -42,14 +42,16 @@ _OPT_LEVELS = {
 def softmax(logits: npt.NDArray[np.floating]) -> Scores:
     shifted = logits.astype(np.float64) - np.max(logits, axis=-1, keepdims=True)
     exp = np.exp(shifted)
-    return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
+    probabilities: Scores = (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
+    return probabilities
 
 
 def normalize(audio: Audio, manifest: Manifest) -> Audio:
     if manifest.input.normalize == "none":
         return audio
     centred = audio - audio.mean()
-    return (centred / np.sqrt(centred.var() + 1e-7)).astype(np.float32)
+    scaled: Audio = (centred / np.sqrt(centred.var() + 1e-7)).astype(np.float32)
+    return scaled
 
 
 def session_options(threads: ThreadOptions) -> ort.SessionOptions:
@@ -78,7 +80,9 @@ class OnnxClassifier:
         graph = model_dir / self.manifest.graph.file
         try:
             self._session = ort.InferenceSession(
-                str(graph), sess_options=session_options(threads), providers=["CPUExecutionProvider"]
+                str(graph),
+                sess_options=session_options(threads),
+                providers=["CPUExecutionProvider"],
             )
         except Exception as exc:  # ORT raises its own untyped errors for unreadable graphs
             raise ModelError(f"ONNX Runtime cannot load {str(graph)!r}: {exc}") from exc
@@ -88,9 +92,7 @@ class OnnxClassifier:
         inputs = [i.name for i in self._session.get_inputs()]
         outputs = [o.name for o in self._session.get_outputs()]
         if self.manifest.input.name not in inputs:
-            raise ModelError(
-                f"graph has no input {self.manifest.input.name!r} (it has {inputs})"
-            )
+            raise ModelError(f"graph has no input {self.manifest.input.name!r} (it has {inputs})")
         if self.manifest.output.name not in outputs:
             raise ModelError(
                 f"graph has no output {self.manifest.output.name!r} (it has {outputs})"

@@ -39,7 +39,7 @@ class GraphSpec(_Strict):
 
 
 class Manifest(_Strict):
-    format: Literal[1] = FORMAT_VERSION
+    format: Literal[1] = 1
     name: str = Field(min_length=1, max_length=200)
     version: str = Field(min_length=1, max_length=100)
     labels: tuple[str, ...] = Field(min_length=2)

@@ -1,0 +1,1 @@
+"""emostream server: Starlette app, protocol, sessions, inference pool and CLI."""

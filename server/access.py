@@ -1,0 +1,117 @@
+"""Who may connect: token, Origin allow-list, client address and connection limits."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from urllib.parse import urlsplit
+
+from pydantic import SecretStr
+
+from server.settings import IpNetwork
+
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    scheme, _, value = headers.get("authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else None
+
+
+def token_matches(expected: SecretStr, presented: str | None) -> bool:
+    if presented is None:
+        return False
+    return hmac.compare_digest(
+        expected.get_secret_value().encode("utf-8"), presented.encode("utf-8", "replace")
+    )
+
+
+def _host_port(scheme: str, netloc: str) -> tuple[str, int | None]:
+    parts = urlsplit(f"{scheme}://{netloc}")
+    try:
+        port = parts.port
+    except ValueError:
+        return netloc.lower(), None
+    return (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme)
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: list[str], secure: bool) -> bool:
+    """No Origin (a non-browser client) passes; otherwise same origin or an allow-listed one."""
+    if origin is None:
+        return True
+    origin = origin.lower()
+    if origin in allowed:
+        return True
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or host is None:
+        return False
+    own_scheme = "https" if secure else "http"
+    origin_hp = _host_port(parts.scheme, parts.netloc)
+    # Behind a TLS proxy the upstream request is plain, so accept either scheme for the own host.
+    return origin_hp in {_host_port(own_scheme, host), _host_port(parts.scheme, host)}
+
+
+def client_address(peer: str | None, forwarded_for: str | None, trusted: list[IpNetwork]) -> str:
+    """The peer address, or behind trusted proxies the last untrusted X-Forwarded-For hop."""
+    address = peer or "unknown"
+    if not forwarded_for or not _is_trusted(address, trusted):
+        return address
+    for hop in reversed([h.strip() for h in forwarded_for.split(",")]):
+        if not _is_trusted(hop, trusted):
+            return hop if _is_ip(hop) else address
+    return address
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_trusted(address: str, trusted: list[IpNetwork]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)
+
+
+class ConnectionLimit(Exception):
+    pass
+
+
+class ConnectionLimiter:
+    """Counts open sessions in total and per client address."""
+
+    def __init__(self, max_total: int, max_per_client: int) -> None:
+        self.max_total = max_total
+        self.max_per_client = max_per_client
+        self._per_client: Counter[str] = Counter()
+        self._total = 0
+
+    @property
+    def total(self) -> int:
+        return self._total
+
+    @contextmanager
+    def hold(self, client: str) -> Iterator[None]:
+        if self._total >= self.max_total:
+            raise ConnectionLimit(f"server is at its limit of {self.max_total} connections")
+        if self._per_client[client] >= self.max_per_client:
+            raise ConnectionLimit(
+                f"client {client} is at its limit of {self.max_per_client} connections"
+            )
+        self._total += 1
+        self._per_client[client] += 1
+        try:
+            yield
+        finally:
+            self._total -= 1
+            self._per_client[client] -= 1
+            if not self._per_client[client]:
+                del self._per_client[client]

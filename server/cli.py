@@ -1,0 +1,209 @@
+"""The ``emostream`` command: serve, classify files offline, stream a file to a server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from pydantic import ValidationError
+
+from server.settings import Settings
+
+log = logging.getLogger("emostream")
+
+
+def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
+    overrides = {k: v for k, v in extra.items() if v is not None}
+    if getattr(args, "model", None) is not None:
+        overrides["model_dir"] = args.model
+    if getattr(args, "workers", None) is not None:
+        overrides["workers"] = args.workers
+    return Settings(**overrides)
+
+
+class _DrainingServer(uvicorn.Server):
+    """Stops accepting, lets sessions finish their utterance and close 1013, then shuts down."""
+
+    def __init__(self, config: uvicorn.Config, service: Any) -> None:
+        super().__init__(config)
+        self._service = service
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, self._reload)
+
+    def _reload(self) -> None:
+        task = asyncio.ensure_future(self._service.switch_model())
+        task.add_done_callback(_log_reload)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        await self._service.drain()
+        await super().shutdown(sockets)
+
+
+def _log_reload(task: asyncio.Future[Any]) -> None:
+    if task.exception() is not None:
+        log.error("model reload refused: %s", task.exception())
+
+
+def serve(args: argparse.Namespace) -> int:
+    from server.app import create_app
+
+    settings = _settings(args)
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        ws="websockets",
+        ws_max_size=settings.max_frame_bytes + 4096,
+        ws_ping_interval=settings.ws_ping_interval_s,
+        ws_ping_timeout=settings.ws_ping_timeout_s,
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout_s) + 1,
+        log_level=settings.log_level,
+        access_log=False,
+    )
+    _DrainingServer(config, app.state.service).run()
+    return 0
+
+
+def classify(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from server.app import classify_audio
+    from server.outcome import SEGMENT_RATE_HZ, summarize
+    from server.protocol import outcome_body
+    from server.service import Service
+    from server.upload import UploadError, decode_audio
+
+    settings = _settings(args)
+    service = Service(settings)
+    service.start()
+    model = service.manifest.summary()
+    failures = 0
+    reports: list[dict[str, Any]] = []
+    try:
+        for path in tqdm(args.files, disable=len(args.files) < 2 or args.json, unit="file"):
+            try:
+                decoded = decode_audio(path.read_bytes(), SEGMENT_RATE_HZ, settings.max_upload_ms)
+            except (OSError, UploadError) as exc:
+                failures += 1
+                print(f"{path}: error: {exc}", file=sys.stderr)
+                continue
+            outcomes = asyncio.run(classify_audio(service, decoded.audio))
+            report = {
+                "file": str(path),
+                "duration_ms": decoded.duration_ms,
+                "segments": [outcome_body(o) for o in outcomes],
+                "summary": summarize(outcomes),
+            }
+            reports.append(report)
+            if not args.json:
+                tqdm.write(_table(report))
+    finally:
+        service.stop()
+    if args.json:
+        print(json.dumps({"model": model, "files": reports}, indent=2))
+    return 1 if failures else 0
+
+
+def _table(report: dict[str, Any]) -> str:
+    lines = [f"{report['file']}  ({report['duration_ms'] / 1000:.1f} s)"]
+    for seg in report["segments"]:
+        span = f"{seg['start_ms'] / 1000:7.2f}–{seg['end_ms'] / 1000:6.2f} s"
+        if "label" in seg:
+            lines.append(
+                f"  #{seg['segment']:<3} {span}  {seg['label']:<8} {seg['confidence']:.2f}"
+            )
+        else:
+            lines.append(f"  #{seg['segment']:<3} {span}  (skipped: {seg['reason']})")
+    summary = report["summary"]
+    overall = f"{summary['label']} {summary['confidence']:.2f}" if summary["label"] else "—"
+    lines.append(f"  overall: {overall}")
+    return "\n".join(lines)
+
+
+def stream(args: argparse.Namespace) -> int:
+    from server.client import load_pcm16, stream_pcm16
+
+    pcm, rate = load_pcm16(args.file)
+
+    def show(message: dict[str, Any]) -> None:
+        if args.json:
+            print(json.dumps(message), flush=True)
+        elif message["type"] == "result":
+            print(
+                f"#{message['segment']:<3} {message['start_ms'] / 1000:7.2f}–"
+                f"{message['end_ms'] / 1000:6.2f} s  {message['label']:<8} "
+                f"{message['confidence']:.2f}  ({message['latency_ms']} ms)",
+                flush=True,
+            )
+        elif message["type"] in ("skipped", "error", "end"):
+            print(json.dumps(message), flush=True)
+
+    speed = 0.0 if args.fast else args.speed
+    report = asyncio.run(
+        stream_pcm16(args.url, pcm, rate, speed=speed, token=args.token, on_message=show)
+    )
+    return 0 if report.close_code == 1000 else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="emostream", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("serve", help="run the HTTP and WebSocket server")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--model", type=Path, help="model directory (default: the bundled model)")
+    p.add_argument("--workers", type=int, help="inference worker threads")
+    p.set_defaults(func=serve)
+
+    p = commands.add_parser("classify", help="classify recordings offline")
+    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--model", type=Path)
+    p.add_argument("--workers", type=int)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=classify)
+
+    p = commands.add_parser("stream", help="stream a recording to a server and print results")
+    p.add_argument("file", type=Path)
+    p.add_argument("--url", default="ws://127.0.0.1:8000/v1/stream")
+    p.add_argument("--speed", type=float, default=1.0, help="pace as a multiple of real time")
+    p.add_argument("--fast", action="store_true", help="send as fast as the server reads")
+    p.add_argument("--token")
+    p.add_argument("--json", action="store_true", help="print every message as JSON")
+    p.set_defaults(func=stream)
+
+    try:
+        from training.cli import register
+    except ImportError:  # the training extra is not installed
+        pass
+    else:
+        register(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return int(args.func(args))
+    except ValidationError as exc:
+        print(f"emostream: invalid setting: {exc}", file=sys.stderr)
+        return 2

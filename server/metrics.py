@@ -1,0 +1,59 @@
+"""Prometheus metrics, one registry per app (no global state shared between test apps)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.connections = Gauge(
+            "emostream_open_connections", "Open WebSocket sessions.", registry=r
+        )
+        self.connections_total = Counter(
+            "emostream_connections", "WebSocket connections by outcome.", ["outcome"], registry=r
+        )
+        self.segments = Counter(
+            "emostream_segments", "Segments cut by the segmenter.", ["source"], registry=r
+        )
+        self.skipped = Counter(
+            "emostream_skipped", "Segments not classified, by reason.", ["reason"], registry=r
+        )
+        self.inference_seconds = Histogram(
+            "emostream_inference_seconds",
+            "Model run time per segment.",
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.queue_wait_seconds = Histogram(
+            "emostream_queue_wait_seconds",
+            "Time a segment waited for a worker.",
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "emostream_queue_depth", "Segments waiting for a worker.", registry=r
+        )
+        self.in_progress = Gauge(
+            "emostream_inference_in_progress", "Segments being classified.", registry=r
+        )
+        self.uploads = Counter(
+            "emostream_uploads", "Uploaded files by HTTP status.", ["status"], registry=r
+        )
+        self.model_info = Gauge(
+            "emostream_model_info", "The served model (value 1).", ["name", "version"], registry=r
+        )
+        self.model_swaps = Counter(
+            "emostream_model_swaps", "Model switch attempts by outcome.", ["outcome"], registry=r
+        )
+
+    def set_model(self, name: str, version: str) -> None:
+        self.model_info.clear()
+        self.model_info.labels(name=name, version=version).set(1)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,76 @@
+"""From a cut segment to its ``result`` or ``skipped`` outcome, and the upload summary."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import soxr
+
+import vad
+from server.pool import InferenceFailed, InferencePool, Overloaded
+from server.protocol import Error, Result, SegmentOutcome, Skipped
+
+log = logging.getLogger(__name__)
+
+SEGMENT_RATE_HZ = 16000
+
+
+async def classify_segment(
+    pool: InferencePool, index: int, segment: vad.Segment, known_at: float
+) -> tuple[SegmentOutcome, Error | None]:
+    """The outcome of one segment; an inference fault also yields an ``internal`` error."""
+    if segment.too_short:
+        return _skip(pool, index, segment, "too_short"), None
+    audio = segment.audio
+    rate = pool.classifier.manifest.sample_rate
+    if rate != SEGMENT_RATE_HZ:
+        audio = soxr.resample(audio, SEGMENT_RATE_HZ, rate).astype(np.float32)
+    try:
+        prediction = await pool.classify(audio)
+    except Overloaded:
+        return _skip(pool, index, segment, "overloaded"), None
+    except InferenceFailed as exc:
+        log.error("inference failed on segment %d: %s", index, exc, exc_info=exc.__cause__)
+        error = Error("internal", f"inference failed on segment {index}; the stream goes on")
+        return _skip(pool, index, segment, "error"), error
+    labels = prediction.manifest.labels
+    scores = {label: round(float(p), 6) for label, p in zip(labels, prediction.scores, strict=True)}
+    best = int(np.argmax(prediction.scores))
+    result = Result(
+        segment=index,
+        start_ms=segment.start_ms,
+        end_ms=segment.end_ms,
+        label=labels[best],
+        confidence=scores[labels[best]],
+        scores=scores,
+        model_version=prediction.manifest.version,
+        latency_ms=round((time.monotonic() - known_at) * 1000),
+    )
+    return result, None
+
+
+def _skip(pool: InferencePool, index: int, segment: vad.Segment, reason: str) -> Skipped:
+    pool.metrics.skipped.labels(reason=reason).inc()
+    return Skipped(index, segment.start_ms, segment.end_ms, reason)  # type: ignore[arg-type]
+
+
+def summarize(outcomes: list[SegmentOutcome]) -> dict[str, object]:
+    """Scores averaged over the classified segments, weighted by duration."""
+    results = [o for o in outcomes if isinstance(o, Result)]
+    weights = [r.end_ms - r.start_ms for r in results]
+    if not results or sum(weights) <= 0:
+        return {"label": None, "confidence": None, "scores": {}}
+    labels = list(results[0].scores)
+    total = float(sum(weights))
+    scores = {
+        label: round(
+            sum(r.scores.get(label, 0.0) * w for r, w in zip(results, weights, strict=True))
+            / total,
+            6,
+        )
+        for label in labels
+    }
+    label = max(scores, key=scores.__getitem__)
+    return {"label": label, "confidence": scores[label], "scores": scores}

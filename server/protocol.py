@@ -1,0 +1,174 @@
+"""Protocol version 1: messages, error codes, close codes, query parameters."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, get_args
+
+PROTOCOL_VERSION = 1
+
+# WebSocket close codes (RFC 6455 §7.4.1).
+CLOSE_NORMAL = 1000
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
+CLOSE_TRY_AGAIN = 1013
+
+ErrorCode = Literal[
+    "bad_request", "unauthorized", "bad_frame", "bad_message", "limit", "busy", "internal"
+]
+SkipReason = Literal["too_short", "overloaded", "error"]
+Encoding = Literal["pcm_s16le", "pcm_f32le"]
+ENCODINGS: tuple[str, ...] = get_args(Encoding)
+
+MIN_SAMPLE_RATE_HZ = 8000
+MAX_SAMPLE_RATE_HZ = 48000
+
+
+class ProtocolError(ValueError):
+    """A client mistake, reported with ``code``; the message names the bad value."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code: ErrorCode = code
+
+
+@dataclass(frozen=True, slots=True)
+class StreamParams:
+    sample_rate: int = 16000
+    encoding: Encoding = "pcm_s16le"
+    token: str | None = None
+
+
+def parse_stream_params(query: Mapping[str, str]) -> StreamParams:
+    rate_text = query.get("sample_rate", "16000")
+    if not rate_text.isdigit() or not (MIN_SAMPLE_RATE_HZ <= int(rate_text) <= MAX_SAMPLE_RATE_HZ):
+        raise ProtocolError(
+            "bad_request",
+            f"sample_rate must be an integer from {MIN_SAMPLE_RATE_HZ} to "
+            f"{MAX_SAMPLE_RATE_HZ}, got {rate_text[:40]!r}",
+        )
+    encoding = query.get("encoding", "pcm_s16le")
+    if encoding not in ENCODINGS:
+        raise ProtocolError(
+            "bad_request",
+            f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding[:40]!r}",
+        )
+    return StreamParams(int(rate_text), encoding, query.get("token"))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class Flush:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    pass
+
+
+ClientMessage = Flush | End
+_CLIENT_TYPES: dict[str, ClientMessage] = {"flush": Flush(), "end": End()}
+
+
+def parse_client_message(text: str) -> ClientMessage:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ProtocolError("bad_message", f"text frame is not JSON: {exc.msg}") from exc
+    if not isinstance(data, dict):
+        raise ProtocolError(
+            "bad_message", f"text frame must be a JSON object, got {type(data).__name__}"
+        )
+    kind = data.get("type")
+    if not isinstance(kind, str) or kind not in _CLIENT_TYPES:
+        raise ProtocolError(
+            "bad_message",
+            f"unknown message type {str(kind)[:40]!r}; expected one of {', '.join(_CLIENT_TYPES)}",
+        )
+    return _CLIENT_TYPES[kind]
+
+
+# Server → client messages. ``to_json`` is the one place where they are serialised.
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    session: str
+    model: dict[str, Any]
+    sample_rate: int
+    encoding: str
+    limits: dict[str, int]
+    protocol: int = PROTOCOL_VERSION
+    type: str = field(default="ready", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStart:
+    t_ms: int
+    type: str = field(default="speech_start", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechEnd:
+    t_ms: int
+    type: str = field(default="speech_end", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    segment: int
+    start_ms: int
+    end_ms: int
+    label: str
+    confidence: float
+    scores: dict[str, float]
+    model_version: str
+    latency_ms: int
+    type: str = field(default="result", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    segment: int
+    start_ms: int
+    end_ms: int
+    reason: SkipReason
+    type: str = field(default="skipped", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    code: ErrorCode
+    message: str
+    type: str = field(default="error", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfStream:
+    segments: int
+    audio_ms: int
+    type: str = field(default="end", init=False)
+
+
+ServerMessage = Ready | SpeechStart | SpeechEnd | Result | Skipped | Error | EndOfStream
+SegmentOutcome = Result | Skipped
+
+
+def to_dict(message: ServerMessage) -> dict[str, Any]:
+    data = asdict(message)
+    kind = data.pop("type")
+    return {"type": kind, **data}
+
+
+def to_json(message: ServerMessage) -> str:
+    return json.dumps(to_dict(message), separators=(",", ":"))
+
+
+def outcome_body(outcome: SegmentOutcome) -> dict[str, Any]:
+    """A result or skipped object without ``type``, as in upload replies."""
+    data = asdict(outcome)
+    data.pop("type")
+    return data

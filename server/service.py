@@ -1,0 +1,135 @@
+"""The resources shared by every connection: settings, model, pool, limits, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import vad
+from server.access import ConnectionLimiter
+from server.inference import Classifier, OnnxClassifier, ThreadOptions
+from server.metrics import Metrics
+from server.model import Manifest
+from server.pool import InferencePool
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ClassifierLoader = Callable[[Path], Classifier]
+
+
+class Drainable(Protocol):
+    def request_shutdown(self) -> None: ...
+
+    async def wait_closed(self) -> None: ...
+
+
+class Service:
+    """Created with the app; ``start`` loads the model in the lifespan, ``stop`` releases it."""
+
+    def __init__(self, settings: Settings, loader: ClassifierLoader | None = None) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.limiter = ConnectionLimiter(settings.max_connections, settings.max_connections_per_ip)
+        self.sessions: set[Drainable] = set()
+        self.draining = False
+        self._loader = loader or self._load_onnx
+        self._pool: InferencePool | None = None
+        self._swap_lock = asyncio.Lock()
+
+    def _load_onnx(self, model_dir: Path) -> Classifier:
+        threads = ThreadOptions(
+            intra_op_threads=self.settings.intra_op_threads,
+            graph_optimization=self.settings.graph_optimization,
+        )
+        return OnnxClassifier(model_dir, threads)
+
+    @property
+    def pool(self) -> InferencePool:
+        if self._pool is None:
+            raise RuntimeError("service is not started")
+        return self._pool
+
+    @property
+    def ready(self) -> bool:
+        return self._pool is not None and not self.draining and self._pool.accepting
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.pool.classifier.manifest
+
+    def start(self) -> None:
+        classifier = self._loader(self.settings.model_dir)
+        self._pool = InferencePool(
+            classifier,
+            workers=self.settings.workers,
+            queue_size=self.settings.queue_size,
+            queue_timeout_s=self.settings.queue_timeout_ms / 1000,
+            metrics=self.metrics,
+        )
+        self.metrics.set_model(classifier.manifest.name, classifier.manifest.version)
+        log.info(
+            "serving model %s version %s from %s",
+            classifier.manifest.name,
+            classifier.manifest.version,
+            self.settings.model_dir,
+        )
+
+    def stop(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    async def switch_model(self, model_dir: Path | None = None) -> Manifest:
+        """Load and validate ``model_dir`` (default: the configured one), then serve it.
+
+        Raises ``ModelError`` and keeps the current model when the new one is refused.
+        Live sessions continue; segments already admitted finish on the old model.
+        """
+        target = model_dir or self.settings.model_dir
+        async with self._swap_lock:
+            try:
+                classifier = await asyncio.to_thread(self._loader, target)
+            except ValueError:
+                self.metrics.model_swaps.labels(outcome="refused").inc()
+                raise
+            old = self.pool.swap(classifier)
+        self.metrics.model_swaps.labels(outcome="switched").inc()
+        self.metrics.set_model(classifier.manifest.name, classifier.manifest.version)
+        log.info(
+            "switched model %s %s -> %s %s (from %s)",
+            old.manifest.name,
+            old.manifest.version,
+            classifier.manifest.name,
+            classifier.manifest.version,
+            target,
+        )
+        return classifier.manifest
+
+    def segmenter_config(self) -> vad.SegmenterConfig:
+        s = self.settings
+        return vad.SegmenterConfig(
+            frame_ms=s.vad_frame_ms,
+            aggressiveness=s.vad_aggressiveness,
+            start_ms=s.vad_start_ms,
+            hangover_ms=s.vad_hangover_ms,
+            pre_padding_ms=s.vad_pre_padding_ms,
+            post_padding_ms=s.vad_post_padding_ms,
+            max_segment_ms=s.max_segment_ms,
+            min_segment_ms=s.min_segment_ms,
+        )
+
+    async def drain(self) -> None:
+        """Ask every session to finish its utterance, deliver its results and close."""
+        self.draining = True
+        sessions = list(self.sessions)
+        for session in sessions:
+            session.request_shutdown()
+        if sessions:
+            await asyncio.wait(
+                [asyncio.ensure_future(s.wait_closed()) for s in sessions],
+                timeout=self.settings.shutdown_timeout_s,
+            )
