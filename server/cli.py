@@ -6,13 +6,10 @@ import argparse
 import asyncio
 import json
 import logging
-import signal
-import socket
 import sys
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from pydantic import ValidationError
 
 from server.settings import Settings
@@ -29,54 +26,14 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
     return Settings(**overrides)
 
 
-class _DrainingServer(uvicorn.Server):
-    """Stops accepting, lets sessions finish their utterance and close 1013, then shuts down."""
-
-    def __init__(self, config: uvicorn.Config, service: Any) -> None:
-        super().__init__(config)
-        self._service = service
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGHUP, self._reload)
-
-    def _reload(self) -> None:
-        task = asyncio.ensure_future(self._service.switch_model())
-        task.add_done_callback(_log_reload)
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        for server in self.servers:
-            server.close()
-        await self._service.drain()
-        await super().shutdown(sockets)
-
-
-def _log_reload(task: asyncio.Future[Any]) -> None:
-    if task.exception() is not None:
-        log.error("model reload refused: %s", task.exception())
-
-
 def serve(args: argparse.Namespace) -> int:
     from server.app import create_app
+    from server.runner import DrainingServer, uvicorn_config
 
     settings = _settings(args)
     app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host=args.host,
-        port=args.port,
-        ws="websockets",
-        ws_max_size=settings.max_frame_bytes + 4096,
-        ws_ping_interval=settings.ws_ping_interval_s,
-        ws_ping_timeout=settings.ws_ping_timeout_s,
-        proxy_headers=False,
-        server_header=False,
-        timeout_graceful_shutdown=int(settings.shutdown_timeout_s) + 1,
-        log_level=settings.log_level,
-        access_log=False,
-    )
-    _DrainingServer(config, app.state.service).run()
+    config = uvicorn_config(app, settings, args.host, args.port)
+    DrainingServer(config, app.state.service).run()
     return 0
 
 
