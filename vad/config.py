@@ -25,6 +25,8 @@ class SegmenterConfig:
     max_segment_ms: int = 3000
     min_segment_ms: int = 500
     cut_search_ms: int = 1000
+    end_trim_ms: int = 90
+    end_trim_margin_db: float = 6.0
 
     def __post_init__(self) -> None:
         self._check_choice("sample_rate_hz", self.sample_rate_hz, WEBRTC_RATES_HZ)
@@ -32,8 +34,18 @@ class SegmenterConfig:
         self._check_choice("aggressiveness", self.aggressiveness, (0, 1, 2, 3))
         for name in ("start_ms", "hangover_ms", "max_segment_ms"):
             self._check_at_least(name, 1)
-        for name in ("pre_padding_ms", "post_padding_ms", "min_segment_ms", "cut_search_ms"):
+        for name in (
+            "pre_padding_ms",
+            "post_padding_ms",
+            "min_segment_ms",
+            "cut_search_ms",
+            "end_trim_ms",
+        ):
             self._check_at_least(name, 0)
+        if not 0.0 <= self.end_trim_margin_db < math.inf:
+            raise ValueError(
+                f"end_trim_margin_db must be a finite value >= 0, got {self.end_trim_margin_db}"
+            )
         if not 0.0 < self.start_ratio <= 1.0:
             raise ValueError(f"start_ratio must be in (0, 1], got {self.start_ratio}")
         if not 0.0 <= self.stop_ratio < 1.0:
@@ -72,6 +84,11 @@ class SegmenterConfig:
     def stop_frames(self) -> int:
         """Frames in the hangover window: hangover_ms rounded up to whole frames."""
         return math.ceil(self.hangover_ms / self.frame_ms)
+
+    @property
+    def end_trim_frames(self) -> int:
+        """Trailing voiced frames the end may be moved back over: end_trim_ms rounded down."""
+        return self.end_trim_ms // self.frame_ms
 
     @property
     def start_voiced_frames(self) -> int:

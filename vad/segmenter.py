@@ -14,6 +14,8 @@ from vad.events import Event, Segment, SpeechEnd, SpeechStart
 from vad.framing import to_float
 from vad.ring import SampleRing
 
+_MIN_NOISE_FRAMES = 3
+
 
 class _Window:
     """The voiced flags of the last `size` frames with a running count of voiced ones."""
@@ -67,8 +69,12 @@ class Segmenter:
         self._max_segment = config.samples(config.max_segment_ms)
         self._min_segment = config.samples(config.min_segment_ms)
         self._cut_search = config.samples(config.cut_search_ms)
-        cut_frames = config.cut_search_ms // config.frame_ms + 1
-        self._energies: deque[tuple[int, float]] = deque(maxlen=cut_frames)
+        self._trim_frames = config.end_trim_frames
+        self._trim_factor = 10.0 ** (config.end_trim_margin_db / 10.0)
+        kept_frames = max(
+            config.cut_search_ms // config.frame_ms + 1, config.stop_frames + self._trim_frames + 1
+        )
+        self._energies: deque[tuple[int, float]] = deque(maxlen=kept_frames)
         self._preroll = SampleRing(config.start_frames * self._frame + self._pre_padding)
         self.reset()
 
@@ -190,13 +196,31 @@ class Segmenter:
         utterance = self._utterance
         if utterance is None:
             return []
-        voiced_end = min(utterance.last_voiced_end, audio_end)
+        voiced_end = min(self._trimmed_voiced_end(utterance), audio_end)
         end = max(utterance.seg_start, min(voiced_end + self._post_padding, audio_end))
         length = end - utterance.seg_start
         segment = self._segment(utterance.seg_start, end, utterance.audio[:length])
         self._utterance = None
         self._floor = end
         return [segment, SpeechEnd(voiced_end, self._ms(voiced_end))]
+
+    def _trimmed_voiced_end(self, utterance: _Utterance) -> int:
+        """The last voiced frame's end, moved back over trailing frames that the detector
+        called voiced but whose power is within end_trim_margin_db of the silence after them
+        (webrtcvad keeps reporting speech for up to 90 ms after it ends)."""
+        voiced_end = utterance.last_voiced_end
+        after = [energy for start, energy in self._energies if start >= voiced_end]
+        if self._trim_frames == 0 or len(after) < _MIN_NOISE_FRAMES:
+            return voiced_end
+        ceiling = float(np.median(after)) * self._trim_factor
+        energy_by_end = {start + self._frame: energy for start, energy in self._energies}
+        lowest = max(utterance.seg_start + 1, utterance.speech_start + self._frame)
+        for _ in range(self._trim_frames):
+            energy = energy_by_end.get(voiced_end)
+            if energy is None or energy > ceiling or voiced_end - self._frame < lowest:
+                break
+            voiced_end -= self._frame
+        return voiced_end
 
     def _segment(self, start: int, end: int, audio: npt.NDArray[np.int16]) -> Segment:
         too_short = end - start < self._min_segment
