@@ -1,0 +1,120 @@
+// Checks messages from the server (docs: /v1/stream protocol, version 1) before the page uses them.
+
+export class ProtocolError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "ProtocolError";
+  }
+}
+
+const SKIP_REASONS = new Set(["too_short", "overloaded", "error"]);
+
+function fail(where, field, value) {
+  const shown = JSON.stringify(value);
+  throw new ProtocolError(`${where}: field "${field}" is invalid (${shown === undefined ? "missing" : shown.slice(0, 80)})`);
+}
+
+function integer(obj, field, where) {
+  const value = obj[field];
+  if (!Number.isInteger(value) || value < 0) fail(where, field, value);
+  return value;
+}
+
+function text(obj, field, where) {
+  const value = obj[field];
+  if (typeof value !== "string" || value.length === 0 || value.length > 200) fail(where, field, value);
+  return value;
+}
+
+function probability(obj, field, where) {
+  const value = obj[field];
+  if (typeof value !== "number" || !Number.isFinite(value) || value < 0 || value > 1) fail(where, field, value);
+  return value;
+}
+
+function scoresOf(obj, where) {
+  const scores = obj.scores;
+  if (scores === null || typeof scores !== "object" || Array.isArray(scores)) fail(where, "scores", scores);
+  const out = {};
+  for (const [label, value] of Object.entries(scores)) {
+    if (typeof value !== "number" || !Number.isFinite(value) || value < 0 || value > 1) fail(where, `scores.${label}`, value);
+    out[label] = value;
+  }
+  if (Object.keys(out).length === 0) fail(where, "scores", scores);
+  return out;
+}
+
+function span(obj, where) {
+  const startMs = integer(obj, "start_ms", where);
+  const endMs = integer(obj, "end_ms", where);
+  if (endMs < startMs) fail(where, "end_ms", endMs);
+  return { segment: integer(obj, "segment", where), startMs, endMs };
+}
+
+// A classified segment ("result") or an unclassified one ("skipped"), from a stream or an upload.
+export function parseSegment(obj, kind) {
+  const where = kind === "skipped" ? "skipped segment" : "result";
+  if (obj === null || typeof obj !== "object") throw new ProtocolError(`${where} is not an object`);
+  const base = span(obj, where);
+  if (kind === "skipped") {
+    const reason = obj.reason;
+    if (!SKIP_REASONS.has(reason)) fail(where, "reason", reason);
+    return { ...base, label: null, confidence: null, scores: null, latencyMs: null, modelVersion: null, skipped: reason };
+  }
+  const scores = scoresOf(obj, where);
+  const label = text(obj, "label", where);
+  if (!(label in scores)) fail(where, "label", label);
+  const latency = obj.latency_ms;
+  const latencyMs = latency === undefined ? null : typeof latency === "number" && Number.isFinite(latency) && latency >= 0 ? latency : fail(where, "latency_ms", latency);
+  const version = obj.model_version;
+  const modelVersion = version === undefined ? null : text(obj, "model_version", where);
+  return { ...base, label, confidence: probability(obj, "confidence", where), scores, latencyMs, modelVersion, skipped: null };
+}
+
+export function parseModel(obj, where = "model") {
+  if (obj === null || typeof obj !== "object") throw new ProtocolError(`${where} is not an object`);
+  const labels = obj.labels;
+  if (!Array.isArray(labels) || labels.length < 2 || !labels.every((l) => typeof l === "string" && l.length > 0 && l.length <= 200)) {
+    fail(where, "labels", labels);
+  }
+  return { name: text(obj, "name", where), version: text(obj, "version", where), labels: [...labels] };
+}
+
+// Parses one JSON text frame from /v1/stream; unknown types pass through untouched.
+export function parseServerMessage(raw) {
+  let msg;
+  try {
+    msg = JSON.parse(raw);
+  } catch {
+    throw new ProtocolError(`server sent a text frame that is not JSON: ${String(raw).slice(0, 80)}`);
+  }
+  if (msg === null || typeof msg !== "object" || typeof msg.type !== "string") {
+    throw new ProtocolError(`server message has no "type": ${String(raw).slice(0, 80)}`);
+  }
+  switch (msg.type) {
+    case "ready":
+      return { type: "ready", session: text(msg, "session", "ready"), model: parseModel(msg.model, "ready.model") };
+    case "speech_start":
+    case "speech_end":
+      return { type: msg.type, tMs: integer(msg, "t_ms", msg.type) };
+    case "result":
+    case "skipped":
+      return { type: msg.type, ...parseSegment(msg, msg.type) };
+    case "error":
+      return { type: "error", code: text(msg, "code", "error"), message: typeof msg.message === "string" ? msg.message : "" };
+    case "end":
+      return { type: "end" };
+    default:
+      return { type: msg.type };
+  }
+}
+
+// The reply of POST /v1/classify.
+export function parseClassifyReply(obj) {
+  if (obj === null || typeof obj !== "object" || !Array.isArray(obj.segments)) {
+    throw new ProtocolError('classify reply has no "segments" list');
+  }
+  const durationMs = integer(obj, "duration_ms", "classify reply");
+  const segments = obj.segments.map((seg) => parseSegment(seg, seg !== null && typeof seg === "object" && "reason" in seg ? "skipped" : "result"));
+  return { durationMs, model: parseModel(obj.model, "classify reply model"), segments };
+}

@@ -1,0 +1,136 @@
+// The session's segments on one timeline (audio time in ms), with smoothing, summary and export.
+
+export const SOURCES = new Set(["live", "upload", "recording"]);
+
+export class SessionResults {
+  constructor({ smoothing = 0.4 } = {}) {
+    if (!(smoothing > 0 && smoothing <= 1)) throw new RangeError(`smoothing must be in (0, 1], got ${smoothing}`);
+    this.smoothing = smoothing;
+    this.entries = [];
+    this.model = null;
+  }
+
+  setModel(model) {
+    this.model = model;
+  }
+
+  get labels() {
+    if (this.model) return this.model.labels;
+    const seen = new Set();
+    for (const entry of this.entries) if (entry.scores) for (const label of Object.keys(entry.scores)) seen.add(label);
+    return [...seen];
+  }
+
+  // Adds a parsed segment (see protocol.js) placed at offsetMs on the session timeline.
+  add(segment, offsetMs, source, origin = "") {
+    if (!SOURCES.has(source)) throw new RangeError(`unknown source ${JSON.stringify(source)}`);
+    if (!Number.isFinite(offsetMs) || offsetMs < 0) throw new RangeError(`offsetMs must be a non-negative number, got ${offsetMs}`);
+    const entry = {
+      ...segment,
+      index: this.entries.length,
+      source,
+      origin,
+      startMs: Math.round(offsetMs + segment.startMs),
+      endMs: Math.round(offsetMs + segment.endMs),
+    };
+    this.entries.push(entry);
+    return entry;
+  }
+
+  clear() {
+    this.entries = [];
+  }
+
+  endMs() {
+    return this.entries.reduce((end, entry) => Math.max(end, entry.endMs), 0);
+  }
+
+  classified() {
+    return this.entries.filter((entry) => entry.label !== null);
+  }
+
+  // Exponential moving average of the scores over classified segments, one per segment.
+  smoothed() {
+    const out = [];
+    let state = null;
+    for (const entry of this.classified()) {
+      const next = {};
+      for (const [label, score] of Object.entries(entry.scores)) {
+        const previous = state && label in state ? state[label] : score;
+        next[label] = this.smoothing * score + (1 - this.smoothing) * previous;
+      }
+      state = next;
+      const label = argmax(next);
+      out.push({ entry, scores: next, label, confidence: next[label] });
+    }
+    return out;
+  }
+
+  // Time share of each label among classified audio: {totalMs, byLabel: {label: {ms, share}}}.
+  summary() {
+    const byLabel = {};
+    for (const label of this.labels) byLabel[label] = { ms: 0, share: 0 };
+    let totalMs = 0;
+    for (const entry of this.classified()) {
+      const ms = entry.endMs - entry.startMs;
+      byLabel[entry.label] ??= { ms: 0, share: 0 };
+      byLabel[entry.label].ms += ms;
+      totalMs += ms;
+    }
+    for (const item of Object.values(byLabel)) item.share = totalMs > 0 ? item.ms / totalMs : 0;
+    return { totalMs, byLabel };
+  }
+
+  toJSON() {
+    return {
+      model: this.model,
+      segments: this.entries.map((entry) => ({
+        source: entry.source,
+        origin: entry.origin,
+        segment: entry.segment,
+        start_ms: entry.startMs,
+        end_ms: entry.endMs,
+        label: entry.label,
+        confidence: entry.confidence,
+        scores: entry.scores,
+        skipped: entry.skipped,
+        latency_ms: entry.latencyMs,
+        model_version: entry.modelVersion,
+      })),
+      summary: this.summary(),
+    };
+  }
+
+  toCSV() {
+    const labels = this.labels;
+    const header = ["source", "origin", "segment", "start_ms", "end_ms", "label", "confidence", "skipped", "latency_ms", "model_version", ...labels.map((l) => `score_${l}`)];
+    const rows = this.entries.map((entry) => [
+      entry.source,
+      entry.origin,
+      entry.segment,
+      entry.startMs,
+      entry.endMs,
+      entry.label ?? "",
+      entry.confidence ?? "",
+      entry.skipped ?? "",
+      entry.latencyMs ?? "",
+      entry.modelVersion ?? "",
+      ...labels.map((label) => (entry.scores && label in entry.scores ? entry.scores[label] : "")),
+    ]);
+    return [header, ...rows].map((row) => row.map(csvCell).join(",")).join("\r\n") + "\r\n";
+  }
+}
+
+export function argmax(scores) {
+  let best = null;
+  for (const [label, score] of Object.entries(scores)) if (best === null || score > scores[best]) best = label;
+  return best;
+}
+
+// Quotes where needed, and defuses text a spreadsheet would run as a formula.
+export function csvCell(value) {
+  if (typeof value === "number") return String(value);
+  let text = String(value);
+  if (/^[=+\-@\t\r]/.test(text)) text = `'${text}`;
+  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}

@@ -1,0 +1,157 @@
+// Rendering: readout, score bars, timeline, segment table, summary. No state of its own.
+
+const COLOURS = { neutral: "#4b5563", happy: "#b45309", sad: "#1d4ed8", angry: "#b91c1c", fearful: "#6d28d9", disgust: "#047857", calm: "#0e7490", surprised: "#be185d" };
+const SPARE = ["#0f766e", "#9d174d", "#4338ca", "#a16207", "#15803d", "#7e22ce", "#c2410c", "#334155"];
+
+export function colourOf(label, labels = []) {
+  if (label in COLOURS) return COLOURS[label];
+  const index = Math.max(0, labels.indexOf(label));
+  return SPARE[index % SPARE.length];
+}
+
+export function titleCase(label) {
+  return label ? label.charAt(0).toUpperCase() + label.slice(1) : "";
+}
+
+export function percent(value) {
+  return `${Math.round(value * 100)}%`;
+}
+
+export function clock(ms) {
+  const totalS = ms / 1000;
+  const minutes = Math.floor(totalS / 60);
+  const seconds = (totalS - minutes * 60).toFixed(1).padStart(4, "0");
+  return `${minutes}:${seconds}`;
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "style") Object.assign(node.style, value);
+    else if (key === "dataset") Object.assign(node.dataset, value);
+    else if (key === "text") node.textContent = value;
+    else node.setAttribute(key, value);
+  }
+  node.append(...children);
+  return node;
+}
+
+function swatch(label, labels) {
+  return el("span", { class: "swatch", "aria-hidden": "true", style: { background: colourOf(label, labels) } });
+}
+
+export function renderReadout(els, view, labels) {
+  if (!view) {
+    els.currentLabel.textContent = "—";
+    els.currentConf.textContent = "";
+    els.current.dataset.label = "";
+    els.currentSwatch.style.background = "";
+    return;
+  }
+  els.current.dataset.label = view.label;
+  els.currentSwatch.style.background = colourOf(view.label, labels);
+  els.currentLabel.textContent = titleCase(view.label);
+  els.currentConf.textContent = percent(view.confidence);
+  const entry = view.entry;
+  const latency = entry.latencyMs === null ? "" : ` · latency ${Math.round(entry.latencyMs)} ms`;
+  const kind = view.smoothed ? "Smoothed over recent segments" : `Segment ${clock(entry.startMs)}–${clock(entry.endMs)}`;
+  els.currentMeta.textContent = `${kind}${latency}`;
+}
+
+export function renderBars(list, scores, labels) {
+  list.replaceChildren(
+    ...labels.map((label) => {
+      const value = scores && label in scores ? scores[label] : 0;
+      const fill = el("span", { class: "bar-fill", style: { width: `${(value * 100).toFixed(1)}%`, background: colourOf(label, labels) } });
+      return el(
+        "li",
+        { class: "bar", dataset: { label } },
+        el("span", { class: "bar-label", text: titleCase(label) }),
+        el("span", { class: "bar-track", "aria-hidden": "true" }, fill),
+        el("span", { class: "bar-value", text: scores ? percent(value) : "–" }),
+      );
+    }),
+  );
+}
+
+function tickStepMs(totalMs) {
+  for (const stepS of [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800]) if (totalMs / (stepS * 1000) <= 6) return stepS * 1000;
+  return 3600000;
+}
+
+function segmentBlock(entry, label, totalMs, labels, extra = "") {
+  const left = (entry.startMs / totalMs) * 100;
+  const width = Math.max(((entry.endMs - entry.startMs) / totalMs) * 100, 0.4);
+  if (label === null) {
+    const title = `${clock(entry.startMs)}–${clock(entry.endMs)}: not classified (${entry.skipped.replace("_", " ")})`;
+    return el("div", { class: "seg skipped", title, style: { left: `${left}%`, width: `${width}%` } });
+  }
+  const title = `${clock(entry.startMs)}–${clock(entry.endMs)}: ${label}${extra}`;
+  return el(
+    "div",
+    { class: "seg", title, dataset: { label }, style: { left: `${left}%`, width: `${width}%`, background: colourOf(label, labels) } },
+    el("span", { class: "seg-text", text: label.slice(0, 3) }),
+  );
+}
+
+export function renderTimeline(els, results, smoothedOn, nowMs) {
+  const labels = results.labels;
+  const totalMs = Math.max(results.endMs(), nowMs, 5000);
+  els.timelineRaw.replaceChildren(...results.entries.map((entry) => segmentBlock(entry, entry.label, totalMs, labels)));
+  els.timelineSmoothRow.hidden = !smoothedOn;
+  if (smoothedOn) {
+    els.timelineSmooth.replaceChildren(...results.smoothed().map((item) => segmentBlock(item.entry, item.label, totalMs, labels, " (smoothed)")));
+  }
+  const step = tickStepMs(totalMs);
+  const ticks = [];
+  for (let t = 0; t <= totalMs; t += step) {
+    ticks.push(el("span", { class: "tick", style: { left: `${(t / totalMs) * 100}%` }, text: `${Math.round(t / 1000)} s` }));
+  }
+  els.axis.replaceChildren(...ticks);
+  els.timelineEmpty.hidden = results.entries.length > 0;
+}
+
+export function renderLegend(container, labels) {
+  container.replaceChildren(...labels.map((label) => el("li", {}, swatch(label, labels), el("span", { text: titleCase(label) }))));
+}
+
+export function renderTable(body, results) {
+  const labels = results.labels;
+  body.replaceChildren(
+    ...results.entries.map((entry) => {
+      const emotion = entry.label === null ? el("td", { text: `not classified (${entry.skipped.replace("_", " ")})` }) : el("td", {}, swatch(entry.label, labels), el("span", { text: titleCase(entry.label) }));
+      return el(
+        "tr",
+        { dataset: { index: String(entry.index), source: entry.source, label: entry.label ?? "", skipped: entry.skipped ?? "" } },
+        el("td", { text: `${clock(entry.startMs)}–${clock(entry.endMs)}` }),
+        emotion,
+        el("td", { class: "num", text: entry.confidence === null ? "–" : percent(entry.confidence) }),
+        el("td", { class: "num", text: entry.latencyMs === null ? "–" : `${Math.round(entry.latencyMs)} ms` }),
+        el("td", { text: entry.source === "live" ? "live" : entry.origin || entry.source }),
+      );
+    }),
+  );
+}
+
+export function renderSummary(els, results) {
+  const labels = results.labels;
+  const { totalMs, byLabel } = results.summary();
+  const present = Object.entries(byLabel).filter(([, item]) => item.ms > 0);
+  els.summaryBar.replaceChildren(
+    ...present.map(([label, item]) =>
+      el("span", { class: "stack-part", title: `${label} ${percent(item.share)}`, style: { width: `${item.share * 100}%`, background: colourOf(label, labels) } }),
+    ),
+  );
+  els.summaryList.replaceChildren(
+    ...Object.entries(byLabel).map(([label, item]) =>
+      el(
+        "li",
+        { dataset: { label, share: item.share.toFixed(4) } },
+        swatch(label, labels),
+        el("span", { class: "summary-label", text: titleCase(label) }),
+        el("span", { class: "summary-value", text: `${percent(item.share)} · ${(item.ms / 1000).toFixed(1)} s` }),
+      ),
+    ),
+  );
+  els.summaryTotal.textContent = totalMs > 0 ? `${(totalMs / 1000).toFixed(1)} s of speech classified in ${results.classified().length} segments` : "Nothing classified yet.";
+}
