@@ -1,0 +1,1 @@
+"""Benchmark scripts: each module with a ``main`` is runnable as ``python -m bench.<name>``."""

@@ -1,0 +1,154 @@
+"""Benchmark models: wav2vec2 classifiers (base size or tiny) exported to ONNX in several variants.
+
+Random weights: these models time the architecture, they classify nothing. Everything is
+cached under a work directory so repeated runs reuse the exports.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+from onnxruntime.quantization import QuantType, quantize_dynamic
+
+from server.model import CANONICAL_LABELS, GraphSpec, Manifest, sha256_file, write_manifest
+
+SAMPLE_RATE_HZ = 16000
+DEFAULT_WORK_DIR = Path("artifacts/bench")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One int8 quantisation recipe for ``quantize_dynamic``."""
+
+    name: str
+    op_types: tuple[str, ...]
+    exclude_first_conv: bool = False
+    per_channel: bool = False
+
+
+VARIANTS = (
+    Variant("int8-matmul", ("MatMul",)),
+    Variant("int8-matmul-conv", ("MatMul", "Conv"), exclude_first_conv=True),
+    Variant("int8-matmul-conv-all", ("MatMul", "Conv")),
+    Variant("int8-matmul-perchannel", ("MatMul",), per_channel=True),
+)
+VARIANTS_BY_NAME = {v.name: v for v in VARIANTS}
+
+
+def model_config(size: str):  # -> Wav2Vec2Config; transformers is imported lazily (slow import)
+    from transformers import Wav2Vec2Config
+
+    from training.tiny import tiny_config
+
+    if size == "tiny":
+        return tiny_config()
+    if size == "base":
+        return Wav2Vec2Config(
+            num_labels=len(CANONICAL_LABELS),
+            id2label=dict(enumerate(CANONICAL_LABELS)),
+            label2id={label: i for i, label in enumerate(CANONICAL_LABELS)},
+        )
+    raise ValueError(f"model size must be 'base' or 'tiny', got {size!r}")
+
+
+@dataclass(frozen=True)
+class BenchModel:
+    """Paths of one architecture's exports: a Transformers directory and ONNX graphs."""
+
+    size: str
+    root: Path
+
+    @property
+    def hf_dir(self) -> Path:
+        return self.root / "hf"
+
+    @property
+    def fp32_graph(self) -> Path:
+        return self.root / "fp32.onnx"
+
+    def graph(self, variant: str) -> Path:
+        return self.fp32_graph if variant == "fp32" else self.root / f"{variant}.onnx"
+
+    def model_dir(self, variant: str) -> Path:
+        """A served model directory (graph + manifest) for ``variant``, built on first use."""
+        out = self.root / "served" / variant
+        if not (out / "manifest.json").is_file():
+            graph = self.graph(variant) if variant == "fp32" else self.quantized(variant)
+            write_served_dir(graph, out, name=f"wav2vec2-{self.size}-{variant}", variant=variant)
+        return out
+
+    def quantized(self, variant: str) -> Path:
+        path = self.graph(variant)
+        if not path.is_file():
+            quantize(self.fp32_graph, path, VARIANTS_BY_NAME[variant])
+        return path
+
+
+def build(size: str, work_dir: Path = DEFAULT_WORK_DIR, seed: int = 0) -> BenchModel:
+    """A random-initialised classifier: saved for Transformers, exported to fp32 ONNX."""
+    bench = BenchModel(size, work_dir / f"wav2vec2-{size}-seed{seed}")
+    if bench.fp32_graph.is_file() and (bench.hf_dir / "config.json").is_file():
+        return bench
+    import torch
+    from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
+
+    from training.export import export_fp32
+
+    bench.root.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model = Wav2Vec2ForSequenceClassification(model_config(size)).eval()
+    model.save_pretrained(bench.hf_dir)
+    Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=SAMPLE_RATE_HZ, do_normalize=True, return_attention_mask=False
+    ).save_pretrained(bench.hf_dir)
+    export_fp32(model, bench.fp32_graph, SAMPLE_RATE_HZ)
+    return bench
+
+
+def first_conv_name(graph: Path) -> str:
+    """The Conv node that reads the waveform: the feature encoder's first layer."""
+    model = onnx.load(str(graph), load_external_data=False)
+    for node in model.graph.node:  # nodes are stored in topological order
+        if node.op_type == "Conv":
+            return node.name
+    raise ValueError(f"{str(graph)!r} has no Conv node")
+
+
+def quantize(fp32_graph: Path, out: Path, variant: Variant) -> Path:
+    exclude = [first_conv_name(fp32_graph)] if variant.exclude_first_conv else []
+    quantize_dynamic(
+        str(fp32_graph),
+        str(out),
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=list(variant.op_types),
+        nodes_to_exclude=exclude,
+        per_channel=variant.per_channel,
+    )
+    return out
+
+
+def write_served_dir(graph: Path, out: Path, *, name: str, variant: str) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(graph, out / "model.onnx")
+    digest = sha256_file(out / "model.onnx")
+    manifest = Manifest(
+        name=name,
+        version=f"bench-{digest[:8]}",
+        labels=CANONICAL_LABELS,
+        sample_rate=SAMPLE_RATE_HZ,
+        graph=GraphSpec(sha256=digest, precision="fp32" if variant == "fp32" else "int8"),
+        provenance={"base": "random init (benchmark)", "variant": variant},
+    )
+    write_manifest(out, manifest)
+    return out
+
+
+def describe_graph(graph: Path) -> dict[str, object]:
+    model = onnx.load(str(graph), load_external_data=False)
+    ops: dict[str, int] = {}
+    for node in model.graph.node:
+        ops[node.op_type] = ops.get(node.op_type, 0) + 1
+    return {"file_mb": round(graph.stat().st_size / 1e6, 1), "ops": dict(sorted(ops.items()))}

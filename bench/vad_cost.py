@@ -1,0 +1,117 @@
+"""Benchmark 4: VAD and segmentation cost per stream (CPU seconds per second of audio).
+
+Feeds a conversation (espeak utterances and pauses, about half speech) through
+``vad.StreamSegmenter`` in 20 ms pcm_s16le chunks, as the WebSocket session does, at the
+model's 16 kHz and at browser rates that need resampling. Measures this process's CPU
+time (user + system) per second of audio; repeated, with the spread.
+
+    .venv/bin/python -m bench.vad_cost [--quick] [--repeats 5] [--seconds 120]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soxr
+
+from bench import report
+from bench.audio import SAMPLE_RATE_HZ, conversation, to_pcm16
+from vad import Segment, SegmenterConfig, StreamSegmenter
+
+NAME = "vad_cost"
+CHUNK_MS = 20
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = report.arguments(__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=120.0)
+    parser.add_argument("--rates", type=int, nargs="+", default=[16000, 44100, 48000])
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.repeats, args.seconds, args.rates = 1, 10.0, [16000, 48000]
+    return args
+
+
+def chunks(audio: np.ndarray, rate_hz: int) -> list[bytes]:
+    pcm = to_pcm16(audio)
+    step = rate_hz * CHUNK_MS // 1000 * 2
+    return [pcm[i : i + step] for i in range(0, len(pcm), step)]
+
+
+def run_once(frames: list[bytes], rate_hz: int) -> tuple[float, int, int]:
+    stream = StreamSegmenter(SegmenterConfig(), rate_hz)
+    segments = too_short = 0
+    start = time.process_time()
+    for frame in frames:
+        for event in stream.feed_bytes(frame):
+            if isinstance(event, Segment):
+                segments += 1
+                too_short += event.too_short
+    for event in stream.finish():
+        if isinstance(event, Segment):
+            segments += 1
+            too_short += event.too_short
+    return time.process_time() - start, segments, too_short
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    audio, spans = conversation(args.seconds)
+    audio_s = audio.size / SAMPLE_RATE_HZ
+    rows = []
+    for rate in args.rates:
+        resampled = audio if rate == SAMPLE_RATE_HZ else soxr.resample(audio, SAMPLE_RATE_HZ, rate)
+        frames = chunks(resampled.astype(np.float32), rate)
+        costs = []
+        segments = too_short = 0
+        for _ in range(args.repeats):
+            cpu_s, segments, too_short = run_once(frames, rate)
+            costs.append(cpu_s / audio_s)
+        stats = report.summary([c * 1000 for c in costs])
+        rows.append(
+            {
+                "input_rate_hz": rate,
+                "cpu_ms_per_audio_s": stats,
+                "streams_per_core": 1000 / stats["median"],
+                "segments": segments,
+                "too_short": too_short,
+            }
+        )
+    return {
+        "audio_seconds": audio_s,
+        "utterances": len(spans),
+        "speech_fraction": sum(e - s for s, e in spans) / audio_s,
+        "chunk_ms": CHUNK_MS,
+        "repeats": args.repeats,
+        "config": "vad.SegmenterConfig() defaults (webrtcvad, 30 ms frames, aggressiveness 2)",
+        "rows": rows,
+    }
+
+
+def plot(data: dict[str, Any], out_dir: Path) -> None:
+    fig, ax = report.figure(6, 3.5)
+    rows = data["rows"]
+    med = [r["cpu_ms_per_audio_s"]["median"] for r in rows]
+    err = [
+        [m - r["cpu_ms_per_audio_s"]["min"] for m, r in zip(med, rows, strict=True)],
+        [r["cpu_ms_per_audio_s"]["max"] - m for m, r in zip(med, rows, strict=True)],
+    ]
+    ax.bar([f"{r['input_rate_hz']} Hz" for r in rows], med, yerr=err, capsize=4)
+    ax.set_ylabel("CPU ms per second of audio (median, min-max)")
+    ax.set_title("VAD + resampling + segmentation cost per stream")
+    report.save_figure(fig, out_dir, NAME)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    data = measure(args)
+    report.write(args.out, NAME, data, args.quick)
+    plot(data, args.out)
+
+
+if __name__ == "__main__":
+    main()
