@@ -50,7 +50,8 @@ class SegmenterConfig:
             raise ValueError(f"start_ratio must be in (0, 1], got {self.start_ratio}")
         if not 0.0 <= self.stop_ratio < 1.0:
             raise ValueError(f"stop_ratio must be in [0, 1), got {self.stop_ratio}")
-        self._check_fits_segment("hangover_ms", self.stop_frames * self.frame_ms + self.frame_ms)
+        tail_ms = max(self.stop_frames * self.frame_ms, self.post_padding_ms) + self.frame_ms
+        self._check_fits_segment("hangover_ms and post_padding_ms", tail_ms)
         lead_in_ms = self.start_frames * self.frame_ms + self.pre_padding_ms + self.frame_ms
         self._check_fits_segment("start_ms + pre_padding_ms", lead_in_ms)
         self._check_fits_segment("min_segment_ms", self.min_segment_ms)

@@ -137,9 +137,16 @@ class Segmenter:
         utterance.stop_window.append(voiced)
         if voiced:
             utterance.last_voiced_end = self._position
-        elif utterance.stop_window.voiced <= self.config.stop_voiced_frames:
+        elif self._stopped(utterance):
             return self._end(self._position if audio_end is None else audio_end)
         return self._maybe_cut(utterance) if allow_cut else []
+
+    def _stopped(self, utterance: _Utterance) -> bool:
+        """Few enough voiced frames in the hangover window, and the post-padding is in."""
+        return (
+            utterance.stop_window.voiced <= self.config.stop_voiced_frames
+            and self._position >= utterance.last_voiced_end + self._post_padding
+        )
 
     def _maybe_start(self, voiced: bool, allow_cut: bool) -> list[Event]:
         window = self._start_window

@@ -138,7 +138,7 @@ def test_reframer_frames_do_not_change_when_the_carry_buffer_is_reused() -> None
 def test_reframer_rejects_wrong_dtype_and_shape() -> None:
     reframer = Reframer(160)
     with pytest.raises(ValueError, match="float32"):
-        reframer.push(np.zeros(160, dtype=np.float32))  # type: ignore[arg-type]
+        reframer.push(np.zeros(160, dtype=np.float32))
     with pytest.raises(ValueError, match="2-D"):
         reframer.push(np.zeros((2, 160), dtype=np.int16))
 

@@ -1,0 +1,335 @@
+"""The segmenter state machine, driven frame by frame with deterministic detectors.
+
+Default config, 30 ms frames of 480 samples at 16 kHz: the start window is 8 frames of
+which 5 must be voiced; speech ends when at most 2 of the last 20 frames are voiced;
+pre-padding 3200 samples, post-padding 1600, segments of at most 48000 and at least
+8000 samples, cuts searched in the 16000 samples before the limit.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from vad.config import SegmenterConfig
+from vad.detector import EnergyDetector
+from vad.events import Event, Segment, SpeechEnd, SpeechStart
+from vad.framing import to_float
+from vad.segmenter import Segmenter
+
+FRAME = 480
+LEVELS = {".": 0.0, "n": 0.001, "q": 0.03, "x": 0.3}  # silence, noise, quiet voice, voice
+Frames = list[npt.NDArray[np.int16]]
+
+
+def frames_for(pattern: str) -> Frames:
+    """One frame per character; voiced characters are a 440 Hz tone at that level."""
+    t = np.arange(len(pattern) * FRAME) / 16000
+    tone = np.sin(2 * np.pi * 440 * t)
+    noise = np.random.default_rng(0).uniform(-1, 1, len(t))
+    frames = []
+    for index, char in enumerate(pattern):
+        part = slice(index * FRAME, (index + 1) * FRAME)
+        wave = noise[part] if char == "n" else tone[part]
+        frames.append(np.rint(wave * LEVELS[char] * 32767).astype(np.int16))
+    return frames
+
+
+def run(segmenter: Segmenter, frames: Frames, first_index: int = 0) -> list[tuple[int, Event]]:
+    """Push the frames; each event paired with the index of the frame that produced it."""
+    return [
+        (index, event)
+        for index, frame in enumerate(frames, start=first_index)
+        for event in segmenter.push(frame)
+    ]
+
+
+def energy_segmenter(**overrides: object) -> Segmenter:
+    return Segmenter(SegmenterConfig(**overrides), EnergyDetector(-40.0))  # type: ignore[arg-type]
+
+
+class Scripted:
+    """A detector that answers from a string of '1' and '0', one per frame."""
+
+    def __init__(self, flags: str) -> None:
+        self._flags: Iterator[str] = iter(flags)
+
+    def __call__(self, frame: npt.NDArray[np.int16]) -> bool:
+        return next(self._flags) == "1"
+
+
+def seg(start: int, end: int, too_short: bool = False) -> tuple[int, int, bool]:
+    return (start, end, too_short)
+
+
+def summary(events: list[tuple[int, Event]]) -> list[tuple[int, object]]:
+    out: list[tuple[int, object]] = []
+    for index, event in events:
+        if isinstance(event, Segment):
+            out.append((index, seg(event.start_sample, event.end_sample, event.too_short)))
+        else:
+            out.append((index, event))
+    return out
+
+
+def audio_of(frames: Frames, start: int, end: int) -> np.ndarray:
+    return to_float(np.concatenate(frames)[start:end])
+
+
+def test_one_utterance_exact_events_and_audio() -> None:
+    frames = frames_for("." * 20 + "x" * 30 + "." * 40)
+    events = run(energy_segmenter(), frames)
+    assert summary(events) == [
+        (24, SpeechStart(9600, 600)),
+        (67, seg(6400, 25600)),
+        (67, SpeechEnd(24000, 1500)),
+    ]
+    segment = events[1][1]
+    assert isinstance(segment, Segment)
+    assert (segment.start_ms, segment.end_ms) == (400, 1600)
+    assert segment.audio.dtype == np.float32
+    np.testing.assert_array_equal(segment.audio, audio_of(frames, 6400, 25600))
+
+
+def test_speech_starts_at_the_first_voiced_frame_of_the_trigger_window() -> None:
+    frames = frames_for("." * 20 + "x.xx.xx" + "x" * 20 + "." * 30)
+    events = summary(run(energy_segmenter(), frames))
+    assert events[0] == (26, SpeechStart(9600, 600))
+
+
+def test_single_voiced_blips_do_not_start_speech() -> None:
+    pattern = ("." * 10 + "x") * 5 + "." * 10 + "xx.x.x...." * 3 + "." * 30
+    assert run(energy_segmenter(), frames_for(pattern)) == []
+
+
+def test_pre_padding_stops_at_the_stream_start() -> None:
+    events = summary(run(energy_segmenter(), frames_for("..." + "x" * 20 + "." * 30)))
+    assert events[0] == (7, SpeechStart(1440, 90))
+    assert events[1][1] == seg(0, 23 * FRAME + 1600)
+
+
+@pytest.mark.parametrize(("pause", "utterances"), [(17, 1), (18, 2)])
+def test_pause_shorter_than_the_hangover_does_not_end_speech(pause: int, utterances: int) -> None:
+    frames = frames_for("." * 20 + "x" * 30 + "." * pause + "x" * 30 + "." * 40)
+    events = [event for _, event in run(energy_segmenter(), frames)]
+    assert sum(isinstance(event, SpeechStart) for event in events) == utterances
+    assert sum(isinstance(event, SpeechEnd) for event in events) == utterances
+
+
+def test_speech_ends_at_the_hangover_with_the_last_voiced_frame_as_end() -> None:
+    # The end is decided on the 18th unvoiced frame, but reported where voice stopped.
+    frames = frames_for("." * 20 + "x" * 30 + "." * 40)
+    events = summary(run(energy_segmenter(), frames))
+    assert events[1:] == [(67, seg(6400, 50 * FRAME + 1600)), (67, SpeechEnd(50 * FRAME, 1500))]
+
+
+def test_speech_end_waits_for_the_post_padding() -> None:
+    # After a 17-frame pause a lone voiced frame leaves only 2 voiced frames in the
+    # hangover window once the next frame is unvoiced, but the end waits until the
+    # 100 ms post-padding after that voiced frame has arrived.
+    frames = frames_for("." * 20 + "x" * 30 + "." * 17 + "x" + "." * 30)
+    events = summary(run(energy_segmenter(), frames))
+    assert events[1:] == [(71, seg(6400, 68 * FRAME + 1600)), (71, SpeechEnd(68 * FRAME, 2040))]
+
+
+def test_long_speech_is_cut_at_the_quietest_frame_near_the_limit() -> None:
+    voiced = ["x"] * 150
+    voiced[100 - 20] = "q"  # frame 100, inside the 1 s before the 3 s limit
+    voiced[60 - 20] = "."  # frame 60, quieter but too early to be a cut point
+    frames = frames_for("." * 20 + "".join(voiced) + "." * 40)
+    events = summary(run(energy_segmenter(), frames))
+    cut = 100 * FRAME + FRAME // 2
+    assert events == [
+        (24, SpeechStart(9600, 600)),
+        (112, seg(6400, cut)),
+        (187, seg(cut, 170 * FRAME + 1600)),
+        (187, SpeechEnd(170 * FRAME, 5100)),
+    ]
+
+
+def test_without_a_quiet_frame_the_cut_is_at_the_limit() -> None:
+    frames = frames_for("." * 20 + "x" * 150 + "." * 40)
+    events = summary(run(energy_segmenter(cut_search_ms=0), frames))
+    assert events[1] == (112, seg(6400, 113 * FRAME))
+
+
+def test_very_long_speech_gives_contiguous_segments_of_at_most_max() -> None:
+    rng = np.random.default_rng(5)
+    voiced = "".join(rng.choice(["x", "q"], size=700, p=[0.9, 0.1]))
+    frames = frames_for("." * 20 + voiced + "." * 40)
+    events = [event for _, event in run(energy_segmenter(), frames)]
+    segments = [event for event in events if isinstance(event, Segment)]
+    assert isinstance(events[0], SpeechStart)
+    assert isinstance(events[-1], SpeechEnd)
+    assert events[-2] is segments[-1]
+    assert len(segments) >= 5
+    assert segments[0].start_sample == 6400
+    assert segments[-1].end_sample == 720 * FRAME + 1600
+    for before, after in itertools.pairwise(segments):
+        assert before.end_sample == after.start_sample
+    for segment in segments:
+        assert 0 < segment.end_sample - segment.start_sample <= 48000
+        assert len(segment.audio) == segment.end_sample - segment.start_sample
+    for segment in segments[:-1]:  # every cut is in the middle of a quiet frame
+        frame = (segment.end_sample - FRAME // 2) // FRAME
+        assert (segment.end_sample - FRAME // 2) % FRAME == 0
+        assert voiced[frame - 20] == "q"
+        assert segment.end_sample > segment.start_sample + 48000 - 16000
+    audio = np.concatenate([segment.audio for segment in segments])
+    np.testing.assert_array_equal(audio, audio_of(frames, 6400, 720 * FRAME + 1600))
+
+
+def test_short_blip_is_reported_too_short() -> None:
+    events = summary(run(energy_segmenter(), frames_for("." * 20 + "x" * 6 + "." * 40)))
+    assert events == [
+        (24, SpeechStart(9600, 600)),
+        (43, seg(6400, 26 * FRAME + 1600, too_short=True)),
+        (43, SpeechEnd(26 * FRAME, 780)),
+    ]
+
+
+def test_min_segment_boundary_is_not_too_short() -> None:
+    segmenter = energy_segmenter(min_segment_ms=1200)
+    events = summary(run(segmenter, frames_for("." * 20 + "x" * 30 + "." * 40)))
+    assert events[1][1] == seg(6400, 25600)  # exactly 1200 ms
+
+
+def test_flush_mid_speech_ends_the_utterance_at_the_current_frame() -> None:
+    segmenter = energy_segmenter()
+    frames = frames_for("." * 20 + "x" * 30 + "x" * 10 + "." * 30)
+    assert summary(run(segmenter, frames[:50]))[0] == (24, SpeechStart(9600, 600))
+    flushed = segmenter.flush()
+    assert summary(list(enumerate(flushed))) == [(0, seg(6400, 24000)), (1, SpeechEnd(24000, 1500))]
+    assert segmenter.flush() == []
+    # Voice goes on: a new utterance, starting no earlier than the flushed segment's end.
+    later = summary(run(segmenter, frames[50:], first_index=50))
+    assert later[0] == (54, SpeechStart(24000, 1500))
+    assert later[1][1] == seg(24000, 60 * FRAME + 1600, too_short=True)
+
+
+def test_flush_with_nothing_in_progress_returns_nothing() -> None:
+    segmenter = energy_segmenter()
+    assert segmenter.flush() == []
+    run(segmenter, frames_for("." * 10 + "xxx"))  # voice not yet enough to start
+    assert segmenter.flush() == []
+    assert not segmenter.in_speech
+
+
+def test_finish_mid_speech_limits_the_end_to_real_audio() -> None:
+    segmenter = energy_segmenter()
+    frames = frames_for("." * 20 + "x" * 31)
+    run(segmenter, frames[:50])
+    last = frames[50].copy()
+    last[100:] = 0  # only 100 real samples, the rest is padding
+    events = segmenter.finish(last, valid_samples=100)
+    assert summary(list(enumerate(events))) == [
+        (0, seg(6400, 24100)),
+        (1, SpeechEnd(24100, 1506)),
+    ]
+
+
+def test_finish_can_start_and_end_speech_on_the_last_frame() -> None:
+    segmenter = energy_segmenter()
+    run(segmenter, frames_for("." * 20 + "xxxx"))
+    events = segmenter.finish(frames_for("x")[0], valid_samples=10)
+    assert summary(list(enumerate(events))) == [
+        (0, SpeechStart(9600, 600)),
+        (1, seg(6400, 24 * FRAME + 10, too_short=True)),
+        (2, SpeechEnd(24 * FRAME + 10, 720)),
+    ]
+
+
+def test_finish_without_a_partial_frame_closes_the_utterance() -> None:
+    segmenter = energy_segmenter()
+    run(segmenter, frames_for("." * 20 + "x" * 30))
+    assert summary(list(enumerate(segmenter.finish(None, 0)))) == [
+        (0, seg(6400, 24000)),
+        (1, SpeechEnd(24000, 1500)),
+    ]
+
+
+def test_finish_rejects_a_bad_valid_count() -> None:
+    with pytest.raises(ValueError, match=r"valid_samples must be in 1\.\.480, got 0"):
+        energy_segmenter().finish(np.zeros(FRAME, dtype=np.int16), valid_samples=0)
+
+
+def test_reset_starts_over() -> None:
+    segmenter = energy_segmenter()
+    frames = frames_for("." * 20 + "x" * 30 + "." * 40)
+    first = run(segmenter, frames[:40])
+    segmenter.reset()
+    assert segmenter.samples == 0
+    assert not segmenter.in_speech
+    assert summary(run(segmenter, frames)) == summary(run(energy_segmenter(), frames))
+    assert first
+
+
+def test_end_moves_back_over_detector_overhang_at_noise_level() -> None:
+    # The detector keeps saying "voiced" for 3 noise frames after the voice: trimmed.
+    pattern = "n" * 20 + "x" * 30 + "n" * 40
+    flags = "0" * 20 + "1" * 33 + "0" * 37
+    events = summary(run(Segmenter(SegmenterConfig(), Scripted(flags)), frames_for(pattern)))
+    assert events[-1] == (70, SpeechEnd(50 * FRAME, 1500))
+    assert events[-2][1] == seg(6400, 50 * FRAME + 1600)
+
+
+def test_end_trim_is_bounded_by_end_trim_ms() -> None:
+    pattern = "n" * 20 + "x" * 30 + "n" * 40
+    flags = "0" * 20 + "1" * 35 + "0" * 35
+    config = SegmenterConfig(end_trim_ms=60)
+    events = summary(run(Segmenter(config, Scripted(flags)), frames_for(pattern)))
+    assert events[-1] == (72, SpeechEnd(53 * FRAME, 1590))
+
+
+def test_end_trim_keeps_voiced_frames_louder_than_the_silence_after() -> None:
+    pattern = "n" * 20 + "x" * 30 + "q" * 3 + "n" * 40
+    flags = "0" * 20 + "1" * 33 + "0" * 40
+    events = summary(run(Segmenter(SegmenterConfig(), Scripted(flags)), frames_for(pattern)))
+    assert events[-1] == (70, SpeechEnd(53 * FRAME, 1590))
+
+
+def test_end_trim_can_be_disabled() -> None:
+    pattern = "n" * 20 + "x" * 30 + "n" * 40
+    flags = "0" * 20 + "1" * 33 + "0" * 37
+    config = SegmenterConfig(end_trim_ms=0)
+    events = summary(run(Segmenter(config, Scripted(flags)), frames_for(pattern)))
+    assert events[-1] == (70, SpeechEnd(53 * FRAME, 1590))
+
+
+@pytest.mark.parametrize("frame_ms", [10, 20, 30])
+def test_other_frame_sizes_give_the_same_boundaries(frame_ms: int) -> None:
+    frame = 16 * frame_ms
+    audio = np.concatenate(frames_for("." * 20 + "x" * 30 + "." * 40))
+    segmenter = energy_segmenter(frame_ms=frame_ms)
+    events = [e for i in range(0, len(audio), frame) for e in segmenter.push(audio[i : i + frame])]
+    assert [type(event) for event in events] == [SpeechStart, Segment, SpeechEnd]
+    assert events[0] == SpeechStart(9600, 600)
+    assert events[2] == SpeechEnd(24000, 1500)
+
+
+def test_segment_equality_compares_audio() -> None:
+    one = Segment(0, 2, 0, 0, np.array([0.0, 0.5], dtype=np.float32), True)
+    same = Segment(0, 2, 0, 0, np.array([0.0, 0.5], dtype=np.float32), True)
+    other = Segment(0, 2, 0, 0, np.array([0.0, 0.25], dtype=np.float32), True)
+    assert one == same
+    assert hash(one) == hash(same)
+    assert one != other
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [np.zeros(479, dtype=np.int16), np.zeros(480, dtype=np.float32), np.zeros((1, 480), np.int16)],
+)
+def test_push_rejects_a_frame_of_the_wrong_size_or_type(frame: np.ndarray) -> None:
+    with pytest.raises(ValueError, match=r"frame must be 480 int16 samples \(30 ms at 16000 Hz\)"):
+        energy_segmenter().push(frame)
+
+
+def test_default_detector_is_webrtcvad() -> None:
+    segmenter = Segmenter(SegmenterConfig())
+    frames = frames_for("." * 40)
+    assert run(segmenter, frames) == []
