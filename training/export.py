@@ -31,7 +31,7 @@ def export_fp32(model: torch.nn.Module, path: Path, sample_rate: int = 16000) ->
     model = model.eval()
     example = torch.zeros(1, sample_rate)
     with warnings.catch_warnings():
-        # The TorchScript exporter handles wav2vec2's data-dependent shapes; it warns that it is legacy.
+        # The TorchScript exporter handles wav2vec2's data-dependent shapes; it warns it is legacy.
         warnings.simplefilter("ignore")
         torch.onnx.export(
             _LogitsOnly(model),

@@ -30,7 +30,9 @@ def tiny_config(labels: tuple[str, ...] = CANONICAL_LABELS) -> Wav2Vec2Config:
     )
 
 
-def tiny_model(labels: tuple[str, ...] = CANONICAL_LABELS, seed: int = 0) -> Wav2Vec2ForSequenceClassification:
+def tiny_model(
+    labels: tuple[str, ...] = CANONICAL_LABELS, seed: int = 0
+) -> Wav2Vec2ForSequenceClassification:
     torch.manual_seed(seed)
     return Wav2Vec2ForSequenceClassification(tiny_config(labels)).eval()
 
