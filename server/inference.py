@@ -9,6 +9,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from server.model import Manifest, ModelError, read_manifest
 
@@ -24,19 +25,45 @@ class Classifier(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class ThreadOptions:
-    intra_op_threads: int = 1
-    inter_op_threads: int = 1
-    graph_optimization: str = "all"
-
-
 _OPT_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
+MAX_THREADS = 256
+
+# What ONNX Runtime raises for a graph it cannot load or run (no common base but Exception).
+ORT_ERRORS: tuple[type[Exception], ...] = (
+    ort_state.Fail,
+    ort_state.InvalidArgument,
+    ort_state.InvalidGraph,
+    ort_state.InvalidProtobuf,
+    ort_state.NoSuchFile,
+    ort_state.NoModel,
+    ort_state.NotImplemented,
+    ort_state.RuntimeException,
+)
+
+
+@dataclass(frozen=True)
+class ThreadOptions:
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
+    graph_optimization: str = "all"
+
+    def __post_init__(self) -> None:
+        for name in ("intra_op_threads", "inter_op_threads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
+            if not 1 <= value <= MAX_THREADS:
+                raise ValueError(f"{name} must be from 1 to {MAX_THREADS}, got {value}")
+        if self.graph_optimization not in _OPT_LEVELS:
+            raise ValueError(
+                f"graph_optimization must be one of {sorted(_OPT_LEVELS)}, "
+                f"got {self.graph_optimization!r}"
+            )
 
 
 def softmax(logits: npt.NDArray[np.floating]) -> Scores:
@@ -55,11 +82,6 @@ def normalize(audio: Audio, manifest: Manifest) -> Audio:
 
 
 def session_options(threads: ThreadOptions) -> ort.SessionOptions:
-    if threads.graph_optimization not in _OPT_LEVELS:
-        raise ValueError(
-            f"graph_optimization must be one of {sorted(_OPT_LEVELS)}, "
-            f"got {threads.graph_optimization!r}"
-        )
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads.intra_op_threads
     options.inter_op_num_threads = threads.inter_op_threads
@@ -84,7 +106,7 @@ class OnnxClassifier:
                 sess_options=session_options(threads),
                 providers=["CPUExecutionProvider"],
             )
-        except Exception as exc:  # ORT raises its own untyped errors for unreadable graphs
+        except ORT_ERRORS as exc:
             raise ModelError(f"ONNX Runtime cannot load {str(graph)!r}: {exc}") from exc
         self._check_io()
 
@@ -98,7 +120,12 @@ class OnnxClassifier:
                 f"graph has no output {self.manifest.output.name!r} (it has {outputs})"
             )
         probe = np.zeros(self.manifest.sample_rate, dtype=np.float32)
-        logits = self._logits(probe)
+        try:
+            logits = self._logits(probe)
+        except ORT_ERRORS as exc:
+            raise ModelError(
+                f"graph cannot run on one second of mono float32 audio: {exc}"
+            ) from exc
         if logits.shape != (len(self.manifest.labels),):
             raise ModelError(
                 f"graph output {self.manifest.output.name!r} has {logits.shape[-1]} classes "
