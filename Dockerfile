@@ -1,0 +1,64 @@
+# emostream server image: ONNX Runtime inference only (no torch, no transformers),
+# non-root, works on a read-only root filesystem. See docs/deployment.md.
+#
+#   docker build -t emostream .
+#   docker run --rm -p 8000:8000 --read-only --tmpfs /tmp emostream
+#
+# models/default must exist in the build context (a model directory as described in
+# docs/model-format.md); mount another one over /app/models/default, or set
+# EMOSTREAM_MODEL_DIR, to serve a different model without rebuilding.
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# --- builder: a virtual environment with the runtime dependencies -----------------
+FROM ${PYTHON_IMAGE} AS builder
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY server/ server/
+COPY vad/ vad/
+# An editable install puts the dependencies and the `emostream` command into the venv
+# and points the `server` and `vad` imports at /app, where the runtime stage copies
+# the same sources: one copy of the code, found next to web/ and models/. Only the
+# default dependencies are installed; the [train] extra (torch, transformers) is not.
+RUN pip install --editable . \
+ && pip check \
+ && python -c "import importlib.util as u, sys; bad = [m for m in ('torch', 'transformers') if u.find_spec(m)]; sys.exit(f'training packages in the runtime venv: {bad}' if bad else 0)"
+
+# --- runtime ----------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+
+RUN groupadd --system --gid 10001 emostream \
+ && useradd --system --uid 10001 --gid emostream --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin emostream
+
+COPY --from=builder /opt/venv /opt/venv
+WORKDIR /app
+COPY server/ server/
+COPY vad/ vad/
+COPY web/ web/
+COPY models/default/ models/default/
+# Byte-compile at build time: the root filesystem is read-only at run time.
+RUN python -m compileall -q /app/server /app/vad
+
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    EMOSTREAM_MODEL_DIR=/app/models/default
+
+USER 10001:10001
+EXPOSE 8000
+STOPSIGNAL SIGTERM
+
+# Liveness only; readiness (/readyz) is what the proxy's health checks use.
+HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status == 200 else 1)"]
+
+CMD ["emostream", "serve", "--host", "0.0.0.0", "--port", "8000"]
