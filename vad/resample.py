@@ -6,6 +6,10 @@ import numpy as np
 import numpy.typing as npt
 import soxr
 
+# soxr grows its internal buffers to the largest chunk it is given and keeps them, so
+# input is handed over in pieces of at most this many samples (output is unchanged).
+MAX_CHUNK_SAMPLES = 1024
+
 
 class Resampler:
     """Resamples one continuous mono float32 stream chunk by chunk.
@@ -34,10 +38,16 @@ class Resampler:
         if audio.ndim != 1:
             raise ValueError(f"expected mono 1-D audio, got shape {audio.shape}")
         samples = np.ascontiguousarray(audio, dtype=np.float32)
-        if self._stream is None:
+        stream = self._stream
+        if stream is None:
             return samples
-        out: npt.NDArray[np.float32] = self._stream.resample_chunk(samples)
-        return out
+        if len(samples) <= MAX_CHUNK_SAMPLES:
+            return _resample(stream, samples)
+        parts = [
+            _resample(stream, samples[start : start + MAX_CHUNK_SAMPLES])
+            for start in range(0, len(samples), MAX_CHUNK_SAMPLES)
+        ]
+        return np.concatenate(parts)
 
     def flush(self) -> npt.NDArray[np.float32]:
         """The output still held in the filter; ends the stream (later calls return nothing)."""
@@ -45,7 +55,11 @@ class Resampler:
             self._flushed = True
             return np.zeros(0, dtype=np.float32)
         self._flushed = True
-        out: npt.NDArray[np.float32] = self._stream.resample_chunk(
-            np.zeros(0, dtype=np.float32), last=True
-        )
-        return out
+        return _resample(self._stream, np.zeros(0, dtype=np.float32), last=True)
+
+
+def _resample(
+    stream: soxr.ResampleStream, samples: npt.NDArray[np.float32], last: bool = False
+) -> npt.NDArray[np.float32]:
+    out: npt.NDArray[np.float32] = stream.resample_chunk(samples, last=last)
+    return out

@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from vad import resample
 from vad.resample import Resampler
 
 RATES_HZ = [8000, 11025, 22050, 44100, 48000]
@@ -89,3 +90,23 @@ def test_rejects_bad_rates_and_shapes() -> None:
         Resampler(0, 16000)
     with pytest.raises(ValueError, match=r"shape \(2, 5\)"):
         Resampler(48000, 16000).process(np.zeros((2, 5), dtype=np.float32))
+
+
+def test_soxr_gets_bounded_pieces_of_a_large_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    # soxr keeps buffers as large as the largest chunk it was given; a 64 KiB WebSocket
+    # frame must not make every idle stream hold a buffer that size.
+    sizes: list[int] = []
+    original = resample._resample
+
+    def recording(stream: object, samples: np.ndarray, last: bool = False) -> np.ndarray:
+        sizes.append(len(samples))
+        return original(stream, samples, last)
+
+    monkeypatch.setattr(resample, "_resample", recording)
+    audio = np.random.default_rng(4).uniform(-0.5, 0.5, 32768).astype(np.float32)
+    resampler = Resampler(48000, 16000)
+    out = np.concatenate([resampler.process(audio), resampler.flush()])
+    assert max(sizes) <= resample.MAX_CHUNK_SAMPLES
+    assert sum(sizes) == len(audio)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(out, _stream(Resampler(48000, 16000), audio, seed=5))
