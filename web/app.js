@@ -22,14 +22,14 @@ const els = {
   table: $("segments-body"), summaryBar: $("summary-bar"), summaryList: $("summary-list"), summaryTotal: $("summary-total"),
   exportJson: $("export-json"), exportCsv: $("export-csv"), clear: $("clear"),
   file: $("file"), drop: $("drop"), uploadStatus: $("upload-status"),
-  contextRate: $("context-rate"), sessionId: $("session-id"), framesSent: $("frames-sent"),
+  contextRate: $("context-rate"), captured: $("captured"), sessionId: $("session-id"), framesSent: $("frames-sent"),
 };
 
 const params = new URLSearchParams(location.search);
 const token = params.get("token") || null;
 const results = new SessionResults();
 
-const app = { mode: "idle", capture: null, stream: null, recording: null, offsetMs: 0, capturedSamples: 0, frames: 0, lastRenderMs: 0 };
+const app = { mode: "idle", capture: null, stream: null, recording: null, early: [], offsetMs: 0, capturedSamples: 0, frames: 0, lastRenderMs: 0 };
 
 function streamUrl() {
   const url = new URL("v1/stream", location.href);
@@ -131,11 +131,16 @@ function addSegments(segments, offsetMs, source, origin) {
 
 function onFrame(pcm, level) {
   app.capturedSamples += pcm.length;
+  const capturedMs = Math.round((app.capturedSamples * 1000) / RATE_HZ);
+  els.captured.dataset.ms = String(capturedMs);
+  els.captured.textContent = `${(capturedMs / 1000).toFixed(1)} s`;
   const db = level.rms > 0 ? 20 * Math.log10(level.rms) : -100;
   const meter = Math.max(0, Math.min(100, Math.round(((db + 60) / 60) * 100)));
   els.levelFill.style.width = `${meter}%`;
   els.level.setAttribute("aria-valuenow", String(meter));
-  if (app.mode === "live" || app.mode === "stopping") {
+  if (app.mode === "starting") {
+    app.early.push(pcm);
+  } else if (app.mode === "live" || app.mode === "stopping") {
     if (app.stream) app.stream.send(pcm);
     app.frames += 1;
     els.framesSent.textContent = String(app.frames);
@@ -190,7 +195,7 @@ function onStreamState(state, detail) {
       setSpeaking(false);
       if (detail.reason === "busy") {
         setStatus("waiting", "Server busy");
-        showMessage("connection", "The server is busy right now", `Too many people are using it at the moment. Trying again in ${seconds} s — keep talking, the last few seconds are kept.`, retryActions());
+        showMessage("connection", "The server is busy or restarting", `It cannot take this session right now. Trying again in ${seconds} s — keep talking, the last few seconds are kept.`, retryActions());
       } else {
         setStatus("waiting", "Reconnecting");
         showMessage("connection", "Connection lost", `Reconnecting in ${seconds} s. Your timeline is kept; audio from the last few seconds is sent once the connection is back.`, retryActions());
@@ -239,17 +244,19 @@ async function start() {
   clearMessage();
   els.start.disabled = true;
   setStatus("connecting", "Opening microphone…");
+  Object.assign(app, { mode: "starting", early: [], offsetMs: results.endMs(), capturedSamples: 0, frames: 0, lastRenderMs: 0 });
   let capture;
   try {
     capture = await startCapture({ onFrame, onEnded: micEnded, targetRateHz: RATE_HZ, frameMs: FRAME_MS });
   } catch (error) {
+    app.mode = "idle";
     if (!(error instanceof MicrophoneError)) throw error;
     els.start.disabled = false;
     setStatus("idle", "Not connected");
     showMicError(error);
     return;
   }
-  Object.assign(app, { mode: "live", capture, offsetMs: results.endMs(), capturedSamples: 0, frames: 0, lastRenderMs: 0 });
+  Object.assign(app, { mode: "live", capture });
   els.contextRate.textContent = `${capture.contextRateHz} Hz → ${RATE_HZ} Hz, ${FRAME_MS} ms frames`;
   els.start.textContent = "Stop";
   els.start.dataset.running = "true";
@@ -263,6 +270,8 @@ async function start() {
     onMessage: onStreamMessage,
     onProtocolError: (error) => showMessage("warning", "Unexpected message from the server", error.message),
   });
+  for (const pcm of app.early) app.stream.send(pcm);
+  app.early = [];
   app.stream.start();
   render();
 }

@@ -1,0 +1,188 @@
+"""The page streaming a fake microphone to the real server, in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soxr
+from playwright.sync_api import Page, expect
+
+from tests.speech import espeak, silence, tone
+from tests.web.conftest import LaunchFn, Served, write_wav
+from tests.web.signals import Float, align, dominant_hz, rms
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+PHRASES = (
+    "Good morning, it is a lovely day.",
+    "I cannot believe what happened.",
+    "Please tell me more about it.",
+)
+CAPTURE_TIMEOUT_MS = 40_000
+
+
+@pytest.fixture(scope="module")
+def speech() -> Float:
+    """Three phrases with 1.2 s pauses, 16 kHz, 0.4 s of leading silence."""
+    parts = [silence(0.4)]
+    for phrase in PHRASES:
+        parts += [espeak(phrase, rate_wpm=170), silence(1.2)]
+    return np.concatenate(parts)
+
+
+def record_frames(page: Page) -> list[dict[str, Any]]:
+    """JSON messages the page receives on its WebSockets, in order."""
+    frames: list[dict[str, Any]] = []
+
+    def on_socket(ws: Any) -> None:
+        ws.on(
+            "framereceived",
+            lambda payload: isinstance(payload, str) and frames.append(json.loads(payload)),
+        )
+
+    page.on("websocket", on_socket)
+    return frames
+
+
+def wait_captured(page: Page, ms: float) -> None:
+    page.wait_for_function(
+        f"Number(document.getElementById('captured').dataset.ms) >= {ms}",
+        timeout=CAPTURE_TIMEOUT_MS,
+    )
+
+
+def stop(page: Page) -> None:
+    page.click("#start")
+    expect(page.locator("#conn-status")).to_have_text("Stopped", timeout=20_000)
+
+
+def page_rows(page: Page) -> list[list[str]]:
+    return page.eval_on_selector_all(
+        "#segments-body tr",
+        "rows => rows.map(r => [r.dataset.label, r.dataset.skipped, r.dataset.source])",
+    )
+
+
+def segment_frames(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [f for f in frames if f["type"] in ("result", "skipped")]
+
+
+def speaking_runs(page: Page) -> list[str]:
+    log: list[str] = page.evaluate("window.__speaking")
+    return [value for i, value in enumerate(log) if i == 0 or log[i - 1] != value]
+
+
+def download_text(page: Page, selector: str) -> Any:
+    with page.expect_download() as info:
+        page.click(selector)
+    return Path(info.value.path()).read_bytes().decode()
+
+
+def test_streams_speech_and_shows_what_the_server_sent(
+    server: Served, launch: LaunchFn, tmp_path: Path, speech: Float, screenshots: Path
+) -> None:
+    wav = write_wav(tmp_path / "speech.wav", speech, 16000)
+    server.tap.connections.clear()
+    with launch(wav) as page:
+        frames = record_frames(page)
+        page.goto(server.url + "/")
+        page.click("#start")
+        expect(page.locator("#conn-status")).to_have_text("Live")
+        wait_captured(page, len(speech) / 16 + 300)
+        page.screenshot(path=screenshots / "live-desktop.png", full_page=True)
+        stop(page)
+
+        # the server got the microphone's audio, at 16 kHz, intact
+        assert len(server.tap.connections) == 1
+        received = server.tap.audio(0)
+        captured_ms = int(page.get_attribute("#captured", "data-ms") or 0)
+        assert abs(len(received) - captured_ms * 16) <= 16
+        assert rms(received) > 0.01, "the server received silence"
+        _, correlation = align(received, speech)
+        assert correlation > 0.9
+
+        # the page shows exactly the segments the server sent, in order
+        assert frames[0]["type"] == "ready"
+        assert frames[-1]["type"] == "end"
+        sent = segment_frames(frames)
+        assert len([f for f in sent if f["type"] == "result"]) >= len(PHRASES)
+        assert frames[-1]["segments"] == len(sent)
+        assert page_rows(page) == [[f.get("label", ""), f.get("reason", ""), "live"] for f in sent]
+        exported = json.loads(download_text(page, "#export-json"))
+        assert [
+            (s["start_ms"], s["end_ms"], s["label"], s["latency_ms"]) for s in exported["segments"]
+        ] == [(f["start_ms"], f["end_ms"], f.get("label"), f.get("latency_ms")) for f in sent]
+        csv_lines = download_text(page, "#export-csv").strip().split("\r\n")
+        assert len(csv_lines) == len(sent) + 1
+
+        # model, readout, latency and the announcement match the last result
+        ready = frames[0]["model"]
+        expect(page.locator("#model-info")).to_contain_text(
+            f"{ready['name']} · version {ready['version']}"
+        )
+        last = [f for f in sent if f["type"] == "result"][-1]
+        expect(page.locator("#current-label")).to_have_text(last["label"].capitalize())
+        expect(page.locator("#current-meta")).to_contain_text(f"latency {last['latency_ms']} ms")
+        expect(page.locator("#announcer")).to_contain_text(last["label"].capitalize())
+
+        # the speaking indicator followed speech_start / speech_end
+        starts = [f for f in frames if f["type"] == "speech_start"]
+        assert len(starts) >= len(PHRASES)
+        assert speaking_runs(page).count("true") == len(starts)
+
+        # the smoothed view adds a track with one block per classified segment
+        page.check("#smooth")
+        expect(page.locator("#timeline-smooth-row")).to_be_visible()
+        expect(page.locator("#timeline-smooth .seg")).to_have_count(
+            len([f for f in sent if f["type"] == "result"])
+        )
+        expect(page.locator("#current-meta")).to_contain_text("Smoothed")
+
+
+FORCE_RATE_SCRIPT = """
+const Native = window.AudioContext;
+window.AudioContext = class extends Native {
+  constructor(options = {}) { super({ ...options, sampleRate: %d }); }
+};
+"""
+
+
+@pytest.mark.parametrize("context_rate", [44100, 48000])
+def test_resamples_the_context_rate_to_16k(
+    server: Served, launch: LaunchFn, tmp_path: Path, context_rate: int
+) -> None:
+    rate = 48000
+    source = np.concatenate(
+        [
+            silence(0.4, rate),
+            tone(1.0, 1000.0, rate),
+            silence(0.3, rate),
+            tone(1.0, 11000.0, rate),  # above 8 kHz: must not come back as a 5 kHz alias
+            silence(0.3, rate),
+            espeak(PHRASES[0], rate_wpm=170, sample_rate=rate),
+            silence(0.5, rate),
+        ]
+    )
+    wav = write_wav(tmp_path / "tones.wav", source, rate)
+    reference = soxr.resample(source, rate, 16000).astype(np.float32)
+    server.tap.connections.clear()
+    with launch(wav) as page:
+        page.add_init_script(FORCE_RATE_SCRIPT % context_rate)
+        page.goto(server.url + "/")
+        page.click("#start")
+        wait_captured(page, len(reference) / 16 + 300)
+        stop(page)
+        expect(page.locator("#context-rate")).to_contain_text(f"{context_rate} Hz → 16000 Hz")
+
+    received = server.tap.audio(0)
+    lag, correlation = align(received, reference)
+    assert correlation > 0.9
+    tone_at = received[lag + 8000 : lag + 20000]  # 0.5 s to 1.25 s: inside the 1 kHz tone
+    alias_at = received[lag + 29000 : lag + 41000]  # inside the 11 kHz tone
+    assert dominant_hz(tone_at, 16000) == pytest.approx(1000.0, abs=2.0)
+    assert rms(tone_at) == pytest.approx(0.3 / np.sqrt(2), rel=0.05)
+    assert rms(alias_at) < 0.01 * rms(tone_at), "11 kHz aliased into the 16 kHz stream"
