@@ -22,7 +22,7 @@ def uvicorn_config(app: Starlette, settings: Settings, host: str, port: int) -> 
         app,
         host=host,
         port=port,
-        ws="websockets",
+        ws="websockets-sansio",
         # Frames up to max_frame_bytes reach the session, which answers bad_frame and 1009 itself.
         ws_max_size=settings.max_frame_bytes + 4096,
         ws_ping_interval=settings.ws_ping_interval_s,

@@ -82,7 +82,9 @@ class Session:
         finally:
             for task in (*self._tasks, reader, writer):
                 task.cancel()
-            await asyncio.gather(*self._tasks, reader, writer, return_exceptions=True)
+            # asyncio.wait, not gather: a cancellation of this task while waiting must arrive
+            # as the canceller's own CancelledError (gather would replace it with a child's).
+            await asyncio.wait({*self._tasks, reader, writer})
             self._closed.set()
 
     async def _read_then_close(self) -> bool:

@@ -1,0 +1,501 @@
+"""/v1/stream in-process: every message type and field, ordering, errors and close codes."""
+
+from __future__ import annotations
+
+import json
+import threading
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soxr
+from starlette.websockets import WebSocketDisconnect
+
+from server.inference import OnnxClassifier
+from server.model import CANONICAL_LABELS
+from tests.server.conftest import ScriptedClassifier, collect, pcm16, send_audio, types
+from tests.speech import espeak, silence
+
+END = json.dumps({"type": "end"})
+FLUSH = json.dumps({"type": "flush"})
+
+
+def stream_all(
+    client: Any, audio: np.ndarray, query: str = "", data: bytes | None = None
+) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
+    with client.websocket_connect(f"/v1/stream{query}") as ws:
+        ready = json.loads(ws.receive_text())
+        send_audio(ws, pcm16(audio) if data is None else data)
+        ws.send_text(END)
+        messages, code = collect(ws)
+    return ready, messages, code
+
+
+def check_pairs(messages: list[dict[str, Any]]) -> None:
+    speech = [m for m in messages if m["type"] in ("speech_start", "speech_end")]
+    assert [m["type"] for m in speech] == ["speech_start", "speech_end"] * (len(speech) // 2)
+    times = [m["t_ms"] for m in speech]
+    assert times == sorted(times)
+
+
+def outcomes(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [m for m in messages if m["type"] in ("result", "skipped")]
+
+
+def test_ready_describes_session_model_and_limits(make_client: Any) -> None:
+    client = make_client(max_frame_bytes=4096, idle_timeout_ms=5000)
+    with client.websocket_connect("/v1/stream?sample_rate=44100&encoding=pcm_f32le") as ws:
+        ready = json.loads(ws.receive_text())
+    assert ready["type"] == "ready"
+    assert ready["protocol"] == 1
+    assert len(ready["session"]) >= 8
+    assert ready["sample_rate"] == 44100
+    assert ready["encoding"] == "pcm_f32le"
+    assert ready["model"]["labels"] == list(CANONICAL_LABELS)
+    assert ready["model"]["sample_rate"] == 16000
+    assert ready["model"]["name"] == "tiny-test"
+    assert ready["model"]["version"]
+    assert ready["limits"] == {
+        "max_frame_bytes": 4096,
+        "max_segment_ms": 3000,
+        "max_stream_ms": 3_600_000,
+        "idle_timeout_ms": 5000,
+    }
+
+
+def test_full_stream_messages_fields_and_order(
+    make_client: Any, three_utterances: np.ndarray
+) -> None:
+    ready, messages, code = stream_all(make_client(), three_utterances)
+    assert code == 1000
+    assert messages[-1] == {"type": "end", "segments": 3, "audio_ms": len(three_utterances) // 16}
+    check_pairs(messages)
+    assert types(messages).count("speech_start") == 3
+    found = outcomes(messages)
+    assert [o["segment"] for o in found] == list(range(len(found)))
+    results = [o for o in found if o["type"] == "result"]
+    assert len(results) == 3
+    for result in results:
+        assert set(result) == {
+            "type",
+            "segment",
+            "start_ms",
+            "end_ms",
+            "label",
+            "confidence",
+            "scores",
+            "model_version",
+            "latency_ms",
+        }
+        assert list(result["scores"]) == list(CANONICAL_LABELS)
+        assert sum(result["scores"].values()) == pytest.approx(1.0, abs=1e-4)
+        assert result["label"] == max(result["scores"], key=result["scores"].get)
+        assert result["confidence"] == result["scores"][result["label"]]
+        assert result["model_version"] == ready["model"]["version"]
+        assert isinstance(result["latency_ms"], int) and result["latency_ms"] >= 0
+        assert 500 <= result["end_ms"] - result["start_ms"] <= 3000
+    # Each result follows its utterance's speech_end and lies around it.
+    ends = [m["t_ms"] for m in messages if m["type"] == "speech_end"]
+    starts = [m["t_ms"] for m in messages if m["type"] == "speech_start"]
+    for result, start, end in zip(results, starts, ends, strict=True):
+        assert result["start_ms"] <= start < end <= result["end_ms"]
+
+
+def test_times_are_audio_time_at_the_declared_rate(
+    make_client: Any, three_utterances: np.ndarray
+) -> None:
+    client = make_client()
+    _, at16, _ = stream_all(client, three_utterances)
+    audio44 = soxr.resample(three_utterances, 16000, 44100).astype(np.float32)
+    data = audio44.astype("<f4").tobytes()
+    ready, at44, code = stream_all(client, audio44, "?sample_rate=44100&encoding=pcm_f32le", data)
+    assert code == 1000
+    assert ready["sample_rate"] == 44100
+    assert at44[-1]["audio_ms"] == len(audio44) * 1000 // 44100
+    starts16 = [m["t_ms"] for m in at16 if m["type"] == "speech_start"]
+    starts44 = [m["t_ms"] for m in at44 if m["type"] == "speech_start"]
+    assert len(starts16) == len(starts44) == 3
+    assert np.allclose(starts16, starts44, atol=40)
+
+
+def test_flush_ends_the_utterance_now(make_client: Any, one_utterance: np.ndarray) -> None:
+    client = make_client()
+    speech = one_utterance[: int(16000 * 1.6)]  # cut mid-sentence, no trailing silence
+    with client.websocket_connect("/v1/stream") as ws:
+        ws.receive_text()
+        send_audio(ws, pcm16(speech))
+        ws.send_text(FLUSH)
+        flushed = [json.loads(ws.receive_text()) for _ in range(3)]
+        assert types(flushed) == ["speech_start", "speech_end", "result"]
+        assert flushed[2]["end_ms"] <= 1600
+        ws.send_text(FLUSH)  # nothing in progress: nothing happens
+        ws.send_text(END)
+        rest, code = collect(ws)
+    assert rest == [{"type": "end", "segments": 1, "audio_ms": 1600}]
+    assert code == 1000
+
+
+def test_stream_ending_mid_speech_gets_speech_end_before_end(
+    make_client: Any, one_utterance: np.ndarray
+) -> None:
+    _, messages, code = stream_all(make_client(), one_utterance[: int(16000 * 1.6)])
+    assert types(messages) == ["speech_start", "speech_end", "result", "end"]
+    assert code == 1000
+
+
+def test_silence_only_stream_has_no_segments(make_client: Any) -> None:
+    _, messages, code = stream_all(make_client(), np.zeros(16000 * 2, dtype=np.float32))
+    assert messages == [{"type": "end", "segments": 0, "audio_ms": 2000}]
+    assert code == 1000
+
+
+def test_short_blip_is_skipped_too_short(make_client: Any) -> None:
+    rng = np.random.default_rng(0)
+    blip = np.concatenate([np.zeros(8000), 0.5 * rng.standard_normal(4000), np.zeros(16000)])
+    _, messages, _ = stream_all(make_client(min_segment_ms=1000), blip.astype(np.float32))
+    found = outcomes(messages)
+    assert found and all(o["type"] == "skipped" and o["reason"] == "too_short" for o in found)
+    assert set(found[0]) == {"type", "segment", "start_ms", "end_ms", "reason"}
+
+
+def test_long_utterance_is_cut_into_segments_of_at_most_max(make_client: Any) -> None:
+    talk = np.concatenate(
+        [
+            silence(0.3),
+            espeak(
+                "This is a long sentence that keeps going on and on "
+                "without any pause at all for a good while",
+                rate_wpm=150,
+            ),
+            silence(1.0),
+        ]
+    )
+    _, messages, _ = stream_all(make_client(), talk)
+    found = outcomes(messages)
+    assert len(found) >= 2
+    assert all(o["end_ms"] - o["start_ms"] <= 3000 for o in found)
+    assert all(a["end_ms"] == b["start_ms"] for a, b in pairwise(found))
+    assert types(messages).count("speech_start") == 1
+
+
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [
+        ("?sample_rate=abc", "sample_rate"),
+        ("?sample_rate=7999", "sample_rate"),
+        ("?sample_rate=48001", "sample_rate"),
+        ("?sample_rate=-16000", "sample_rate"),
+        ("?encoding=pcm_u8", "encoding"),
+        ("?encoding=", "encoding"),
+    ],
+)
+def test_invalid_query_is_refused_with_bad_request(
+    make_client: Any, query: str, named: str
+) -> None:
+    with make_client().websocket_connect(f"/v1/stream{query}") as ws:
+        messages, code = collect(ws)
+    assert code == 1008
+    assert len(messages) == 1
+    assert messages[0]["type"] == "error" and messages[0]["code"] == "bad_request"
+    assert named in messages[0]["message"]
+
+
+def test_partial_sample_frame_is_dropped_and_stream_goes_on(
+    make_client: Any, one_utterance: np.ndarray
+) -> None:
+    with make_client().websocket_connect("/v1/stream") as ws:
+        ws.receive_text()
+        ws.send_bytes(b"\x01\x02\x03")
+        error = json.loads(ws.receive_text())
+        assert error["type"] == "error" and error["code"] == "bad_frame"
+        assert "3" in error["message"]
+        send_audio(ws, pcm16(one_utterance))
+        ws.send_text(END)
+        messages, code = collect(ws)
+    assert code == 1000
+    assert types(messages).count("result") == 1
+    assert messages[-1]["audio_ms"] == len(one_utterance) // 16
+
+
+def test_f32_partial_sample_is_bad_frame(make_client: Any) -> None:
+    with make_client().websocket_connect("/v1/stream?encoding=pcm_f32le") as ws:
+        ws.receive_text()
+        ws.send_bytes(b"\x00" * 6)
+        error = json.loads(ws.receive_text())
+        ws.send_text(END)
+        rest, code = collect(ws)
+    assert error["code"] == "bad_frame"
+    assert rest[-1]["type"] == "end" and code == 1000
+
+
+def test_oversized_frame_closes_1009(make_client: Any) -> None:
+    with make_client(max_frame_bytes=1024).websocket_connect("/v1/stream") as ws:
+        ws.receive_text()
+        ws.send_bytes(b"\x00" * 1026)
+        messages, code = collect(ws)
+    assert code == 1009
+    assert messages[0]["code"] == "bad_frame" and "1026" in messages[0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("hello", "not JSON"),
+        ("[1, 2]", "JSON object"),
+        ('{"type": "pause"}', "pause"),
+        ('{"kind": "end"}', "unknown message type"),
+        ('{"type": 5}', "unknown message type"),
+        ("\u0000\ud7ff" * 10, "not JSON"),
+    ],
+)
+def test_bad_text_message_keeps_the_stream_open(make_client: Any, text: str, fragment: str) -> None:
+    with make_client().websocket_connect("/v1/stream") as ws:
+        ws.receive_text()
+        ws.send_text(text)
+        error = json.loads(ws.receive_text())
+        ws.send_text(END)
+        rest, code = collect(ws)
+    assert error["type"] == "error" and error["code"] == "bad_message"
+    assert fragment in error["message"]
+    assert rest == [{"type": "end", "segments": 0, "audio_ms": 0}] and code == 1000
+
+
+def test_stream_longer_than_max_is_closed_with_limit(
+    make_client: Any, three_utterances: np.ndarray
+) -> None:
+    with make_client(max_stream_ms=2500).websocket_connect("/v1/stream") as ws:
+        ws.receive_text()
+        send_audio(ws, pcm16(three_utterances))
+        messages, code = collect(ws)
+    assert code == 1008
+    assert messages[-1]["type"] == "error" and messages[-1]["code"] == "limit"
+    assert "max_stream_ms" in messages[-1]["message"]
+    assert types(messages).count("result") >= 1  # what was heard before the limit is delivered
+
+
+def test_idle_client_is_closed_with_limit(make_client: Any) -> None:
+    with make_client(idle_timeout_ms=300).websocket_connect("/v1/stream") as ws:
+        ws.receive_text()
+        messages, code = collect(ws)
+    assert code == 1008
+    assert messages == [
+        {"type": "error", "code": "limit", "message": "no audio or message for 300 ms"}
+    ]
+
+
+def test_connection_limit_answers_busy_while_first_stream_continues(
+    make_client: Any, one_utterance: np.ndarray
+) -> None:
+    client = make_client(max_connections=1)
+    with client.websocket_connect("/v1/stream") as first:
+        first.receive_text()
+        with client.websocket_connect("/v1/stream") as second:
+            refused, code = collect(second)
+        assert code == 1013
+        assert refused[0]["code"] == "busy" and "1 connections" in refused[0]["message"]
+        send_audio(first, pcm16(one_utterance))
+        first.send_text(END)
+        messages, first_code = collect(first)
+    assert first_code == 1000 and types(messages).count("result") == 1
+
+
+def test_per_client_limit_answers_busy(make_client: Any) -> None:
+    client = make_client(max_connections_per_ip=2)
+    with client.websocket_connect("/v1/stream") as a, client.websocket_connect("/v1/stream") as b:
+        a.receive_text()
+        b.receive_text()
+        with client.websocket_connect("/v1/stream") as c:
+            refused, code = collect(c)
+        for ws in (a, b):  # end them from the server side before the test client closes
+            ws.send_text(END)
+            assert collect(ws)[1] == 1000
+    assert code == 1013 and refused[0]["code"] == "busy"
+    assert "testclient" in refused[0]["message"]
+
+
+@pytest.mark.parametrize("presented", [None, "wrong", "secret-token "])
+def test_token_required(make_client: Any, presented: str | None) -> None:
+    client = make_client(token="secret-token")
+    query = f"?token={presented}" if presented else ""
+    with client.websocket_connect(f"/v1/stream{query}") as ws:
+        messages, code = collect(ws)
+    assert code == 1008 and messages[0]["code"] == "unauthorized"
+
+
+def test_token_accepted_in_query_or_bearer_header(make_client: Any) -> None:
+    client = make_client(token="secret-token")
+    with client.websocket_connect("/v1/stream?token=secret-token") as ws:
+        assert json.loads(ws.receive_text())["type"] == "ready"
+    headers = {"Authorization": "Bearer secret-token"}
+    with client.websocket_connect("/v1/stream", headers=headers) as ws:
+        assert json.loads(ws.receive_text())["type"] == "ready"
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed"),
+    [
+        ("http://testserver", True),
+        ("https://app.example", True),
+        ("https://evil.example", False),
+        ("http://testserver.evil.example", False),
+        ("null", False),
+    ],
+)
+def test_browser_origin_allow_list(make_client: Any, origin: str, allowed: bool) -> None:
+    client = make_client(allowed_origins="https://app.example")
+    with client.websocket_connect("/v1/stream", headers={"Origin": origin}) as ws:
+        if allowed:
+            assert json.loads(ws.receive_text())["type"] == "ready"
+            return
+        messages, code = collect(ws)
+    assert code == 1008 and messages[0]["code"] == "unauthorized"
+    assert "origin" in messages[0]["message"]
+
+
+def test_inference_failure_reports_internal_and_stream_goes_on(
+    make_client: Any, tiny_model_dir: Path, three_utterances: np.ndarray
+) -> None:
+    def loader(path: Path) -> ScriptedClassifier:
+        return ScriptedClassifier(OnnxClassifier(path), fail_calls={1})
+
+    _, messages, code = stream_all(make_client(loader=loader), three_utterances)
+    assert code == 1000
+    found = outcomes(messages)
+    assert [o["type"] for o in found] == ["result", "skipped", "result"]
+    assert found[1]["reason"] == "error"
+    position = messages.index(found[1])
+    assert messages[position - 1]["type"] == "error"
+    assert messages[position - 1]["code"] == "internal"
+    assert "segment 1" in messages[position - 1]["message"]
+
+
+def test_saturated_pool_skips_overloaded_and_stream_goes_on(
+    make_client: Any, tiny_model_dir: Path, three_utterances: np.ndarray
+) -> None:
+    gate = threading.Event()
+    holder: dict[str, ScriptedClassifier] = {}
+
+    def loader(path: Path) -> ScriptedClassifier:
+        holder["c"] = ScriptedClassifier(OnnxClassifier(path), gate=gate)
+        return holder["c"]
+
+    client = make_client(loader=loader, workers=1, queue_size=0)
+    holder["c"].gate = gate
+    with client.websocket_connect("/v1/stream") as ws:
+        ws.receive_text()
+        send_audio(ws, pcm16(three_utterances))
+        ws.send_text(END)
+        gate.set()  # the first segment is stuck in the only worker until now
+        messages, code = collect(ws)
+    found = outcomes(messages)
+    assert code == 1000
+    assert found[0]["type"] == "result"
+    assert any(o["type"] == "skipped" and o["reason"] == "overloaded" for o in found[1:])
+    assert [o["segment"] for o in found] == list(range(len(found)))
+
+
+def test_queue_deadline_skips_overloaded(
+    make_client: Any, tiny_model_dir: Path, one_utterance: np.ndarray
+) -> None:
+    gate = threading.Event()
+    holder: dict[str, ScriptedClassifier] = {}
+
+    def loader(path: Path) -> ScriptedClassifier:
+        holder["c"] = ScriptedClassifier(OnnxClassifier(path))
+        return holder["c"]
+
+    client = make_client(loader=loader, workers=1, queue_size=4, queue_timeout_ms=200)
+    holder["c"].gate = gate
+    timer = threading.Timer(1.0, gate.set)
+    timer.start()
+    try:
+        _, messages, _ = stream_all(client, np.concatenate([one_utterance, one_utterance]))
+    finally:
+        timer.cancel()
+        gate.set()
+    found = outcomes(messages)
+    assert found[0]["type"] == "result"
+    assert found[1] == {**found[1], "type": "skipped", "reason": "overloaded"}
+
+
+def test_two_sessions_get_their_own_results(
+    make_client: Any, three_utterances: np.ndarray, one_utterance: np.ndarray
+) -> None:
+    client = make_client()
+    with client.websocket_connect("/v1/stream") as a, client.websocket_connect("/v1/stream") as b:
+        ready_a, ready_b = json.loads(a.receive_text()), json.loads(b.receive_text())
+        data_a, data_b = pcm16(three_utterances), pcm16(one_utterance)
+        step = 1280
+        for offset in range(0, max(len(data_a), len(data_b)), step):  # interleaved frames
+            if offset < len(data_a):
+                a.send_bytes(data_a[offset : offset + step])
+            if offset < len(data_b):
+                b.send_bytes(data_b[offset : offset + step])
+        a.send_text(END)
+        b.send_text(END)
+        messages_a, _ = collect(a)
+        messages_b, _ = collect(b)
+    assert ready_a["session"] != ready_b["session"]
+    assert messages_a[-1] == {"type": "end", "segments": 3, "audio_ms": len(three_utterances) // 16}
+    assert messages_b[-1] == {"type": "end", "segments": 1, "audio_ms": len(one_utterance) // 16}
+    # Same audio alone gives the same scores: nothing of the other session leaked in.
+    _, alone, _ = stream_all(client, one_utterance)
+    assert outcomes(alone)[0]["scores"] == outcomes(messages_b)[0]["scores"]
+
+
+def test_client_disconnect_mid_utterance_releases_the_session(
+    make_client: Any, one_utterance: np.ndarray
+) -> None:
+    client = make_client(max_connections=1)
+    service = client.app.state.service
+    with client.websocket_connect("/v1/stream") as ws:
+        ws.receive_text()
+        send_audio(ws, pcm16(one_utterance[:16000]))
+    # The slot is free again: a new connection is accepted although the limit is 1.
+    with client.websocket_connect("/v1/stream") as ws:
+        assert json.loads(ws.receive_text())["type"] == "ready"
+    assert service.limiter.total == 0
+    assert not service.sessions
+
+
+def test_metrics_count_connections_segments_and_inference(
+    make_client: Any, three_utterances: np.ndarray
+) -> None:
+    client = make_client()
+    stream_all(client, three_utterances)
+    text = client.get("/metrics").text
+    assert 'emostream_connections_total{outcome="accepted"} 1.0' in text
+    assert 'emostream_segments_total{source="stream"} 3.0' in text
+    assert "emostream_inference_seconds_count 3.0" in text
+    assert "emostream_queue_depth 0.0" in text
+    assert "emostream_open_connections 0.0" in text
+    assert 'emostream_model_info{name="tiny-test"' in text
+
+
+def test_health_and_readiness(make_client: Any) -> None:
+    client = make_client()
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 200
+    client.app.state.service.draining = True
+    assert client.get("/readyz").status_code == 503
+    with client.websocket_connect("/v1/stream") as ws:
+        messages, code = collect(ws)
+    assert code == 1013 and messages[0]["code"] == "busy"
+
+
+def test_model_endpoint_serves_the_manifest(make_client: Any, tiny_model_dir: Path) -> None:
+    reply = make_client().get("/v1/model").json()
+    manifest = json.loads((tiny_model_dir / "manifest.json").read_text())
+    assert reply == manifest
+
+
+def test_disconnect_before_reading_ready_is_harmless(make_client: Any) -> None:
+    client = make_client()
+    for _ in range(5):
+        with client.websocket_connect("/v1/stream"):
+            pass
+    assert not client.app.state.service.sessions
+    with pytest.raises(WebSocketDisconnect), client.websocket_connect("/v1/nope"):
+        pass
