@@ -189,7 +189,11 @@ class CaddyProcess:
         )
         self.output = OutputCollector(self.proc)
         try:
-            self.output.wait_for(re.compile(r"serving initial configuration"), STARTUP_TIMEOUT_S)
+            # A fresh state directory: the local CA issues the localhost certificate
+            # just after the configuration is served; handshakes fail until then.
+            self.output.wait_for(
+                re.compile(r"certificate obtained successfully"), STARTUP_TIMEOUT_S
+            )
         except RuntimeError:
             _stop(self.proc)
             self.output.close()

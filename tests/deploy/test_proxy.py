@@ -1,0 +1,271 @@
+"""The project's real Caddyfile, run by the real caddy binary, in front of a real server.
+
+Caddy serves https://localhost:<port> with a certificate from its local CA; the tests
+trust that CA's root only, and connect to ``localhost`` (the certificate's name).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import http.client
+import json
+import re
+import shutil
+import ssl
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.deploy.processes import CaddyProcess, ServerProcess
+from tests.deploy.streams import Stream, full_session, refused, utterance_pcm
+from tests.speech import espeak, silence, wav_bytes
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.caddy,
+    pytest.mark.skipif(shutil.which("caddy") is None, reason="needs the caddy binary"),
+]
+
+CADDY_MAX_BODY_BYTES = 26 * 1024 * 1024
+
+
+@dataclass
+class Stack:
+    server: ServerProcess
+    caddy: CaddyProcess
+
+    @property
+    def tls(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.caddy.root_ca))
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.caddy.https_url, verify=self.tls, timeout=60)
+
+    @property
+    def origin(self) -> str:
+        return self.caddy.https_url
+
+
+@pytest.fixture(scope="module")
+def make_stack(
+    tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[dict[str, str]], Stack]]:
+    stacks: list[Stack] = []
+
+    def make(settings: dict[str, str]) -> Stack:
+        server = ServerProcess(tiny_model_dir, settings)
+        try:
+            caddy = CaddyProcess(f"127.0.0.1:{server.port}", tmp_path_factory.mktemp("caddy"))
+        except RuntimeError:
+            server.stop()
+            raise
+        stacks.append(Stack(server, caddy))
+        return stacks[-1]
+
+    yield make
+    for stack in stacks:
+        stack.caddy.stop()
+        stack.server.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(make_stack: Callable[[dict[str, str]], Stack]) -> Stack:
+    # The server's own upload limit is set above Caddy's so that the proxy's limit is
+    # the one under test here; in production Caddy's is the larger (see test_caddyfile).
+    return make_stack(
+        {
+            "trusted_proxies": "127.0.0.1/32",
+            "workers": "1",
+            "max_upload_bytes": str(64 * 1024 * 1024),
+        }
+    )
+
+
+# The page
+
+
+def test_page_is_served_over_https_with_security_headers(stack: Stack) -> None:
+    with stack.client() as client:
+        response = client.get("/")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert "server" not in response.headers
+    headers = response.headers
+    assert headers["strict-transport-security"].startswith("max-age=")
+    assert int(headers["strict-transport-security"].split("=")[1].split(";")[0]) >= 15_552_000
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["referrer-policy"] == "no-referrer"
+    assert "microphone=(self)" in headers["permissions-policy"]
+    csp = parse_csp(headers["content-security-policy"])
+    assert csp["default-src"] == ["'none'"]
+    assert csp["script-src"] == ["'self'"]
+    assert csp["style-src"] == ["'self'"]
+    assert csp["connect-src"] == ["'self'", f"wss://localhost:{stack.caddy.port}"]
+    assert csp["frame-ancestors"] == ["'none'"]
+    assert not any("unsafe" in source for sources in csp.values() for source in sources)
+
+
+def parse_csp(header: str) -> dict[str, list[str]]:
+    directives = [d.split() for d in header.split(";") if d.strip()]
+    return {d[0]: d[1:] for d in directives}
+
+
+class _PageScan(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inline: list[str] = []
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        names = dict(attrs)
+        if tag == "style" or "style" in names or any(a.startswith("on") for a in names):
+            self.inline.append(tag)
+        if tag == "script" and not names.get("src"):
+            self.inline.append("script")
+        self.urls += [v for k, v in attrs if k in ("src", "href") and v]
+
+
+def test_page_needs_nothing_the_policy_forbids(stack: Stack) -> None:
+    # The policy allows only the site itself: the page must carry no inline script or
+    # style and load nothing from another host.
+    with stack.client() as client:
+        page = client.get("/").text
+    scan = _PageScan()
+    scan.feed(page)
+    assert scan.inline == []
+    assert [u for u in scan.urls if re.match(r"^[a-z]+:", u) and not u.startswith("#")] == []
+
+
+def test_static_files_are_compressed(stack: Stack) -> None:
+    with stack.client() as client:
+        response = client.get("/app.js", headers={"Accept-Encoding": "gzip"})
+        raw = client.get("/app.js", headers={"Accept-Encoding": "identity"})
+    assert response.status_code == 200
+    assert response.headers["content-encoding"] == "gzip"
+    assert response.content == raw.content  # httpx decoded the gzip body
+    assert "content-encoding" not in raw.headers
+    assert len(gzip.compress(raw.content)) < len(raw.content)
+
+
+def test_metrics_are_not_exposed_at_the_edge(stack: Stack) -> None:
+    with stack.client() as client:
+        assert client.get("/metrics").status_code == 404
+    assert httpx.get(f"{stack.server.http_url}/metrics").status_code == 200
+
+
+# Streaming over wss://
+
+
+def test_full_stream_over_wss(stack: Stack) -> None:
+    stream = asyncio.run(
+        full_session(
+            stack.caddy.wss_url,
+            utterance_pcm() * 2,
+            ssl=stack.tls,
+            origin=stack.origin,  # what the browser sends for the page itself
+        )
+    )
+    assert stream.messages[0]["type"] == "ready"
+    assert [m["segment"] for m in stream.of_type("result")] == [0, 1]
+    assert stream.of_type("end")[0]["segments"] == 2
+    assert stream.ws.close_code == 1000
+
+
+def test_cross_site_websocket_is_refused_through_the_proxy(stack: Stack) -> None:
+    messages, code = asyncio.run(
+        refused(stack.caddy.wss_url, ssl=stack.tls, origin="https://evil.example")
+    )
+    assert [m["code"] for m in messages] == ["unauthorized"]
+    assert code == 1008
+
+
+def test_forwarded_for_cannot_be_spoofed_through_the_proxy(
+    make_stack: Callable[[dict[str, str]], Stack],
+) -> None:
+    # Caddy replaces a client's X-Forwarded-For with the address it sees, so a client
+    # cannot pose as many others to slip past the per-address limit.
+    own = make_stack({"trusted_proxies": "127.0.0.1/32", "max_connections_per_ip": "2"})
+    tls = own.tls
+
+    async def scenario() -> tuple[list[dict[str, object]], int | None]:
+        held = [
+            await Stream.open(
+                own.caddy.wss_url, ssl=tls, additional_headers={"X-Forwarded-For": ip}
+            )
+            for ip in ("203.0.113.1", "203.0.113.2")
+        ]
+        for stream in held:
+            await stream.wait_for("ready")
+        result = await refused(
+            own.caddy.wss_url, ssl=tls, additional_headers={"X-Forwarded-For": "203.0.113.3"}
+        )
+        for stream in held:
+            await stream.abort()
+        return result
+
+    messages, code = asyncio.run(scenario())
+    assert [m["code"] for m in messages] == ["busy"]
+    assert "client 127.0.0.1 " in str(messages[0]["message"])
+    assert code == 1013
+
+
+# Uploads and the body limit
+
+
+def test_upload_through_the_proxy(stack: Stack) -> None:
+    audio = np.concatenate([silence(0.3), espeak("Good evening everyone."), silence(0.5)])
+    with stack.client() as client:
+        response = client.post(
+            "/v1/classify", files={"file": ("clip.wav", wav_bytes(audio), "audio/wav")}
+        )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert len(body["segments"]) == 1
+    assert body["summary"]["label"] in body["model"]["labels"]
+
+
+def test_declared_oversized_body_is_refused_before_it_is_sent(stack: Stack) -> None:
+    connection = http.client.HTTPSConnection("localhost", stack.caddy.port, context=stack.tls)
+    connection.putrequest("POST", "/v1/classify")
+    connection.putheader("Content-Type", "audio/wav")
+    connection.putheader("Content-Length", str(CADDY_MAX_BODY_BYTES + 1))
+    connection.endheaders()  # not one byte of the body follows
+    response = connection.getresponse()
+    body = json.loads(response.read())
+    connection.close()
+    assert response.status == 413
+    assert body["error"]["code"] == "too_large"
+
+
+def test_streamed_body_over_the_limit_is_cut_off(stack: Stack) -> None:
+    chunk = bytes(1024 * 1024)
+
+    def body() -> Iterator[bytes]:  # no Content-Length: chunked transfer encoding
+        for _ in range(CADDY_MAX_BODY_BYTES // len(chunk) + 2):
+            yield chunk
+
+    with stack.client() as client:
+        response = client.post(
+            "/v1/classify", content=body(), headers={"Content-Type": "audio/wav"}
+        )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "too_large"
+    assert str(CADDY_MAX_BODY_BYTES) in response.json()["error"]["message"]
+
+
+def test_body_just_under_the_limit_reaches_the_server(stack: Stack) -> None:
+    # Not audio at all: the server's decoder, not the proxy, refuses it.
+    with stack.client() as client:
+        response = client.post(
+            "/v1/classify",
+            content=bytes(CADDY_MAX_BODY_BYTES - 4096),
+            headers={"Content-Type": "audio/wav"},
+        )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "bad_audio"
