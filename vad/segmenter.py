@@ -58,11 +58,7 @@ class Segmenter:
 
     def __init__(self, config: SegmenterConfig, detector: Detector | None = None) -> None:
         self.config = config
-        self._detect = (
-            detector
-            if detector is not None
-            else WebRtcDetector(config.aggressiveness, config.sample_rate_hz)
-        )
+        self._given_detector = detector
         self._frame = config.frame_samples
         self._pre_padding = config.samples(config.pre_padding_ms)
         self._post_padding = config.samples(config.post_padding_ms)
@@ -88,6 +84,12 @@ class Segmenter:
         return self._utterance is not None
 
     def reset(self) -> None:
+        """Start over as a new stream; a default webrtcvad detector starts afresh too."""
+        self._detect: Detector = (
+            self._given_detector
+            if self._given_detector is not None
+            else WebRtcDetector(self.config.aggressiveness, self.config.sample_rate_hz)
+        )
         self._position = 0
         self._floor = 0  # no new segment may start before the end of the last one
         self._start_window = _Window(self.config.start_frames, fill=False)

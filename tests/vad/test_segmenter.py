@@ -15,10 +15,11 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from tests.speech import espeak, silence
 from vad.config import SegmenterConfig
 from vad.detector import EnergyDetector
 from vad.events import Event, Segment, SpeechEnd, SpeechStart
-from vad.framing import to_float
+from vad.framing import to_float, to_int16
 from vad.segmenter import Segmenter
 
 FRAME = 480
@@ -329,7 +330,23 @@ def test_push_rejects_a_frame_of_the_wrong_size_or_type(frame: np.ndarray) -> No
         energy_segmenter().push(frame)
 
 
-def test_default_detector_is_webrtcvad() -> None:
-    segmenter = Segmenter(SegmenterConfig())
-    frames = frames_for("." * 40)
-    assert run(segmenter, frames) == []
+def test_default_detector_is_webrtcvad_and_starts_afresh_on_reset() -> None:
+    speech = to_int16(np.concatenate([silence(0.5), espeak("Good morning to you."), silence(1.0)]))
+    frames = [speech[start : start + FRAME] for start in range(0, len(speech) - FRAME, FRAME)]
+    assert [type(e) for _, e in run(Segmenter(SegmenterConfig()), frames)] == [
+        SpeechStart,
+        Segment,
+        SpeechEnd,
+    ]
+    # Without hysteresis every change of the detector's answer shows in the events.
+    raw = SegmenterConfig(
+        start_ms=30, start_ratio=1.0, hangover_ms=30, stop_ratio=0.0, pre_padding_ms=0,
+        post_padding_ms=0, end_trim_ms=0, min_segment_ms=0,
+    )  # fmt: skip
+    segmenter = Segmenter(raw)
+    first = run(segmenter, frames)
+    # Loud noise adapts webrtcvad's noise model; after a reset it must be forgotten.
+    noise = to_int16(np.random.default_rng(0).normal(0, 0.1, 100 * FRAME).astype(np.float32))
+    run(segmenter, [noise[start : start + FRAME] for start in range(0, len(noise), FRAME)])
+    segmenter.reset()
+    assert run(segmenter, frames) == first
