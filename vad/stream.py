@@ -64,6 +64,8 @@ class StreamSegmenter:
         """Already-decoded mono float audio at in_rate_hz; non-finite samples become 0."""
         if audio.ndim != 1:
             raise ValueError(f"expected mono 1-D audio, got shape {audio.shape}")
+        if not np.issubdtype(audio.dtype, np.floating):
+            raise ValueError(f"expected float audio in [-1, 1], got dtype {audio.dtype}")
         return self._feed(sanitize(audio))
 
     def flush(self) -> list[Event]:

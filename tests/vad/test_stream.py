@@ -208,6 +208,8 @@ def test_float_upload_with_non_finite_samples() -> None:
     assert not segment.audio[1000:1100].any()
     with pytest.raises(ValueError, match=r"shape \(2, 100\)"):
         stream.feed_audio(np.zeros((2, 100)))
+    with pytest.raises(ValueError, match="got dtype int16"):
+        stream.feed_audio(np.zeros(100, dtype=np.int16))
 
 
 def test_empty_stream() -> None:
