@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import shutil
 import tempfile
+import time
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from server.model import GraphSpec, InputSpec, Manifest, sha256_file, write_manifest
+from training.quantization import DEFAULT_QUANTIZATION, Quantization, quantize_int8
 
 OPSET = 17
+__all__ = [
+    "DEFAULT_QUANTIZATION",
+    "Quantization",
+    "export_fp32",
+    "new_version",
+    "package_graph",
+    "probe_audio",
+    "quantize_int8",
+    "write_model_dir",
+]
 
 
 class _LogitsOnly(torch.nn.Module):
@@ -23,7 +37,7 @@ class _LogitsOnly(torch.nn.Module):
         self.model = model
 
     def forward(self, input_values: torch.Tensor) -> torch.Tensor:
-        return self.model(input_values=input_values).logits
+        return self.model(input_values=input_values).logits  # type: ignore[no-any-return]
 
 
 def export_fp32(model: torch.nn.Module, path: Path, sample_rate: int = 16000) -> Path:
@@ -46,19 +60,44 @@ def export_fp32(model: torch.nn.Module, path: Path, sample_rate: int = 16000) ->
     return path
 
 
-def quantize_int8(fp32_path: Path, int8_path: Path, op_types: list[str] | None = None) -> Path:
-    """Dynamic int8 quantisation of the weights of ``op_types`` (default: MatMul only)."""
-    quantize_dynamic(
-        str(fp32_path),
-        str(int8_path),
-        weight_type=QuantType.QInt8,
-        op_types_to_quantize=op_types or ["MatMul"],
-    )
-    return int8_path
-
-
 def new_version(graph_sha256: str) -> str:
-    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{graph_sha256[:8]}"
+    """``YYYYMMDD-HHMMSS-<sha8>``; the hash covers the graph and the export instant, so
+    re-exporting the same graph within a second still gives a new version."""
+    now_ns = time.time_ns()
+    stamp = datetime.fromtimestamp(now_ns / 1e9, UTC)
+    token = hashlib.sha256(f"{graph_sha256}:{now_ns}:{secrets.token_hex(8)}".encode()).hexdigest()
+    return f"{stamp:%Y%m%d-%H%M%S}-{token[:8]}"
+
+
+def package_graph(
+    graph: Path,
+    out_dir: Path,
+    *,
+    name: str,
+    labels: list[str],
+    precision: str,
+    sample_rate: int = 16000,
+    normalize: bool = True,
+    metrics: dict[str, Any] | None = None,
+    provenance: dict[str, Any] | None = None,
+) -> Manifest:
+    """Copy an ONNX graph into ``out_dir`` as ``model.onnx`` and write its manifest."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / "model.onnx"
+    shutil.copyfile(graph, target)
+    digest = sha256_file(target)
+    manifest = Manifest(
+        name=name,
+        version=new_version(digest),
+        labels=tuple(labels),
+        sample_rate=sample_rate,
+        input=InputSpec(normalize="zero_mean_unit_var" if normalize else "none"),
+        graph=GraphSpec(file=target.name, sha256=digest, precision=precision),  # type: ignore[arg-type]
+        metrics=metrics or {},
+        provenance=provenance or {},
+    )
+    write_manifest(out_dir, manifest)
+    return manifest
 
 
 def write_model_dir(
@@ -72,27 +111,35 @@ def write_model_dir(
     normalize: bool = True,
     metrics: dict[str, Any] | None = None,
     provenance: dict[str, Any] | None = None,
-    op_types: list[str] | None = None,
+    quantization: str | Quantization = DEFAULT_QUANTIZATION,
 ) -> Manifest:
     """Export ``model`` into ``out_dir`` as the server loads it; returns the manifest written."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    graph = out_dir / "model.onnx"
+    if precision not in ("int8", "fp32"):
+        raise ValueError(f"precision must be int8 or fp32, got {precision!r}")
     with tempfile.TemporaryDirectory() as tmp:
-        fp32 = export_fp32(model, Path(tmp) / "fp32.onnx", sample_rate)
+        graph = export_fp32(model, Path(tmp) / "fp32.onnx", sample_rate)
         if precision == "int8":
-            quantize_int8(fp32, graph, op_types)
-        else:
-            shutil.copyfile(fp32, graph)
-    digest = sha256_file(graph)
-    manifest = Manifest(
-        name=name,
-        version=new_version(digest),
-        labels=tuple(labels),
-        sample_rate=sample_rate,
-        input=InputSpec(normalize="zero_mean_unit_var" if normalize else "none"),
-        graph=GraphSpec(file=graph.name, sha256=digest, precision=precision),  # type: ignore[arg-type]
-        metrics=metrics or {},
-        provenance=provenance or {},
-    )
-    write_manifest(out_dir, manifest)
-    return manifest
+            graph = quantize_int8(graph, Path(tmp) / "int8.onnx", quantization)
+        return package_graph(
+            graph,
+            out_dir,
+            name=name,
+            labels=labels,
+            precision=precision,
+            sample_rate=sample_rate,
+            normalize=normalize,
+            metrics=metrics,
+            provenance=provenance,
+        )
+
+
+def probe_audio(sample_rate: int = 16000, seed: int = 0) -> list[np.ndarray]:
+    """Deterministic inputs of several lengths for export checks: noise, tones, a chirp."""
+    rng = np.random.default_rng(seed)
+    clips = []
+    for seconds in (0.03, 0.5, 1.0, 2.7):
+        n = round(seconds * sample_rate)
+        t = np.arange(n) / sample_rate
+        clips.append(rng.normal(0.0, 0.1, n))
+        clips.append(0.3 * np.sin(2 * np.pi * (150 + 400 * t) * t) + rng.normal(0.0, 0.01, n))
+    return [c.astype(np.float32) for c in clips]
