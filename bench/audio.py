@@ -84,7 +84,7 @@ def synthetic_set(count: int, seed: int = 0) -> list[Float]:
 
 
 def conversation(
-    seconds: float, seed: int = 0, pause_s: tuple[float, float] = (2.0, 4.5)
+    seconds: float, seed: int = 0, pause_s: tuple[float, float] = (1.5, 3.5)
 ) -> tuple[Float, list[tuple[float, float]]]:
     """About ``seconds`` of utterances separated by pauses (roughly half speech).
 

@@ -19,6 +19,16 @@ import psutil
 HOST = "127.0.0.1"
 READY_MARKERS = ("Application startup complete", "Running on http")
 START_TIMEOUT_S = 180.0
+# What ``emostream serve`` does, without its argument parser (settings come from EMOSTREAM_*).
+SERVE_OURS = (
+    "import sys\n"
+    "from server.app import create_app\n"
+    "from server.runner import DrainingServer, uvicorn_config\n"
+    "from server.settings import Settings\n"
+    "app = create_app(Settings())\n"
+    "config = uvicorn_config(app, app.state.service.settings, sys.argv[1], int(sys.argv[2]))\n"
+    "DrainingServer(config, app.state.service).run()\n"
+)
 
 
 class ServerFailed(RuntimeError):
@@ -105,14 +115,12 @@ def ours(
     graph_optimization: str = "all",
     extra_env: dict[str, str] | None = None,
 ) -> tuple[list[str], int, dict[str, str]]:
-    """argv, port and environment for ``emostream serve`` with the given layout."""
+    """argv, port and environment that serve ``model_dir`` like ``emostream serve``."""
     port = free_port()
-    argv = [
-        sys.executable, "-c", "import sys; from server.cli import main; sys.exit(main())",
-        "serve", "--host", HOST, "--port", str(port), "--model", str(model_dir),
-        "--workers", str(workers),
-    ]  # fmt: skip
+    argv = [sys.executable, "-c", SERVE_OURS, HOST, str(port)]
     env = {
+        "EMOSTREAM_MODEL_DIR": str(model_dir),
+        "EMOSTREAM_WORKERS": str(workers),
         "EMOSTREAM_INTRA_OP_THREADS": str(intra_op_threads),
         "EMOSTREAM_GRAPH_OPTIMIZATION": graph_optimization,
         "EMOSTREAM_MAX_CONNECTIONS": "2000",

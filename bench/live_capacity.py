@@ -1,0 +1,284 @@
+"""Benchmark 3: live capacity, K WebSocket clients streaming speech with pauses in real time.
+
+Each client streams a conversation (espeak-ng utterances and pauses, about half speech,
+a random lead-in so utterances do not line up across clients) at real-time pace in 40 ms
+frames. Latency of an utterance: arrival of the result (or skip) of its last segment minus
+the moment its last sample was due to be sent, i.e. from the end of the utterance in audio
+time. This includes the segmenter's trailing-silence hangover (600 ms by default), which
+any VAD-cut stream must wait. Segment latency: from each segment's ``end_ms`` instead.
+
+K is searched upwards (1, 2, 4, ... doubling, then bisection between the last pass and the
+first failure) with pass = p95 utterance latency < 1 s, no skipped segment (overloaded or
+error) and every client finished; each K runs a bounded time, and the search stops by
+itself. Server CPU (its process) and peak RSS are sampled during each run.
+
+    .venv/bin/python -m bench.live_capacity [--quick] [--models bundled base-int8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+from bench import report, servers
+from bench.audio import SAMPLE_RATE_HZ, conversation, to_pcm16
+from bench.models import build
+from bench.streamer import StreamLog, frames, stream
+
+NAME = "live_capacity"
+BUNDLED = Path(__file__).resolve().parent.parent / "models" / "default"
+P95_LIMIT_S = 1.0
+CONVERSATIONS = 8
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = report.arguments(__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=["bundled", "base-int8"])
+    parser.add_argument("--audio-seconds", type=float, default=40.0, help="stream length per K")
+    parser.add_argument("--max-k", type=int, default=96)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--intra-op-threads", type=int, default=1)
+    parser.add_argument("--base-variant", default="int8-matmul")
+    parser.add_argument("--ks", type=int, nargs="+", help="fixed K values instead of a search")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.models, args.audio_seconds, args.ks = ["tiny"], 14.0, [1, 2]
+    return args
+
+
+def model_dir(name: str, args: argparse.Namespace) -> tuple[Path, str]:
+    if name == "bundled":
+        if (BUNDLED / "manifest.json").is_file():
+            return BUNDLED, "models/default (bundled)"
+        name = "tiny"  # the bundled model has not landed: a tiny wav2vec2 stands in
+    if name == "tiny":
+        return build("tiny", args.work_dir).model_dir(
+            "int8-matmul"
+        ), "wav2vec2-tiny int8 (stand-in)"
+    if name == "base-int8":
+        variant = args.base_variant
+        return build("base", args.work_dir).model_dir(variant), f"wav2vec2-base {variant}"
+    raise ValueError(f"model must be 'bundled', 'tiny' or 'base-int8', got {name!r}")
+
+
+def client_audio(
+    index: int, conversations: list[tuple[np.ndarray, list[tuple[float, float]]]], seconds: float
+) -> tuple[list[bytes], list[tuple[float, float]]]:
+    audio, spans = conversations[index % len(conversations)]
+    rng = np.random.default_rng(1000 + index)
+    lead_s = float(rng.uniform(0.0, 3.0))
+    lead = np.zeros(round(lead_s * SAMPLE_RATE_HZ), dtype=np.float32)
+    lead += rng.normal(0.0, 1e-3, lead.size).astype(np.float32)
+    total = np.concatenate([lead, audio])[: round(seconds * SAMPLE_RATE_HZ)]
+    end_s = total.size / SAMPLE_RATE_HZ
+    shifted = [(s + lead_s, e + lead_s) for s, e in spans if e + lead_s + 1.0 <= end_s]
+    return frames(to_pcm16(total)), shifted
+
+
+def utterance_latencies(log: StreamLog, spans: list[tuple[float, float]]) -> dict[str, Any]:
+    outcomes = log.of_type("result", "skipped")
+    latencies: list[float] = []
+    missed = skipped_in_utterance = 0
+    for start_s, end_s in spans:
+        covering = [
+            (t, m) for t, m in outcomes
+            if m["start_ms"] < end_s * 1000 and m["end_ms"] > start_s * 1000
+        ]  # fmt: skip
+        if not covering:
+            missed += 1
+            continue
+        arrival, last = max(covering, key=lambda tm: tm[1]["end_ms"])
+        latencies.append(arrival - (log.t0 + end_s))
+        skipped_in_utterance += last["type"] == "skipped" and last["reason"] != "too_short"
+    segment_latencies = [
+        t - (log.t0 + m["end_ms"] / 1000) for t, m in outcomes if m["type"] == "result"
+    ]
+    server_ms = [m["latency_ms"] for _, m in outcomes if m["type"] == "result"]
+    reasons = [m["reason"] for _, m in outcomes if m["type"] == "skipped"]
+    return {
+        "utterance": latencies,
+        "segment": segment_latencies,
+        "server_ms": server_ms,
+        "missed": missed,
+        "results": len(segment_latencies),
+        "overloaded": reasons.count("overloaded"),
+        "errors": reasons.count("error"),
+        "too_short": reasons.count("too_short"),
+    }
+
+
+async def sample_server(server: servers.Server, stop: asyncio.Event, rss: list[int]) -> None:
+    while not stop.is_set():
+        rss.append(server.rss_bytes())
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=0.5)
+        except TimeoutError:
+            continue
+
+
+async def run_k(
+    server: servers.Server, k: int, conversations: list[Any], seconds: float
+) -> dict[str, Any]:
+    url = f"{server.ws_url}/v1/stream?sample_rate=16000&encoding=pcm_s16le"
+    plans = [client_audio(i, conversations, seconds) for i in range(k)]
+    rss: list[int] = []
+    stop = asyncio.Event()
+    sampler = asyncio.create_task(sample_server(server, stop, rss))
+    me = psutil.Process()
+    cpu0, my_cpu0, wall0 = server.cpu_seconds(), sum(me.cpu_times()[:2]), time.monotonic()
+    psutil.cpu_percent()
+    logs = await asyncio.wait_for(
+        asyncio.gather(*(stream(url, chunks) for chunks, _ in plans)), timeout=seconds + 120
+    )
+    wall = time.monotonic() - wall0
+    system_cpu = psutil.cpu_percent() / 100
+    server_cpu = (server.cpu_seconds() - cpu0) / wall
+    client_cpu = (sum(me.cpu_times()[:2]) - my_cpu0) / wall
+    stop.set()
+    await sampler
+    per_client = [
+        utterance_latencies(log, spans) for log, (_, spans) in zip(logs, plans, strict=True)
+    ]
+    utt = [x for c in per_client for x in c["utterance"]]
+    seg = [x for c in per_client for x in c["segment"]]
+    srv = [x for c in per_client for x in c["server_ms"]]
+    failed = [
+        log.error or f"closed {log.close_code}"
+        for log in logs
+        if log.error or log.close_code != 1000
+    ]
+    result = {
+        "k": k,
+        "utterances": len(utt),
+        "utterance_latency_s": report.percentiles(utt),
+        "segment_latency_s": report.percentiles(seg),
+        "server_latency_ms": report.percentiles(srv),
+        "results": sum(c["results"] for c in per_client),
+        "overloaded": sum(c["overloaded"] for c in per_client),
+        "errors": sum(c["errors"] for c in per_client),
+        "too_short": sum(c["too_short"] for c in per_client),
+        "missed_utterances": sum(c["missed"] for c in per_client),
+        "failed_clients": failed[:5],
+        "server_cpu_cores": server_cpu,
+        "client_cpu_cores": client_cpu,
+        "system_cpu_fraction": system_cpu,
+        "loadavg_after": list(psutil.getloadavg()),
+        "server_rss_mb_peak": max(rss) / 2**20 if rss else None,
+    }
+    p95 = result["utterance_latency_s"]["p95"]
+    result["passed"] = bool(
+        p95 is not None and p95 < P95_LIMIT_S and not result["overloaded"]
+        and not result["errors"] and not failed
+    )  # fmt: skip
+    return result
+
+
+def next_k(tried: dict[int, bool], max_k: int) -> int | None:
+    passed = [k for k, ok in tried.items() if ok]
+    failed = [k for k, ok in tried.items() if not ok]
+    best = max(passed, default=0)
+    if not failed:
+        k = max(1, best * 2)
+        return k if k <= max_k and k not in tried else None
+    worst = min(failed)
+    if worst - best <= 1:
+        return None
+    return (best + worst) // 2
+
+
+async def search(
+    server: servers.Server, args: argparse.Namespace, conversations: list[Any]
+) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = []
+    tried: dict[int, bool] = {}
+    queue = list(args.ks) if args.ks else None
+    while True:
+        k = (queue.pop(0) if queue else None) if queue is not None else next_k(tried, args.max_k)
+        if k is None:
+            return runs
+        result = await run_k(server, k, conversations, args.audio_seconds)
+        tried[k] = result["passed"]
+        runs.append(result)
+        u = result["utterance_latency_s"]
+        print(
+            f"K={k}: p95={u['p95']} overloaded={result['overloaded']} "
+            f"cpu={result['server_cpu_cores']:.2f} passed={result['passed']}",
+            flush=True,
+        )
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    conversations = [conversation(args.audio_seconds, seed=i) for i in range(CONVERSATIONS)]
+    speech = [
+        sum(e - s for s, e in spans) / (a.size / SAMPLE_RATE_HZ) for a, spans in conversations
+    ]
+    models = []
+    for name in args.models:
+        path, label = model_dir(name, args)
+        argv, port, env = servers.ours(
+            path, workers=args.workers, intra_op_threads=args.intra_op_threads
+        )
+        with servers.run_server(argv, port, env) as server:
+            runs = asyncio.run(search(server, args, conversations))
+        passing = [r["k"] for r in runs if r["passed"]]
+        models.append(
+            {
+                "model": label,
+                "layout": {"workers": args.workers, "intra_op_threads": args.intra_op_threads},
+                "max_k_passing": max(passing, default=0),
+                "runs": sorted(runs, key=lambda r: r["k"]),
+            }
+        )
+    return {
+        "audio_seconds_per_client": args.audio_seconds,
+        "speech_fraction": float(np.mean(speech)),
+        "pass_rule": (
+            f"p95 utterance latency < {P95_LIMIT_S} s, no overloaded/error skip, "
+            "every client closed with 1000"
+        ),
+        "frame_ms": 40,
+        "models": models,
+    }
+
+
+def plot(data: dict[str, Any], out_dir: Path) -> None:
+    fig, (left, right) = report.figure(11, 4.2, ncols=2)
+    for entry in data["models"]:
+        runs = entry["runs"]
+        ks = [r["k"] for r in runs]
+        for q, style in (("p50", ":"), ("p95", "-"), ("p99", "--")):
+            left.plot(
+                ks,
+                [r["utterance_latency_s"][q] for r in runs],
+                style,
+                marker="o",
+                label=f"{entry['model']} {q}",
+            )
+        right.plot(ks, [r["server_cpu_cores"] for r in runs], marker="o", label=entry["model"])
+    left.axhline(P95_LIMIT_S, color="red", linewidth=1)
+    left.set_xlabel("concurrent streams K")
+    left.set_ylabel("latency from utterance end, s")
+    left.set_yscale("log")
+    left.legend(fontsize=6)
+    right.set_xlabel("concurrent streams K")
+    right.set_ylabel("server CPU, cores")
+    right.legend(fontsize=7)
+    fig.suptitle("Live capacity, real-time WebSocket streams, about half speech")
+    report.save_figure(fig, out_dir, NAME)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    data = measure(args)
+    report.write(args.out, NAME, data, args.quick)
+    plot(data, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Every benchmark script runs end to end on tiny settings and writes its JSON and plot.
+
+No timings are asserted: only that each script works and records what BENCHMARKS.md reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache of exported tiny models shared by all scripts."""
+    return tmp_path_factory.mktemp("bench-models")
+
+
+def run_quick(script: str, out: Path, work_dir: Path, *extra: str) -> dict[str, Any]:
+    argv = [sys.executable, "-m", f"bench.{script}", "--quick", "--out", str(out)]
+    argv += ["--work-dir", str(work_dir), *extra]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, f"{script} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+    data = json.loads((out / f"{script}.json").read_text())
+    png = out / f"{script}.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert data["benchmark"] == script
+    assert data["quick"] is True
+    assert data["machine"]["cores"] >= 1
+    return dict(data)
+
+
+def test_model_cost(tmp_path: Path, work_dir: Path) -> None:
+    data = run_quick("model_cost", tmp_path, work_dir)
+    paths = {row["path"] for row in data["rows"]}
+    assert paths == {"onnx-fp32", "onnx-int8-matmul", "prototype-pipeline", "torch-forward"}
+    for row in data["rows"]:
+        assert row["ms"]["median"] > 0
+        assert row["gflop"] > 0
+    assert 0.9 < data["flops_torch_counter_ratio"] < 1.1
+
+
+def test_quantization(tmp_path: Path, work_dir: Path) -> None:
+    data = run_quick(
+        "quantization", tmp_path, work_dir, "--variants", "fp32", "int8-matmul", "int8-matmul-conv"
+    )
+    rows = {row["variant"]: row for row in data["rows"]}
+    assert rows["fp32"]["agreement_vs_fp32"]["max_abs_logit_error"] == 0.0
+    assert "ConvInteger" in rows["int8-matmul-conv"]["graph"]["ops"]
+    assert "ConvInteger" not in rows["int8-matmul"]["graph"]["ops"]
+    for row in rows.values():
+        assert set(row["ms_by_level"]) == {"disable", "basic", "extended", "all"}
+
+
+def test_layout(tmp_path: Path, work_dir: Path) -> None:
+    data = run_quick("layout", tmp_path, work_dir)
+    layouts = {(r["workers"], r["intra_op_threads"]) for r in data["summary"]}
+    assert {(1, 2), (2, 1)} <= layouts
+    assert all(r["segments"] > 0 for r in data["rows"])
+
+
+def test_vad_cost(tmp_path: Path, work_dir: Path) -> None:
+    data = run_quick("vad_cost", tmp_path, work_dir)
+    assert [row["input_rate_hz"] for row in data["rows"]] == [16000, 48000]
+    assert all(row["segments"] > 0 for row in data["rows"])
+    assert all(row["cpu_ms_per_audio_s"]["median"] > 0 for row in data["rows"])
+
+
+def test_end_to_end(tmp_path: Path, work_dir: Path) -> None:
+    data = run_quick("end_to_end", tmp_path, work_dir)
+    stacks = {row["stack"] for row in data["summary"]}
+    assert len(stacks) == 2
+    for row in data["rows"]:
+        assert row["error_count"] == 0
+        assert row["requests"] > 0
+
+
+def test_live_capacity(tmp_path: Path, work_dir: Path) -> None:
+    data = run_quick("live_capacity", tmp_path, work_dir)
+    (model,) = data["models"]
+    assert [run["k"] for run in model["runs"]] == [1, 2]
+    for run in model["runs"]:
+        assert run["failed_clients"] == []
+        assert run["results"] > 0
+        assert run["utterance_latency_s"]["n"] > 0
+
+
+def test_memory(tmp_path: Path, work_dir: Path) -> None:
+    data = run_quick("memory", tmp_path, work_dir)
+    assert [r["connections"] for r in data["idle_connection_rounds"]] == [10, 10]
+    assert data["rss_idle_mb"] > 0
+    assert data["rss_peak_active_mb"] >= data["rss_before_active_mb"]
