@@ -183,7 +183,7 @@ async def _classify_upload(request: Request, service: Service) -> dict[str, Any]
 
 async def classify_audio(service: Service, audio: npt.NDArray[np.float32]) -> list[SegmentOutcome]:
     """Segment a whole recording at 16 kHz like a stream and classify every segment in order."""
-    segmenter = vad.StreamSegmenter(service.segmenter_config(), SEGMENT_RATE_HZ, "pcm_f32le")
+    segmenter = vad.StreamSegmenter(service.segmenter_config, SEGMENT_RATE_HZ, "pcm_f32le")
     events = await asyncio.to_thread(lambda: segmenter.feed_audio(audio) + segmenter.finish())
     segments = [e for e in events if isinstance(e, vad.Segment)]
     service.metrics.segments.labels(source="upload").inc(len(segments))

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-import vad
 from server.access import ConnectionLimiter
 from server.inference import Classifier, OnnxClassifier, ThreadOptions
 from server.metrics import Metrics
@@ -39,6 +38,7 @@ class Service:
         self._loader = loader or self._load_onnx
         self._pool: InferencePool | None = None
         self._swap_lock = asyncio.Lock()
+        self.segmenter_config = settings.segmenter_config()
 
     def _load_onnx(self, model_dir: Path) -> Classifier:
         threads = ThreadOptions(
@@ -108,19 +108,6 @@ class Service:
             target,
         )
         return classifier.manifest
-
-    def segmenter_config(self) -> vad.SegmenterConfig:
-        s = self.settings
-        return vad.SegmenterConfig(
-            frame_ms=s.vad_frame_ms,
-            aggressiveness=s.vad_aggressiveness,
-            start_ms=s.vad_start_ms,
-            hangover_ms=s.vad_hangover_ms,
-            pre_padding_ms=s.vad_pre_padding_ms,
-            post_padding_ms=s.vad_post_padding_ms,
-            max_segment_ms=s.max_segment_ms,
-            min_segment_ms=s.min_segment_ms,
-        )
 
     async def drain(self) -> None:
         """Ask every session to finish its utterance, deliver its results and close."""

@@ -52,7 +52,7 @@ class Session:
         self._settings = service.settings
         self._params = params
         self._segmenter = vad.StreamSegmenter(
-            service.segmenter_config(), params.sample_rate, params.encoding
+            service.segmenter_config, params.sample_rate, params.encoding
         )
         self._outbox: asyncio.Queue[ServerMessage | _Close] = asyncio.Queue(OUTBOX_SIZE)
         self._slots = asyncio.Semaphore(self._settings.max_pending_segments)

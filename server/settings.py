@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+import vad
+
 BUNDLED_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -86,10 +88,23 @@ class Settings(BaseSettings):
         return [origin.lower() for origin in origins]
 
     @model_validator(mode="after")
-    def _min_below_max(self) -> Settings:
+    def _segmenter_fits(self) -> Settings:
         if self.min_segment_ms >= self.max_segment_ms:
             raise ValueError(
                 f"min_segment_ms ({self.min_segment_ms}) must be below "
                 f"max_segment_ms ({self.max_segment_ms})"
             )
+        self.segmenter_config()  # the VAD's own checks name the conflicting values
         return self
+
+    def segmenter_config(self) -> vad.SegmenterConfig:
+        return vad.SegmenterConfig(
+            frame_ms=self.vad_frame_ms,
+            aggressiveness=self.vad_aggressiveness,
+            start_ms=self.vad_start_ms,
+            hangover_ms=self.vad_hangover_ms,
+            pre_padding_ms=self.vad_pre_padding_ms,
+            post_padding_ms=self.vad_post_padding_ms,
+            max_segment_ms=self.max_segment_ms,
+            min_segment_ms=self.min_segment_ms,
+        )

@@ -26,7 +26,7 @@ def espeak(text: str, voice: str = "en", rate_wpm: int = 160, sample_rate: int =
     ).stdout
     audio, rate = sf.read(io.BytesIO(wav), dtype="float32")
     if rate != sample_rate:
-        audio = soxr.resample(audio, rate, sample_rate).astype(np.float32)
+        audio = np.asarray(soxr.resample(audio, rate, sample_rate), dtype=np.float32)
     voiced = np.flatnonzero(np.abs(audio) > 0.01)
     return audio[voiced[0] : voiced[-1] + 1]
 

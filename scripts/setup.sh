@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Create or update the project's virtual environment (.venv).
+#   scripts/setup.sh serve   runtime only: what `emostream serve` needs (no torch)
+#   scripts/setup.sh dev     everything: training extra, test and lint tools, system packages
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode="${1:-serve}"
+python="${PYTHON:-python3}"
+
+need_apt=()
+if [ "$mode" = dev ]; then
+    for tool in espeak-ng:espeak-ng sox:sox caddy:caddy chromium:chromium node:nodejs docker-compose:docker-compose; do
+        command -v "${tool%%:*}" >/dev/null 2>&1 || need_apt+=("${tool#*:}")
+    done
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "setup: installing system packages: ${need_apt[*]}"
+    sudo_cmd=""
+    [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+stamp=".venv/.installed-$mode"
+if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ]; then
+    exit 0
+fi
+pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
+if [ "$mode" = dev ]; then
+    # Pin the CPU build first: a bare torch requirement can resolve to a multi-GB CUDA build.
+    "${pip[@]}" "torch==2.13.0"
+    "${pip[@]}" -e ".[train,dev]"
+else
+    "${pip[@]}" -e .
+fi
+touch "$stamp"
