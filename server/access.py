@@ -18,7 +18,8 @@ _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 def bearer_token(headers: Mapping[str, str]) -> str | None:
     scheme, _, value = headers.get("authorization", "").partition(" ")
-    return value.strip() if scheme.lower() == "bearer" else None
+    token = value.strip()
+    return token if scheme.lower() == "bearer" and token else None
 
 
 def token_matches(expected: SecretStr, presented: str | None) -> bool:
@@ -29,29 +30,44 @@ def token_matches(expected: SecretStr, presented: str | None) -> bool:
     )
 
 
-def _host_port(scheme: str, netloc: str) -> tuple[str, int | None]:
-    parts = urlsplit(f"{scheme}://{netloc}")
+def _host_port(scheme: str, netloc: str) -> tuple[str, int] | None:
+    """Host and port of ``netloc`` (default port by scheme), or None when it is malformed."""
+    if not netloc or any(c in netloc for c in "/?#@\\ "):
+        return None
     try:
+        parts = urlsplit(f"{scheme}://{netloc}")
         port = parts.port
-    except ValueError:
-        return netloc.lower(), None
-    return (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme)
+    except ValueError:  # unbalanced IPv6 brackets, a port that is no number or out of range
+        return None
+    if not parts.hostname:
+        return None
+    return parts.hostname.lower(), port or _DEFAULT_PORTS[scheme]
+
+
+def _origin(text: str) -> tuple[str, tuple[str, int]] | None:
+    """Scheme and (host, port) of a serialised origin, ``scheme://host[:port]``, else None."""
+    scheme, sep, netloc = text.strip().lower().partition("://")
+    if not sep or scheme not in ("http", "https"):
+        return None
+    host_port = _host_port(scheme, netloc)
+    return None if host_port is None else (scheme, host_port)
 
 
 def origin_allowed(origin: str | None, host: str | None, allowed: list[str], secure: bool) -> bool:
     """No Origin (a non-browser client) passes; otherwise same origin or an allow-listed one."""
     if origin is None:
         return True
-    origin = origin.lower()
-    if origin in allowed:
-        return True
-    parts = urlsplit(origin)
-    if parts.scheme not in ("http", "https") or host is None:
+    parsed = _origin(origin)
+    if parsed is None:
         return False
+    if any(parsed == _origin(entry) for entry in allowed):
+        return True
+    if host is None:
+        return False
+    scheme, host_port = parsed
     own_scheme = "https" if secure else "http"
-    origin_hp = _host_port(parts.scheme, parts.netloc)
     # Behind a TLS proxy the upstream request is plain, so accept either scheme for the own host.
-    return origin_hp in {_host_port(own_scheme, host), _host_port(parts.scheme, host)}
+    return host_port in {_host_port(own_scheme, host), _host_port(scheme, host)}
 
 
 def client_address(peer: str | None, forwarded_for: str | None, trusted: list[IpNetwork]) -> str:
@@ -59,7 +75,8 @@ def client_address(peer: str | None, forwarded_for: str | None, trusted: list[Ip
     address = peer or "unknown"
     if not forwarded_for or not _is_trusted(address, trusted):
         return address
-    for hop in reversed([h.strip() for h in forwarded_for.split(",")]):
+    hops = [h.strip() for h in forwarded_for.split(",")]
+    for hop in reversed([h for h in hops if h]):
         if not _is_trusted(hop, trusted):
             return hop if _is_ip(hop) else address
     return address
