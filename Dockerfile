@@ -48,9 +48,13 @@ COPY models/default/ models/default/
 # Byte-compile at build time: the root filesystem is read-only at run time.
 RUN python -m compileall -q /app/server /app/vad
 
+# ORT_DISABLE_TELEMETRY: ONNX Runtime's Linux wheels otherwise start Microsoft's 1DS
+# telemetry, which writes a device id and an event database under $HOME/.cache and a
+# session file in $TMPDIR (tests/deploy/test_privacy.py catches it).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    ORT_DISABLE_TELEMETRY=1 \
     EMOSTREAM_MODEL_DIR=/app/models/default
 
 USER 10001:10001
