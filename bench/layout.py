@@ -28,9 +28,9 @@ LAYOUTS = ((1, 1), (1, 2), (2, 1), (2, 2), (3, 1))
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = report.arguments(__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=20.0, help="load duration per layout")
+    parser.add_argument("--seconds", type=float, default=12.0, help="load duration per layout")
     parser.add_argument("--segment-seconds", type=float, default=3.0)
-    parser.add_argument("--variants", nargs="+", default=["int8-matmul"])
+    parser.add_argument("--variants", nargs="+", default=["int8-matmul", "int8-convmm"])
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args(argv)
     if args.quick:

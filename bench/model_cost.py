@@ -39,7 +39,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, nargs="+", default=[1.0, 2.0, 3.0])
     parser.add_argument("--threads", type=int, default=2, help="ORT intra-op and torch threads")
     parser.add_argument(
-        "--int8", nargs="+", default=["int8-matmul"], help="int8 variants to time (bench.models)"
+        "--int8",
+        nargs="+",
+        default=["int8-matmul", "int8-convmm"],
+        help="int8 variants to time (bench.models)",
     )
     args = parser.parse_args(argv)
     if args.quick:

@@ -27,6 +27,7 @@ class Variant:
     op_types: tuple[str, ...]
     exclude_first_conv: bool = False
     per_channel: bool = False
+    source: str = "fp32"  # the float graph it quantises: "fp32" or "fp32-convmm"
 
 
 VARIANTS = (
@@ -34,7 +35,10 @@ VARIANTS = (
     Variant("int8-matmul-conv", ("MatMul", "Conv"), exclude_first_conv=True),
     Variant("int8-matmul-conv-all", ("MatMul", "Conv")),
     Variant("int8-matmul-perchannel", ("MatMul",), per_channel=True),
+    # encoder convs 2-7 exported as MatMul (bench.convmm), then MatMul quantised
+    Variant("int8-convmm", ("MatMul",), source="fp32-convmm"),
 )
+FLOAT_GRAPHS = ("fp32", "fp32-convmm")
 VARIANTS_BY_NAME = {v.name: v for v in VARIANTS}
 
 
@@ -70,20 +74,29 @@ class BenchModel:
         return self.root / "fp32.onnx"
 
     def graph(self, variant: str) -> Path:
-        return self.fp32_graph if variant == "fp32" else self.root / f"{variant}.onnx"
+        return self.root / f"{variant}.onnx"
 
     def model_dir(self, variant: str) -> Path:
         """A served model directory (graph + manifest) for ``variant``, built on first use."""
         out = self.root / "served" / variant
         if not (out / "manifest.json").is_file():
-            graph = self.graph(variant) if variant == "fp32" else self.quantized(variant)
+            graph = (
+                self.float_graph(variant) if variant in FLOAT_GRAPHS else self.quantized(variant)
+            )
             write_served_dir(graph, out, name=f"wav2vec2-{self.size}-{variant}", variant=variant)
         return out
+
+    def float_graph(self, name: str) -> Path:
+        path = self.graph(name)
+        if name == "fp32-convmm" and not path.is_file():
+            export_convmm(self, path)
+        return path
 
     def quantized(self, variant: str) -> Path:
         path = self.graph(variant)
         if not path.is_file():
-            quantize(self.fp32_graph, path, VARIANTS_BY_NAME[variant])
+            spec = VARIANTS_BY_NAME[variant]
+            quantize(self.float_graph(spec.source), path, spec)
         return path
 
 
@@ -106,6 +119,16 @@ def build(size: str, work_dir: Path = DEFAULT_WORK_DIR, seed: int = 0) -> BenchM
     ).save_pretrained(bench.hf_dir)
     export_fp32(model, bench.fp32_graph, SAMPLE_RATE_HZ)
     return bench
+
+
+def export_convmm(bench: BenchModel, path: Path) -> Path:
+    from transformers import Wav2Vec2ForSequenceClassification
+
+    from bench.convmm import rewrite_feature_encoder
+    from training.export import export_fp32
+
+    model = Wav2Vec2ForSequenceClassification.from_pretrained(str(bench.hf_dir)).eval()
+    return export_fp32(rewrite_feature_encoder(model), path, SAMPLE_RATE_HZ)
 
 
 def first_conv_name(graph: Path) -> str:
@@ -139,7 +162,7 @@ def write_served_dir(graph: Path, out: Path, *, name: str, variant: str) -> Path
         version=f"bench-{digest[:8]}",
         labels=CANONICAL_LABELS,
         sample_rate=SAMPLE_RATE_HZ,
-        graph=GraphSpec(sha256=digest, precision="fp32" if variant == "fp32" else "int8"),
+        graph=GraphSpec(sha256=digest, precision="fp32" if variant in FLOAT_GRAPHS else "int8"),
         provenance={"base": "random init (benchmark)", "variant": variant},
     )
     write_manifest(out, manifest)

@@ -43,7 +43,13 @@ def run_quick(script: str, out: Path, work_dir: Path, *extra: str) -> dict[str, 
 def test_model_cost(tmp_path: Path, work_dir: Path) -> None:
     data = run_quick("model_cost", tmp_path, work_dir)
     paths = {row["path"] for row in data["rows"]}
-    assert paths == {"onnx-fp32", "onnx-int8-matmul", "prototype-pipeline", "torch-forward"}
+    assert paths == {
+        "onnx-fp32",
+        "onnx-int8-matmul",
+        "onnx-int8-convmm",
+        "prototype-pipeline",
+        "torch-forward",
+    }
     for row in data["rows"]:
         assert row["ms"]["median"] > 0
         assert row["gflop"] > 0

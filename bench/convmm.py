@@ -1,0 +1,55 @@
+"""Feature-encoder convolutions rewritten as matrix products, so int8 MatMul kernels run them.
+
+ONNX Runtime's ConvInteger (what ``quantize_dynamic`` makes of a Conv) is much slower here
+than its float Conv. wav2vec2's encoder layers 2-7 have small kernels (3 or 2) with stride
+2, so each is exactly: gather the k strided shifts of the input, concatenate them on the
+channel axis, multiply by the (k * C_in, C_out) weight. Exported that way they become
+MatMul nodes, which dynamic quantisation turns into the fast MatMulInteger path. The first
+layer (kernel 10 over the raw waveform, one input channel) is left as it is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+class ConvAsMatMul(torch.nn.Module):
+    """``activation(conv1d(x))`` for x of shape (batch, channels, time), computed as a MatMul."""
+
+    def __init__(self, conv: torch.nn.Conv1d, activation: torch.nn.Module) -> None:
+        super().__init__()
+        if conv.groups != 1 or conv.padding != (0,) or conv.dilation != (1,):
+            raise ValueError(f"only plain unpadded convolutions can be rewritten, got {conv}")
+        self.kernel = int(conv.kernel_size[0])
+        self.stride = int(conv.stride[0])
+        out_channels, in_channels, kernel = conv.weight.shape
+        # rows ordered (shift, input channel) to match the concatenation in forward
+        weight = conv.weight.detach().permute(2, 1, 0).reshape(kernel * in_channels, out_channels)
+        self.weight = torch.nn.Parameter(weight.contiguous())
+        self.bias = None if conv.bias is None else torch.nn.Parameter(conv.bias.detach().clone())
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        frames = x.transpose(1, 2)  # (batch, time, channels)
+        length = (frames.shape[1] - self.kernel) // self.stride + 1
+        span = self.stride * (length - 1) + 1
+        shifts = [frames[:, i : i + span : self.stride, :] for i in range(self.kernel)]
+        y = torch.cat(shifts, dim=-1) @ self.weight
+        if self.bias is not None:
+            y = y + self.bias
+        return self.activation(y).transpose(1, 2)
+
+
+def rewrite_feature_encoder(model: Any) -> Any:
+    """Replace the conv layers after the first of a Wav2Vec2ForSequenceClassification in place."""
+    layers = model.wav2vec2.feature_extractor.conv_layers
+    for index in range(1, len(layers)):
+        layer = layers[index]
+        if hasattr(layer, "layer_norm"):
+            raise ValueError(
+                f"conv layer {index} has a norm; only feat_extract_norm='group' models qualify"
+            )
+        layers[index] = ConvAsMatMul(layer.conv, layer.activation)
+    return model
