@@ -1,0 +1,174 @@
+"""Markdown tables for BENCHMARKS.md, rendered from the result files in bench/results/.
+
+.venv/bin/python -m bench.tables [--results bench/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.report import RESULTS_DIR
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def spread(stats: dict[str, float], fmt: str = "{:.0f}") -> str:
+    return f"{fmt.format(stats['median'])} ({fmt.format(stats['p10'])}–{fmt.format(stats['p90'])})"
+
+
+def machine(data: dict[str, Any]) -> str:
+    m = data["machine"]
+    peak = m["peak"]
+    return (
+        f"{m['cpu']} (family {m['cpu_family']}), {m['cores']} cores, {peak['isa']}, "
+        f"{peak['clock_ghz']} GHz; load average at the end {m['loadavg_1_5_15']}; "
+        f"run at {m['time_utc']}, nice {m['nice']}"
+    )
+
+
+def model_cost(data: dict[str, Any]) -> str:
+    rows = []
+    for r in data["rows"]:
+        rows.append([
+            f"{r['seconds']:g} s", r["path"], spread(r["ms"]),
+            f"{r['speedup_vs_prototype']['median']:.2f}× "
+            f"({r['speedup_vs_prototype']['p10']:.2f}–{r['speedup_vs_prototype']['p90']:.2f})",
+            f"{r['gflop']:.1f}", f"{r['achieved_gflops']:.0f}",
+            f"{100 * r['fraction_of_fp32_peak']:.0f} %",
+        ])  # fmt: skip
+    head = ["segment", "path", "ms median (p10–p90)", "speed-up vs prototype (p10–p90)",
+            "GFLOP", "GFLOP/s", "of fp32 peak"]  # fmt: skip
+    return table(head, rows)
+
+
+def quantization(data: dict[str, Any]) -> str:
+    levels = ["disable", "basic", "extended", "all"]
+    rows = []
+    for r in data["rows"]:
+        a = r["agreement_vs_fp32"]
+        rows.append([
+            r["variant"], f"{r['graph']['file_mb']:.0f}",
+            *[spread(r["ms_by_level"][lv]) for lv in levels],
+            f"{100 * a['top1_agreement']:.0f} %", f"{a['max_abs_logit_error']:.2g}",
+            f"{a['relative_error']:.2g}",
+        ])  # fmt: skip
+    head = ["variant", "MB", *[f"ms, opt {lv}" for lv in levels], "top-1 agree",
+            "max abs Δlogit", "mean abs Δ / logit spread"]  # fmt: skip
+    return table(head, rows)
+
+
+def layout(data: dict[str, Any]) -> str:
+    rows = [
+        [r["variant"], f"{r['workers']} × {r['intra_op_threads']}",
+         f"{r['segments_per_s']['median']:.2f} ({r['segments_per_s']['min']:.2f}–"
+         f"{r['segments_per_s']['max']:.2f})",
+         f"{r['latency_ms_median']['median']:.0f}"]
+        for r in data["summary"]
+    ]  # fmt: skip
+    head = ["variant", "workers × threads", "segments/s (min–max)", "latency per segment, ms"]
+    return table(head, rows)
+
+
+def end_to_end(data: dict[str, Any]) -> str:
+    rows = [
+        [r["stack"], str(r["clients"]),
+         f"{r['requests_per_s']['median']:.2f} ({r['requests_per_s']['min']:.2f}–"
+         f"{r['requests_per_s']['max']:.2f})",
+         f"{r['latency_p50_ms']['median']:.0f}", f"{r['latency_p95_ms']['median']:.0f}",
+         str(r["errors"])]
+        for r in data["summary"]
+    ]  # fmt: skip
+    head = ["stack", "clients", "requests/s (min–max)", "p50 ms", "p95 ms", "errors"]
+    return table(head, rows)
+
+
+LIVE_HEADER = ["K", "utterances", "p50 s", "p95 s", "p99 s", "server p95 ms", "skipped",
+               "server CPU (cores)", "RSS MB", "pass"]  # fmt: skip
+
+
+def live_capacity(data: dict[str, Any]) -> str:
+    parts = []
+    for model in data["models"]:
+        rows = []
+        for r in model["runs"]:
+            u = r["utterance_latency_s"]
+            rows.append([
+                str(r["k"]), str(r["utterances"]),
+                *[f"{u[q]:.2f}" if u[q] is not None else "–" for q in ("p50", "p95", "p99")],
+                f"{r['server_latency_ms']['p95']:.0f}" if r["server_latency_ms"]["p95"] else "–",
+                str(r["overloaded"] + r["errors"]), f"{r['server_cpu_cores']:.2f}",
+                f"{r['server_rss_mb_peak']:.0f}", "yes" if r["passed"] else "no",
+            ])  # fmt: skip
+        layout = model["layout"]
+        parts.append(
+            f"**{model['model']}**, {layout['workers']} workers × "
+            f"{layout['intra_op_threads']} intra-op thread(s): largest passing K = "
+            f"**{model['max_k_passing']}**\n\n" + table(LIVE_HEADER, rows)
+        )
+    return "\n\n".join(parts)
+
+
+def vad_cost(data: dict[str, Any]) -> str:
+    rows = [
+        [f"{r['input_rate_hz']} Hz",
+         f"{r['cpu_ms_per_audio_s']['median']:.2f} ({r['cpu_ms_per_audio_s']['min']:.2f}–"
+         f"{r['cpu_ms_per_audio_s']['max']:.2f})",
+         f"{r['streams_per_core']:.0f}", str(r["segments"])]
+        for r in data["rows"]
+    ]  # fmt: skip
+    head = ["client rate", "CPU ms per audio s (min–max)", "streams per core", "segments"]
+    return table(head, rows)
+
+
+def memory(data: dict[str, Any]) -> str:
+    first, second = data["idle_connection_rounds"]
+    rows = [
+        ["RSS after start", f"{data['rss_after_start_mb']:.1f} MiB"],
+        ["RSS idle (after one upload)", f"{data['rss_idle_mb']:.1f} MiB"],
+        [f"{first['connections']} idle connections, first round",
+         f"+{first['rss_held_mb'] - first['rss_before_mb']:.1f} MiB → "
+         f"**{first['per_connection_kb']:.0f} KB each**"],
+        [f"{second['connections']} idle connections, second round",
+         f"+{second['rss_held_mb'] - second['rss_before_mb']:.1f} MiB → "
+         f"{second['per_connection_kb']:.0f} KB each"],
+        [f"{data['active_streams']} active streams (peak)",
+         f"+{data['rss_peak_active_mb'] - data['rss_before_active_mb']:.1f} MiB → "
+         f"**{data['per_active_stream_kb']:.0f} KB each**"],
+    ]  # fmt: skip
+    return table(["state", "server RSS"], rows)
+
+
+RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "model_cost": model_cost,
+    "quantization": quantization,
+    "layout": layout,
+    "end_to_end": end_to_end,
+    "live_capacity": live_capacity,
+    "vad_cost": vad_cost,
+    "memory": memory,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", type=Path, default=RESULTS_DIR)
+    args = parser.parse_args(argv)
+    for name, render in RENDERERS.items():
+        path = args.results / f"{name}.json"
+        if not path.is_file():
+            print(f"## {name}\n\n(no {path})\n")
+            continue
+        data = json.loads(path.read_text(encoding="utf-8"))
+        print(f"## {name}\n\n{machine(data)}\n\n{render(data)}\n")
+
+
+if __name__ == "__main__":
+    main()
