@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # ONNX Runtime keeps a device id and usage database under $HOME unless told not to;
+    # this must be set before onnxruntime is imported (the commands import it lazily).
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import signal
 import socket
 from typing import Any
@@ -17,8 +18,30 @@ from server.settings import Settings
 log = logging.getLogger(__name__)
 
 
+class RedactSecrets(logging.Filter):
+    """Hides the values of secret query parameters in uvicorn's request lines."""
+
+    _secret = re.compile(r"([?&](?:token|access_token)=)[^&\s\"]*", re.IGNORECASE)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                self._secret.sub(r"\1[redacted]", a) if isinstance(a, str) else a
+                for a in record.args
+            )
+        record.msg = self._secret.sub(r"\1[redacted]", str(record.msg))
+        return True
+
+
+def _redact_uvicorn_logs() -> None:
+    for name in ("uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactSecrets) for f in logger.filters):
+            logger.addFilter(RedactSecrets())
+
+
 def uvicorn_config(app: Starlette, settings: Settings, host: str, port: int) -> uvicorn.Config:
-    return uvicorn.Config(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -33,6 +56,8 @@ def uvicorn_config(app: Starlette, settings: Settings, host: str, port: int) -> 
         log_level=settings.log_level,
         access_log=False,
     )
+    _redact_uvicorn_logs()  # after uvicorn.Config, which (re)configures its loggers
+    return config
 
 
 class DrainingServer(uvicorn.Server):

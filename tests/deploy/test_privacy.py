@@ -147,12 +147,6 @@ def test_audit_hook_sees_a_write(tmp_path: Path) -> None:
     assert f"AUDIT-WRITE open {str(target)!r}" in result.stderr
 
 
-@pytest.mark.xfail(
-    reason="outside the image nothing sets ORT_DISABLE_TELEMETRY: ONNX Runtime writes "
-    "$HOME/.cache/Microsoft/DeveloperTools/.onnxruntime/{deviceid,onnxruntime.db} and "
-    "$TMPDIR/.ses; `emostream serve` should set it before onnxruntime is imported",
-    strict=True,
-)
 def test_the_cli_alone_keeps_onnx_runtime_telemetry_off(
     start_server: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
