@@ -69,6 +69,11 @@ function clearMessage(kind) {
   }
 }
 
+// While starting or stopping the button ignores presses but keeps keyboard focus.
+function setBusy(busy) {
+  els.start.setAttribute("aria-disabled", String(busy));
+}
+
 function setStatus(state, text) {
   els.status.dataset.state = state;
   els.status.textContent = text;
@@ -242,7 +247,7 @@ function startRecordingFallback() {
 async function start() {
   if (app.mode !== "idle") return;
   clearMessage();
-  els.start.disabled = true;
+  setBusy(true);
   setStatus("connecting", "Opening microphone…");
   Object.assign(app, { mode: "starting", early: [], offsetMs: results.endMs(), capturedSamples: 0, frames: 0, lastRenderMs: 0 });
   let capture;
@@ -251,7 +256,7 @@ async function start() {
   } catch (error) {
     app.mode = "idle";
     if (!(error instanceof MicrophoneError)) throw error;
-    els.start.disabled = false;
+    setBusy(false);
     setStatus("idle", "Not connected");
     showMicError(error);
     return;
@@ -260,7 +265,7 @@ async function start() {
   els.contextRate.textContent = `${capture.contextRateHz} Hz → ${RATE_HZ} Hz, ${FRAME_MS} ms frames`;
   els.start.textContent = "Stop";
   els.start.dataset.running = "true";
-  els.start.disabled = false;
+  setBusy(false);
   setUploadEnabled(false);
   setSpeaking(false);
   app.stream = new LiveStream({
@@ -280,7 +285,7 @@ async function stop() {
   const mode = app.mode;
   if (mode !== "live" && mode !== "recording") return;
   app.mode = mode === "live" ? "stopping" : "uploading";
-  els.start.disabled = true;
+  setBusy(true);
   setStatus("stopping", mode === "live" ? "Finishing…" : "Uploading…");
   await app.capture.stop();
   if (mode === "live" && app.stream) {
@@ -299,6 +304,7 @@ function teardown(statusText) {
   els.start.textContent = "Start listening";
   els.start.dataset.running = "false";
   els.start.disabled = !globalThis.isSecureContext;
+  setBusy(false);
   els.levelFill.style.width = "0%";
   els.level.setAttribute("aria-valuenow", "0");
   setSpeaking(false);

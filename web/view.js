@@ -105,7 +105,8 @@ export function renderTimeline(els, results, smoothedOn, nowMs) {
   const step = tickStepMs(totalMs);
   const ticks = [];
   for (let t = 0; t <= totalMs; t += step) {
-    ticks.push(el("span", { class: "tick", style: { left: `${(t / totalMs) * 100}%` }, text: `${Math.round(t / 1000)} s` }));
+    const at = t / totalMs;
+    ticks.push(el("span", { class: at > 0.95 ? "tick end" : "tick", style: { left: `${at * 100}%` }, text: `${Math.round(t / 1000)} s` }));
   }
   els.axis.replaceChildren(...ticks);
   els.timelineEmpty.hidden = results.entries.length > 0;

@@ -32,7 +32,6 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
-    "--use-fake-device-for-media-stream",
 ]
 # Records, in the page, every change of the speaking indicator.
 SPEAKING_LOG_SCRIPT = """
@@ -49,13 +48,18 @@ Float = npt.NDArray[np.float32]
 
 @dataclass
 class AudioTap:
-    """ASGI wrapper: keeps the binary frames the server receives on each WebSocket."""
+    """ASGI wrapper: keeps what the server receives, the binary frames of each WebSocket
+    and the body of each upload."""
 
     app: ASGIApp
     block_websockets: bool = False
     connections: list[bytearray] = field(default_factory=list)
+    uploads: list[bytearray] = field(default_factory=list)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/v1/classify":
+            await self.app(scope, self._tap(receive, "http.request", "body", self.uploads), send)
+            return
         if scope["type"] != "websocket":
             await self.app(scope, receive, send)
             return
@@ -63,16 +67,22 @@ class AudioTap:
             await receive()
             await send({"type": "websocket.close", "code": 1008})
             return
+        await self.app(
+            scope, self._tap(receive, "websocket.receive", "bytes", self.connections), send
+        )
+
+    @staticmethod
+    def _tap(receive: Receive, kind: str, key: str, into: list[bytearray]) -> Receive:
         received = bytearray()
-        self.connections.append(received)
+        into.append(received)
 
         async def tapped() -> Message:
             message = await receive()
-            if message["type"] == "websocket.receive" and message.get("bytes"):
-                received.extend(message["bytes"])
+            if message["type"] == kind and message.get(key):
+                received.extend(message[key])
             return message
 
-        await self.app(scope, tapped, send)
+        return tapped
 
     def audio(self, index: int = -1) -> Float:
         pcm = np.frombuffer(bytes(self.connections[index]), dtype="<i2")
@@ -152,14 +162,20 @@ LaunchFn = Callable[..., AbstractContextManager[Page]]
 
 @pytest.fixture
 def launch(playwright: Playwright) -> Iterator[LaunchFn]:
-    """launch(audio_file, fake_ui=True, args=(), **context options) -> a page in a fresh browser."""
+    """launch(audio_file, fake_ui=True, fake_device=True, args=(), **context) -> a fresh page."""
     browsers: list[Browser] = []
 
     @contextmanager
     def _launch(
-        audio: Path | None = None, fake_ui: bool = True, args: tuple[str, ...] = (), **context: Any
+        audio: Path | None = None,
+        fake_ui: bool = True,
+        fake_device: bool = True,
+        args: tuple[str, ...] = (),
+        **context: Any,
     ) -> Iterator[Page]:
         flags = [*CHROMIUM_ARGS, *args]
+        if fake_device:
+            flags.append("--use-fake-device-for-media-stream")
         if fake_ui:
             flags.append("--use-fake-ui-for-media-stream")
         if audio is not None:
@@ -178,9 +194,22 @@ def launch(playwright: Playwright) -> Iterator[LaunchFn]:
         browser.close()
 
 
+SettingsFn = Callable[..., Settings]
+
+
+@pytest.fixture(scope="session")
+def make_settings(tiny_model_dir: Path) -> SettingsFn:
+    """Settings for the tiny model, with overrides (validated like the environment's)."""
+
+    def _make(**overrides: Any) -> Settings:
+        return Settings(model_dir=tiny_model_dir, workers=1, log_level="warning", **overrides)
+
+    return _make
+
+
 @pytest.fixture(scope="module")
-def web_settings(tiny_model_dir: Path) -> Settings:
-    return Settings(model_dir=tiny_model_dir, workers=1, log_level="warning")
+def web_settings(make_settings: SettingsFn) -> Settings:
+    return make_settings()
 
 
 @pytest.fixture(scope="module")

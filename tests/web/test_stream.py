@@ -4,82 +4,33 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import soxr
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
 from tests.speech import espeak, silence, tone
 from tests.web.conftest import LaunchFn, Served, write_wav
+from tests.web.pages import (
+    PHRASES,
+    download_text,
+    page_rows,
+    phrases,
+    record_frames,
+    segment_frames,
+    speaking_runs,
+    stop,
+    wait_captured,
+)
 from tests.web.signals import Float, align, dominant_hz, rms
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-PHRASES = (
-    "Good morning, it is a lovely day.",
-    "I cannot believe what happened.",
-    "Please tell me more about it.",
-)
-CAPTURE_TIMEOUT_MS = 40_000
-
 
 @pytest.fixture(scope="module")
 def speech() -> Float:
-    """Three phrases with 1.2 s pauses, 16 kHz, 0.4 s of leading silence."""
-    parts = [silence(0.4)]
-    for phrase in PHRASES:
-        parts += [espeak(phrase, rate_wpm=170), silence(1.2)]
-    return np.concatenate(parts)
-
-
-def record_frames(page: Page) -> list[dict[str, Any]]:
-    """JSON messages the page receives on its WebSockets, in order."""
-    frames: list[dict[str, Any]] = []
-
-    def on_socket(ws: Any) -> None:
-        ws.on(
-            "framereceived",
-            lambda payload: isinstance(payload, str) and frames.append(json.loads(payload)),
-        )
-
-    page.on("websocket", on_socket)
-    return frames
-
-
-def wait_captured(page: Page, ms: float) -> None:
-    page.wait_for_function(
-        f"Number(document.getElementById('captured').dataset.ms) >= {ms}",
-        timeout=CAPTURE_TIMEOUT_MS,
-    )
-
-
-def stop(page: Page) -> None:
-    page.click("#start")
-    expect(page.locator("#conn-status")).to_have_text("Stopped", timeout=20_000)
-
-
-def page_rows(page: Page) -> list[list[str]]:
-    return page.eval_on_selector_all(
-        "#segments-body tr",
-        "rows => rows.map(r => [r.dataset.label, r.dataset.skipped, r.dataset.source])",
-    )
-
-
-def segment_frames(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [f for f in frames if f["type"] in ("result", "skipped")]
-
-
-def speaking_runs(page: Page) -> list[str]:
-    log: list[str] = page.evaluate("window.__speaking")
-    return [value for i, value in enumerate(log) if i == 0 or log[i - 1] != value]
-
-
-def download_text(page: Page, selector: str) -> Any:
-    with page.expect_download() as info:
-        page.click(selector)
-    return Path(info.value.path()).read_bytes().decode()
+    return phrases(len(PHRASES))
 
 
 def test_streams_speech_and_shows_what_the_server_sent(

@@ -1,0 +1,76 @@
+"""Layout and accessibility: phone and desktop screenshots, no sideways scrolling, keyboard use."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.speech import wav_bytes
+from tests.web.conftest import LaunchFn, Served, write_wav
+from tests.web.pages import phrases
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+VIEWPORTS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 800}}
+
+
+def overflow_px(page: Page) -> int:
+    width: int = page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    return width
+
+
+@pytest.mark.parametrize("size", ["phone", "desktop"])
+def test_layout_fits_the_screen_with_results(
+    server: Served, launch: LaunchFn, tmp_path: Path, screenshots: Path, size: str
+) -> None:
+    path = tmp_path / "speech.wav"
+    path.write_bytes(wav_bytes(phrases(3)))
+    with launch(viewport=VIEWPORTS[size]) as page:
+        page.goto(server.url + "/")
+        assert overflow_px(page) <= 0
+        page.set_input_files("#file", path)
+        expect(page.locator("#segments-body tr").first).to_be_attached()
+        page.check("#smooth")
+        expect(page.locator("#current-label")).not_to_have_text("—")
+        page.screenshot(path=screenshots / f"results-{size}.png", full_page=True)
+        assert overflow_px(page) <= 0, f"the {size} layout scrolls sideways"
+        # every segment carries its label as text, not only as colour
+        labels = page.eval_on_selector_all(
+            "#timeline-raw .seg:not(.skipped)", "s => s.map(e => [e.dataset.label, e.title])"
+        )
+        assert labels and all(label in title for label, title in labels)
+
+
+def test_keyboard_starts_and_stops_and_controls_are_labelled(
+    server: Served, launch: LaunchFn, tmp_path: Path
+) -> None:
+    wav = write_wav(tmp_path / "speech.wav", phrases(1), 16000)
+    with launch(wav) as page:
+        page.goto(server.url + "/")
+        page.keyboard.press("Tab")
+        expect(page.locator(".skip")).to_be_focused()
+        page.keyboard.press("Tab")
+        expect(page.locator("#start")).to_be_focused()
+        page.keyboard.press("Enter")
+        expect(page.locator("#conn-status")).to_have_text("Live")
+        expect(page.get_by_role("button", name="Stop")).to_be_focused()
+        expect(page.locator("#speaking-text")).to_have_text(re.compile("Listening|Speaking"))
+        page.keyboard.press("Enter")
+        expect(page.locator("#conn-status")).to_have_text("Stopped", timeout=20_000)
+
+        for role, name in [
+            ("button", "Start listening"),
+            ("checkbox", "Smoothed readout (average over recent segments)"),
+            ("button", "Export JSON"),
+            ("button", "Export CSV"),
+            ("meter", "Input level"),
+        ]:
+            expect(page.get_by_role(role, name=name)).to_have_count(1)  # type: ignore[arg-type]
+        expect(page.get_by_label("Choose a file…")).to_have_attribute("type", "file")
+        expect(page.locator("#announcer")).to_have_attribute("aria-live", "polite")
+        expect(page.locator("#message")).to_have_attribute("role", "alert")
