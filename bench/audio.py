@@ -33,8 +33,8 @@ def speak(text: str, voice: str = "en", rate_wpm: int = 165) -> Float:
         capture_output=True,
         timeout=60,
     ).stdout
-    audio, rate = sf.read(io.BytesIO(wav), dtype="float32")
-    audio = soxr.resample(audio, rate, SAMPLE_RATE_HZ).astype(np.float32)
+    decoded, rate = sf.read(io.BytesIO(wav), dtype="float32")
+    audio: Float = soxr.resample(decoded, rate, SAMPLE_RATE_HZ).astype(np.float32)
     loud = np.flatnonzero(np.abs(audio) > 0.01)
     return audio[loud[0] : loud[-1] + 1]
 

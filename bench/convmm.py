@@ -39,7 +39,8 @@ class ConvAsMatMul(torch.nn.Module):
         y = torch.cat(shifts, dim=-1) @ self.weight
         if self.bias is not None:
             y = y + self.bias
-        return self.activation(y).transpose(1, 2)
+        activated: torch.Tensor = self.activation(y)
+        return activated.transpose(1, 2)
 
 
 def rewrite_feature_encoder(model: Any) -> Any:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +53,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def prototype_cases(
     bench: BenchModel, wavs: dict[float, Path], audio: dict[float, Any], threads: int
-):
+) -> tuple[dict[float, Callable[[], object]], dict[float, Callable[[], object]]]:
     import torch
     from transformers import pipeline
 
     torch.set_num_threads(threads)
     pipe = pipeline("audio-classification", model=str(bench.hf_dir), device="cpu")
-    model = pipe.model.eval()
+    model = pipe.model.eval()  # type: ignore[no-untyped-call]
 
     def run_pipeline(path: Path) -> Callable[[], object]:
         return lambda: pipe(str(path))
@@ -92,7 +93,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         cases: dict[str, Callable[[], object]] = {}
         for s, samples in audio.items():
             for name, clf in classifiers.items():
-                cases[f"{name}@{s:g}"] = lambda clf=clf, x=samples: clf.predict(x)
+                cases[f"{name}@{s:g}"] = partial(clf.predict, samples)
             cases[f"{PROTOTYPE}@{s:g}"] = pipelines[s]
             cases[f"torch-forward@{s:g}"] = forwards[s]
         times = report.interleaved(cases, args.rounds, warmup=2)
@@ -153,7 +154,8 @@ def torch_counter_ratio(args: argparse.Namespace, samples: int) -> float:
     model = Wav2Vec2ForSequenceClassification.from_pretrained(
         str(build(size, args.work_dir).hf_dir)
     )
-    return flops.torch_flops(model.eval(), samples) / flops.count(config, samples).total
+    model.eval()  # type: ignore[no-untyped-call]
+    return flops.torch_flops(model, samples) / flops.count(config, samples).total
 
 
 def plot(data: dict[str, Any], out_dir: Path) -> None:

@@ -9,11 +9,15 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import onnx
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from server.model import CANONICAL_LABELS, GraphSpec, Manifest, sha256_file, write_manifest
+
+if TYPE_CHECKING:
+    from transformers import Wav2Vec2Config
 
 SAMPLE_RATE_HZ = 16000
 DEFAULT_WORK_DIR = Path("artifacts/bench")
@@ -42,7 +46,7 @@ FLOAT_GRAPHS = ("fp32", "fp32-convmm")
 VARIANTS_BY_NAME = {v.name: v for v in VARIANTS}
 
 
-def model_config(size: str):  # -> Wav2Vec2Config; transformers is imported lazily (slow import)
+def model_config(size: str) -> Wav2Vec2Config:
     from transformers import Wav2Vec2Config
 
     from training.tiny import tiny_config
@@ -50,11 +54,12 @@ def model_config(size: str):  # -> Wav2Vec2Config; transformers is imported lazi
     if size == "tiny":
         return tiny_config()
     if size == "base":
-        return Wav2Vec2Config(
-            num_labels=len(CANONICAL_LABELS),
-            id2label=dict(enumerate(CANONICAL_LABELS)),
-            label2id={label: i for i, label in enumerate(CANONICAL_LABELS)},
-        )
+        labels: dict[str, Any] = {
+            "num_labels": len(CANONICAL_LABELS),
+            "id2label": dict(enumerate(CANONICAL_LABELS)),
+            "label2id": {label: i for i, label in enumerate(CANONICAL_LABELS)},
+        }
+        return Wav2Vec2Config(**labels)
     raise ValueError(f"model size must be 'base' or 'tiny', got {size!r}")
 
 
@@ -112,9 +117,10 @@ def build(size: str, work_dir: Path = DEFAULT_WORK_DIR, seed: int = 0) -> BenchM
 
     bench.root.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    model = Wav2Vec2ForSequenceClassification(model_config(size)).eval()
+    model = Wav2Vec2ForSequenceClassification(model_config(size))
+    model.eval()  # type: ignore[no-untyped-call]
     model.save_pretrained(bench.hf_dir)
-    Wav2Vec2FeatureExtractor(
+    Wav2Vec2FeatureExtractor(  # type: ignore[no-untyped-call]
         feature_size=1, sampling_rate=SAMPLE_RATE_HZ, do_normalize=True, return_attention_mask=False
     ).save_pretrained(bench.hf_dir)
     export_fp32(model, bench.fp32_graph, SAMPLE_RATE_HZ)
@@ -127,7 +133,8 @@ def export_convmm(bench: BenchModel, path: Path) -> Path:
     from bench.convmm import rewrite_feature_encoder
     from training.export import export_fp32
 
-    model = Wav2Vec2ForSequenceClassification.from_pretrained(str(bench.hf_dir)).eval()
+    model = Wav2Vec2ForSequenceClassification.from_pretrained(str(bench.hf_dir))
+    model.eval()  # type: ignore[no-untyped-call]
     return export_fp32(rewrite_feature_encoder(model), path, SAMPLE_RATE_HZ)
 
 
@@ -136,7 +143,7 @@ def first_conv_name(graph: Path) -> str:
     model = onnx.load(str(graph), load_external_data=False)
     for node in model.graph.node:  # nodes are stored in topological order
         if node.op_type == "Conv":
-            return node.name
+            return str(node.name)
     raise ValueError(f"{str(graph)!r} has no Conv node")
 
 

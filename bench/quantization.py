@@ -13,6 +13,8 @@ agreement here is a stress test of the rounding, not the model's real agreement 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +46,9 @@ def time_levels(model_dir: Path, audio: np.ndarray, args: argparse.Namespace) ->
     sessions = {
         level: OnnxClassifier(model_dir, ThreadOptions(args.threads, 1, level)) for level in LEVELS
     }
-    cases = {level: (lambda c=clf: c.predict(audio)) for level, clf in sessions.items()}
+    cases: dict[str, Callable[[], object]] = {
+        level: partial(clf.predict, audio) for level, clf in sessions.items()
+    }
     times = report.interleaved(cases, args.rounds, warmup=2)
     return {level: report.summary([t * 1000 for t in ts]) for level, ts in times.items()}
 

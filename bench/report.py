@@ -96,7 +96,7 @@ def write(out_dir: Path, name: str, data: dict[str, Any], quick: bool) -> Path:
     return path
 
 
-def figure(width_in: float = 7.0, height_in: float = 4.0, ncols: int = 1):  # -> (Figure, Axes)
+def figure(width_in: float = 7.0, height_in: float = 4.0, ncols: int = 1) -> tuple[Any, Any]:
     import matplotlib
 
     matplotlib.use("Agg")
