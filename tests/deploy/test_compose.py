@@ -1,0 +1,179 @@
+"""compose.yaml: validated offline by docker-compose, then read as the engine would get it.
+
+No Docker engine runs here. `docker-compose config` (Debian's v1.29) checks the file
+against the Compose schema and prints it with every variable interpolated; the tests
+read that normalised output, so they see what `docker compose up` would get.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from server.settings import Settings
+from tests.deploy import dockerfile
+from tests.deploy.processes import REPO
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("docker-compose") is None, reason="needs docker-compose for offline validation"
+)
+
+HOST_CPUS = 4
+HOST_MEMORY_BYTES = 8 * 1024**3
+_UNITS = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def project(tmp_path: Path, env_text: str | None = None) -> Path:
+    """A copy of the deployment files with .env made from .env.example, as the docs say."""
+    shutil.copy(REPO / "compose.yaml", tmp_path / "compose.yaml")
+    (tmp_path / "caddy").mkdir()
+    shutil.copy(REPO / "caddy" / "Caddyfile", tmp_path / "caddy" / "Caddyfile")
+    text = (REPO / ".env.example").read_text() if env_text is None else env_text
+    (tmp_path / ".env").write_text(text)
+    return tmp_path
+
+
+def compose_config(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["docker-compose", "-f", "compose.yaml", "config", *args],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    result = compose_config(project(tmp_path_factory.mktemp("compose")))
+    assert result.returncode == 0, result.stderr
+    loaded: dict[str, Any] = yaml.safe_load(result.stdout)
+    return loaded
+
+
+def bytes_of(size: str) -> int:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([bkmg]?)", str(size).lower())
+    assert match, f"unreadable size {size!r}"
+    return int(float(match.group(1)) * _UNITS[match.group(2) or "b"])
+
+
+def volume_mount(volume: str) -> tuple[str, str, str]:
+    """(source relative to the project, target, mode) from the short volume syntax."""
+    source, target, mode = volume.split(":")
+    if source.startswith("/"):
+        source = "/".join(Path(source).parts[-2:])
+    return source, target, mode
+
+
+def test_compose_file_is_valid(tmp_path: Path) -> None:
+    result = compose_config(project(tmp_path), "-q")
+    assert result.returncode == 0, result.stderr
+
+
+def test_an_invalid_compose_file_is_refused(tmp_path: Path) -> None:
+    # The validator is real: a misspelt key fails it.
+    directory = project(tmp_path)
+    text = (directory / "compose.yaml").read_text().replace("read_only:", "readonly:", 1)
+    (directory / "compose.yaml").write_text(text)
+    assert compose_config(directory, "-q").returncode != 0
+
+
+def test_services_and_volumes(config: dict[str, Any]) -> None:
+    assert set(config["services"]) == {"server", "caddy"}
+    assert set(config["volumes"]) == {"caddy_data", "caddy_config"}
+
+
+def test_server_is_locked_down(config: dict[str, Any]) -> None:
+    server = config["services"]["server"]
+    assert server["build"].get("dockerfile", "Dockerfile") == "Dockerfile"
+    assert server["read_only"] is True
+    assert any(t.startswith("/tmp") for t in server["tmpfs"])
+    assert server["cap_drop"] == ["ALL"]
+    assert "no-new-privileges:true" in server["security_opt"]
+    assert "ports" not in server  # reachable only through Caddy
+    assert server["restart"] == "unless-stopped"
+    for service in config["services"].values():
+        assert not service.get("privileged", False)
+        assert service.get("network_mode") != "host"
+
+
+def test_server_healthcheck_is_the_image_healthcheck(config: dict[str, Any]) -> None:
+    healthcheck = config["services"]["server"]["healthcheck"]
+    image = dockerfile.parse(REPO / "Dockerfile").stage("runtime").all("HEALTHCHECK")[0]
+    image_command = image.value[image.value.index("CMD") + 3 :].strip()
+    exec_form = dockerfile.Instruction("CMD", image_command, image.line).exec_form()
+    assert exec_form is not None
+    assert healthcheck["test"] == ["CMD", *exec_form]
+    assert "/healthz" in " ".join(healthcheck["test"])
+
+
+def test_server_has_time_to_drain_on_stop(config: dict[str, Any]) -> None:
+    grace = config["services"]["server"]["stop_grace_period"]
+    grace_s = int(re.fullmatch(r"(\d+)s", grace).group(1))  # type: ignore[union-attr]
+    assert grace_s > Settings.model_fields["shutdown_timeout_s"].default
+
+
+def test_server_trusts_forwarded_addresses_only_from_its_own_network(
+    config: dict[str, Any],
+) -> None:
+    subnet = config["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    server = config["services"]["server"]
+    assert server["environment"]["EMOSTREAM_TRUSTED_PROXIES"] == subnet
+    Settings(trusted_proxies=subnet)  # a value the server accepts
+
+
+def test_caddy_service(config: dict[str, Any]) -> None:
+    caddy = config["services"]["caddy"]
+    assert caddy["image"] == "caddy:2"
+    published = {(p["published"], p["target"], p.get("protocol", "tcp")) for p in caddy["ports"]}
+    assert published == {(80, 80, "tcp"), (443, 443, "tcp"), (443, 443, "udp")}
+    mounts = {volume_mount(v) for v in caddy["volumes"]}
+    assert mounts == {
+        ("caddy_data", "/data", "rw"),
+        ("caddy_config", "/config", "rw"),
+        ("caddy/Caddyfile", "/etc/caddy/Caddyfile", "ro"),
+    }
+    assert caddy["depends_on"] == {"server": {"condition": "service_healthy"}}
+    assert caddy["environment"] == {"SITE_ADDRESS": "localhost", "UPSTREAM": "server:8000"}
+    assert "NET_BIND_SERVICE" in caddy["cap_add"]
+
+
+def test_site_address_comes_from_one_variable(tmp_path: Path) -> None:
+    env = "SITE_ADDRESS=emostream.example.org\nUPSTREAM=a:8000 b:8000\n"
+    result = compose_config(project(tmp_path, env))
+    assert result.returncode == 0, result.stderr
+    caddy = yaml.safe_load(result.stdout)["services"]["caddy"]
+    assert caddy["environment"] == {
+        "SITE_ADDRESS": "emostream.example.org",
+        "UPSTREAM": "a:8000 b:8000",
+    }
+
+
+@pytest.mark.parametrize("replicas", [1, 3])
+def test_resource_limits_fit_a_4_vcpu_8_gb_host(config: dict[str, Any], replicas: int) -> None:
+    limits = {n: s["deploy"]["resources"]["limits"] for n, s in config["services"].items()}
+    memory = replicas * bytes_of(limits["server"]["memory"]) + bytes_of(limits["caddy"]["memory"])
+    assert memory <= HOST_MEMORY_BYTES - 1024**3  # leave the host 1 GiB
+    assert float(limits["server"]["cpus"]) <= HOST_CPUS
+    assert float(limits["caddy"]["cpus"]) <= HOST_CPUS
+
+
+def test_scaling_needs_no_fixed_names_or_ports(config: dict[str, Any]) -> None:
+    # `docker compose up --scale server=3` refuses services with a container_name or a
+    # published host port; the server has neither.
+    server = config["services"]["server"]
+    assert "container_name" not in server
+    assert "ports" not in server
+
+
+def test_env_example_documents_every_variable_compose_reads() -> None:
+    compose_vars = set(re.findall(r"\$\{(\w+)", (REPO / "compose.yaml").read_text()))
+    example = (REPO / ".env.example").read_text()
+    assert {v for v in compose_vars if not re.search(rf"^#?{v}=", example, re.M)} == set()
