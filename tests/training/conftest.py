@@ -21,17 +21,22 @@ def write_tone(path: Path, freq_hz: float, rng: np.random.Generator, seconds: fl
     return path
 
 
-@pytest.fixture
-def tone_split(tmp_path: Path) -> Path:
+def write_tone_corpus(root: Path) -> Path:
     """An easy two-class task: low tone = happy, high tone = sad; 18 train + 6 val + 4 test each."""
     rng = np.random.default_rng(0)
     examples = []
     for label, freq in TONES_HZ.items():
         for i in range(28):
             split = "train" if i < 18 else "val" if i < 24 else "test"
-            path = write_tone(tmp_path / "audio" / f"{label}{i}.wav", freq, rng)
+            seconds = 0.5 if i % 3 else 1.3  # two lengths, so the dynamic length axis is used
+            path = write_tone(root / "audio" / f"{label}{i}.wav", freq, rng, seconds)
             examples.append(Example(path, label, f"spk{i % 7}", split))
-    return write_split(tmp_path / "split.csv", examples)
+    return write_split(root / "split.csv", examples)
+
+
+@pytest.fixture
+def tone_split(tmp_path: Path) -> Path:
+    return write_tone_corpus(tmp_path)
 
 
 @pytest.fixture
@@ -41,3 +46,26 @@ def tiny_config_file(tmp_path: Path) -> Path:
     path = tmp_path / "tiny-config.json"
     tiny_config(("happy", "sad")).to_json_file(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tone_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(checkpoint directory, split manifest): a tiny model trained on the tone task."""
+    from training.finetune import TrainOptions, train
+    from training.tiny import tiny_config
+
+    root = tmp_path_factory.mktemp("tone-run")
+    split = write_tone_corpus(root)
+    tiny_config(("happy", "sad")).to_json_file(root / "config.json")
+    options = TrainOptions(
+        data=split,
+        out_dir=root / "checkpoint",
+        base=None,
+        from_config=root / "config.json",
+        epochs=3,
+        learning_rate=2e-3,
+        freeze_feature_encoder=False,
+        progress=False,
+    )
+    train(options)
+    return root / "checkpoint", split

@@ -1,0 +1,221 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from transformers import AutoModelForAudioClassification
+
+from server.inference import OnnxClassifier
+from server.model import read_manifest
+from training.data import load_audio, read_split, select, zero_mean_unit_var
+from training.evaluate import OnnxPredictor, TorchPredictor
+from training.export import new_version
+from training.finetune import TrainingError
+from training.release import ReleaseError, ReleaseOptions, canonical_labels, check_fp32, release
+
+pytestmark = pytest.mark.slow
+
+
+def _torch_logits(checkpoint: Path, audio: np.ndarray) -> np.ndarray:
+    model = AutoModelForAudioClassification.from_pretrained(str(checkpoint)).eval()
+    with torch.no_grad():
+        out = model(input_values=torch.from_numpy(zero_mean_unit_var(audio))[None, :]).logits
+    return out[0].numpy()
+
+
+def test_fp32_onnx_matches_pytorch_at_several_lengths(
+    tmp_path: Path, tone_checkpoint: tuple[Path, Path]
+) -> None:
+    checkpoint, split = tone_checkpoint
+    released = release(checkpoint, tmp_path / "fp32", ReleaseOptions(precision="fp32"))
+    assert released.manifest.graph.precision == "fp32"
+    served = OnnxClassifier(tmp_path / "fp32")
+    clips = [load_audio(e.path) for e in read_split(split)[:3]]
+    clips.append(np.random.default_rng(1).normal(0, 0.1, 37_123).astype(np.float32))
+    lengths = set()
+    for audio in clips:
+        lengths.add(audio.size)
+        expected = _torch_logits(checkpoint, audio)
+        np.testing.assert_allclose(served.logits(audio), expected, atol=1e-4, rtol=1e-4)
+    assert len(lengths) >= 3
+    assert released.manifest.metrics["fp32_vs_pytorch"]["max_abs_logit_error"] < 1e-4
+    assert "int8_vs_fp32" not in released.manifest.metrics
+
+
+def test_int8_export_with_evaluation_records_agreement(
+    tmp_path: Path, tone_checkpoint: tuple[Path, Path]
+) -> None:
+    checkpoint, split = tone_checkpoint
+    out = tmp_path / "int8"
+    released = release(checkpoint, out, ReleaseOptions(eval_data=split, eval_split="test"))
+    manifest = read_manifest(out)
+    assert manifest == released.manifest
+    assert manifest.graph.precision == "int8"
+    assert manifest.labels == ("happy", "sad")
+    metrics = manifest.metrics
+    agreement = metrics["int8_vs_fp32"]
+    assert agreement["n"] == 8
+    assert agreement["inputs"] == "eval set (clean)"
+    assert 0.0 <= agreement["top1_agreement"] <= 1.0
+    assert 0.0 <= agreement["mean_abs_logit_error"] <= agreement["max_abs_logit_error"]
+    assert metrics["eval_split"] == "test"
+    assert set(metrics["accuracy_by_snr_db"]) == {"clean", "20", "10", "5"}
+    assert metrics["accuracy"] >= 0.75  # the tone task is easy
+    provenance = manifest.provenance
+    assert provenance["source"] == str(checkpoint)
+    assert provenance["quantization"] == {
+        "name": "matmul",
+        "op_types": ["MatMul"],
+        "nodes_excluded": [],
+    }
+    assert provenance["training"]["from_config"].endswith("config.json")
+    assert provenance["validation"]["best_epoch"] >= 1
+    assert (out / "MODEL_CARD.md").read_text().startswith("# ")
+    assert (out / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The server's own classifier loads it, and its outputs agree with the recorded metrics.
+    served = OnnxClassifier(out)
+    test = select(read_split(split), "test")
+    predictions = [
+        manifest.labels[int(np.argmax(served.predict(load_audio(e.path))))] for e in test
+    ]
+    accuracy = np.mean([p == e.label for p, e in zip(predictions, test, strict=True)])
+    assert accuracy == pytest.approx(metrics["accuracy"])
+
+
+def test_every_export_is_a_new_version_and_out_dirs_are_protected(
+    tmp_path: Path, tone_checkpoint: tuple[Path, Path]
+) -> None:
+    checkpoint, _ = tone_checkpoint
+    first = release(checkpoint, tmp_path / "a").manifest
+    second = release(checkpoint, tmp_path / "b").manifest
+    assert first.graph.sha256 == second.graph.sha256
+    assert first.version != second.version
+    with pytest.raises(ReleaseError, match="is not empty"):
+        release(checkpoint, tmp_path / "a")
+    third = release(checkpoint, tmp_path / "a", ReleaseOptions(force=True)).manifest
+    assert read_manifest(tmp_path / "a").version == third.version != first.version
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]  # no staging left behind
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ReleaseError, match="not a directory"):
+        release(checkpoint, tmp_path / "file")
+
+
+def test_new_version_shape_and_uniqueness() -> None:
+    versions = {new_version("ab" * 32) for _ in range(50)}
+    assert len(versions) == 50
+    assert all(len(v.split("-")) == 3 and len(v.split("-")[2]) == 8 for v in versions)
+
+
+@pytest.mark.parametrize("name", ["matmul-conv", "matmul-conv-all"])
+def test_conv_quantisation_variants(
+    tmp_path: Path, tone_checkpoint: tuple[Path, Path], name: str
+) -> None:
+    checkpoint, _ = tone_checkpoint
+    out = tmp_path / name
+    manifest = release(checkpoint, out, ReleaseOptions(quantization=name)).manifest
+    graph = onnx.load(str(out / "model.onnx"))
+    ops = [n.op_type for n in graph.graph.node]
+    excluded = manifest.provenance["quantization"]["nodes_excluded"]
+    if name == "matmul-conv":
+        assert len(excluded) == 1
+        assert ops.count("Conv") >= 1  # the first convolution stays fp32
+    else:
+        assert excluded == []
+    assert ops.count("ConvInteger") >= 1
+    assert manifest.metrics["int8_vs_fp32"]["inputs"].startswith("synthetic probe")
+    OnnxClassifier(out)
+
+
+def test_export_refuses_a_graph_that_does_not_match_pytorch(
+    tmp_path: Path, tone_checkpoint: tuple[Path, Path]
+) -> None:
+    from training.tiny import build_tiny_model_dir, tiny_model
+
+    other = tmp_path / "other"
+    build_tiny_model_dir(other, labels=("happy", "sad"), seed=5, precision="fp32")
+    model = tiny_model(("happy", "sad"), seed=6)
+    with pytest.raises(ReleaseError, match="differ from PyTorch"):
+        check_fp32(TorchPredictor(model, ("happy", "sad"), 16000, True), OnnxPredictor(other))
+
+
+def test_bad_release_inputs(tmp_path: Path, tone_checkpoint: tuple[Path, Path]) -> None:
+    checkpoint, split = tone_checkpoint
+    with pytest.raises(ReleaseError, match="precision must be int8 or fp32, got 'fp16'"):
+        release(checkpoint, tmp_path / "x", ReleaseOptions(precision="fp16"))
+    with pytest.raises(ReleaseError, match="unknown quantisation 'everything'"):
+        release(checkpoint, tmp_path / "x", ReleaseOptions(quantization="everything"))
+    with pytest.raises(ReleaseError, match="cannot load an audio-classification model"):
+        release(tmp_path / "missing", tmp_path / "x")
+    rows = split.read_text().replace(",sad,", ",angry,")
+    (split.parent / "angry.csv").write_text(rows)
+    with pytest.raises(ReleaseError, match=r"label\(s\) \['angry'\] the model lacks"):
+        release(checkpoint, tmp_path / "x", ReleaseOptions(eval_data=split.parent / "angry.csv"))
+    assert not (tmp_path / "x").exists()
+
+
+def test_import_maps_label_names_from_a_local_checkpoint(tmp_path: Path) -> None:
+    from training.tiny import tiny_model
+
+    source = tmp_path / "superb-like"
+    tiny_model(("neu", "hap", "ang", "sad", "Calm"), seed=2).save_pretrained(source)
+    released = release(source, tmp_path / "served", ReleaseOptions(), map_labels=True)
+    assert released.manifest.labels == ("neutral", "happy", "angry", "sad", "Calm")
+    assert released.manifest.name == "superb-like"
+    assert released.manifest.input.normalize == "zero_mean_unit_var"  # wav2vec2 default
+    OnnxClassifier(tmp_path / "served")
+    kept = release(source, tmp_path / "kept", ReleaseOptions(name="as is"), map_labels=False)
+    assert kept.manifest.labels == ("neu", "hap", "ang", "sad", "Calm")
+    assert kept.manifest.name == "as is"
+
+
+def test_import_reads_the_source_feature_extractor(tmp_path: Path) -> None:
+    from transformers import Wav2Vec2FeatureExtractor
+
+    from training.tiny import tiny_model
+
+    source = tmp_path / "unnormalised"
+    tiny_model(("anger", "joy"), seed=2).save_pretrained(source)
+    Wav2Vec2FeatureExtractor(sampling_rate=16000, do_normalize=False).save_pretrained(source)
+    manifest = release(source, tmp_path / "served", map_labels=True).manifest
+    assert manifest.input.normalize == "none"
+    assert manifest.labels == ("angry", "happy")
+
+
+def test_import_refuses_spectrogram_models(tmp_path: Path) -> None:
+    from transformers import WhisperFeatureExtractor
+
+    from training.tiny import tiny_model
+
+    source = tmp_path / "spectrogram"
+    tiny_model(("a", "b"), seed=2).save_pretrained(source)
+    WhisperFeatureExtractor().save_pretrained(source)
+    with pytest.raises(TrainingError, match="only raw-waveform models"):
+        release(source, tmp_path / "served")
+
+
+def test_canonical_labels() -> None:
+    assert canonical_labels(["ANG", "hap ", "neu", "sad", "fear", "disgusted", "bored"]) == [
+        "angry",
+        "happy",
+        "neutral",
+        "sad",
+        "fearful",
+        "disgust",
+        "bored",
+    ]
+    # Two names that would collide are left alone.
+    assert canonical_labels(["ang", "angry"]) == ["ang", "angry"]
+
+
+def test_manifest_metrics_are_plain_json(
+    tmp_path: Path, tone_checkpoint: tuple[Path, Path]
+) -> None:
+    checkpoint, split = tone_checkpoint
+    release(checkpoint, tmp_path / "m", ReleaseOptions(eval_data=split, eval_split="val"))
+    raw = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert raw["metrics"]["eval_split"] == "val"
+    assert raw["metrics"]["n"] == 12
