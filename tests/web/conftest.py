@@ -53,10 +53,13 @@ class AudioTap:
 
     app: ASGIApp
     block_websockets: bool = False
+    headers: dict[str, str] = field(default_factory=dict)  # added to every HTTP response
     connections: list[bytearray] = field(default_factory=list)
     uploads: list[bytearray] = field(default_factory=list)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.headers:
+            send = self._with_headers(send)
         if scope["type"] == "http" and scope["path"] == "/v1/classify":
             await self.app(scope, self._tap(receive, "http.request", "body", self.uploads), send)
             return
@@ -70,6 +73,16 @@ class AudioTap:
         await self.app(
             scope, self._tap(receive, "websocket.receive", "bytes", self.connections), send
         )
+
+    def _with_headers(self, send: Send) -> Send:
+        extra = [(k.lower().encode(), v.encode()) for k, v in self.headers.items()]
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        return sending
 
     @staticmethod
     def _tap(receive: Receive, kind: str, key: str, into: list[bytearray]) -> Receive:
@@ -122,11 +135,14 @@ def free_port() -> int:
 
 @contextmanager
 def serve(
-    settings: Settings, port: int | None = None, block_websockets: bool = False
+    settings: Settings,
+    port: int | None = None,
+    block_websockets: bool = False,
+    headers: dict[str, str] | None = None,
 ) -> Iterator[Served]:
     """The real app under uvicorn on a loopback port, in a thread."""
     app = create_app(settings)
-    tap = AudioTap(app, block_websockets)
+    tap = AudioTap(app, block_websockets, headers or {})
     port = port or free_port()
     config = uvicorn_config(tap, settings, "127.0.0.1", port)  # type: ignore[arg-type]
     server = _SignallingServer(config, app.state.service)

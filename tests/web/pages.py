@@ -32,13 +32,11 @@ def record_frames(page: Page) -> list[dict[str, Any]]:
     """JSON messages the page receives on its WebSockets, in order."""
     frames: list[dict[str, Any]] = []
 
-    def on_socket(ws: Any) -> None:
-        ws.on(
-            "framereceived",
-            lambda payload: isinstance(payload, str) and frames.append(json.loads(payload)),
-        )
+    def on_frame(payload: str | bytes) -> None:
+        if isinstance(payload, str):
+            frames.append(json.loads(payload))
 
-    page.on("websocket", on_socket)
+    page.on("websocket", lambda ws: ws.on("framereceived", on_frame))
     return frames
 
 
@@ -55,10 +53,12 @@ def stop(page: Page) -> None:
 
 
 def page_rows(page: Page) -> list[list[str]]:
-    return page.eval_on_selector_all(
+    """[label, skip reason, source] of each row of the segment table, in order."""
+    rows: list[list[str]] = page.eval_on_selector_all(
         "#segments-body tr",
         "rows => rows.map(r => [r.dataset.label, r.dataset.skipped, r.dataset.source])",
     )
+    return rows
 
 
 def segment_frames(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
+from server.settings import Settings
 from tests.speech import wav_bytes
-from tests.web.conftest import LaunchFn, Served, write_wav
+from tests.web.conftest import LaunchFn, Served, serve, write_wav
 from tests.web.pages import phrases
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -74,3 +75,30 @@ def test_keyboard_starts_and_stops_and_controls_are_labelled(
         expect(page.get_by_label("Choose a file…")).to_have_attribute("type", "file")
         expect(page.locator("#announcer")).to_have_attribute("aria-live", "polite")
         expect(page.locator("#message")).to_have_attribute("role", "alert")
+
+
+CSP = "default-src 'self'; connect-src 'self' ws: wss:; frame-ancestors 'none'"
+
+
+def test_runs_under_a_strict_content_security_policy_with_no_third_party_requests(
+    web_settings: Settings, launch: LaunchFn, tmp_path: Path
+) -> None:
+    wav = write_wav(tmp_path / "speech.wav", phrases(1), 16000)
+    csp = {"Content-Security-Policy": CSP}
+    with serve(web_settings, headers=csp) as strict, launch(wav) as page:
+        problems: list[str] = []
+        origins: set[str] = set()
+        page.on("console", lambda m: m.type in ("error", "warning") and problems.append(m.text))
+        page.on("request", lambda r: origins.add(re.sub(r"^(\w+://[^/]+).*", r"\1", r.url)))
+        response = page.goto(strict.url + "/")
+        assert response is not None and response.headers["content-security-policy"] == CSP
+        page.click("#start")
+        expect(page.locator("#conn-status")).to_have_text("Live")
+        expect(page.locator("#segments-body tr").first).to_be_attached(timeout=20_000)
+        page.click("#start")
+        expect(page.locator("#conn-status")).to_have_text("Stopped", timeout=20_000)
+        page.set_input_files("#file", wav)
+        expect(page.locator("#upload-status")).to_contain_text("speech.wav:")
+        page.click("#export-csv")
+    assert problems == [], problems
+    assert origins == {strict.url}
