@@ -130,6 +130,12 @@ def _add_train(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument(
+        "--grad-accum",
+        type=int,
+        default=1,
+        help="batches per optimiser step (effective batch size)",
+    )
     p.add_argument("--lr", type=float, default=3e-5, help="peak learning rate")
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--warmup-ratio", type=float, default=0.1)
@@ -179,6 +185,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 init=args.init,
                 epochs=args.epochs,
                 batch_size=args.batch_size,
+                grad_accum_steps=args.grad_accum,
                 learning_rate=args.lr,
                 weight_decay=args.weight_decay,
                 warmup_ratio=args.warmup_ratio,

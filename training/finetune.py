@@ -65,6 +65,7 @@ class TrainOptions:
     init: Path | None = None
     epochs: int = 10
     batch_size: int = 8
+    grad_accum_steps: int = 1
     learning_rate: float = 3e-5
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
@@ -86,7 +87,7 @@ class TrainOptions:
         sources = [s for s in (self.from_config, self.init) if s is not None]
         if len(sources) > 1:
             raise TrainingError("give at most one of --from-config and --init")
-        for name in ("epochs", "batch_size", "patience", "log_every_steps"):
+        for name in ("epochs", "batch_size", "grad_accum_steps", "patience", "log_every_steps"):
             if getattr(self, name) < 1:
                 raise TrainingError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0.0 <= self.warmup_ratio < 1.0:
@@ -320,7 +321,8 @@ class Trainer:
             lr=options.learning_rate,
             weight_decay=options.weight_decay,
         )
-        self.steps_per_epoch = math.ceil(len(self.train_examples) / options.batch_size)
+        batches = math.ceil(len(self.train_examples) / options.batch_size)
+        self.steps_per_epoch = math.ceil(batches / options.grad_accum_steps)
         total = self.steps_per_epoch * options.epochs
         self.scheduler = get_linear_schedule_with_warmup(  # type: ignore[no-untyped-call]
             self.optimizer, math.ceil(options.warmup_ratio * total), total
@@ -434,17 +436,16 @@ class Trainer:
             desc=f"epoch {epoch + 1}/{self.options.epochs}",
             disable=not self.options.progress,
         )
-        for batch in bar:
+        accumulate = self.options.grad_accum_steps
+        for index, batch in enumerate(bar):
             batch = {k: v.to(self.device) for k, v in batch.items()}
             logits = self.model(
                 input_values=batch["input_values"], attention_mask=batch["attention_mask"]
             ).logits
             loss = self.loss_fn(logits, batch["labels"])
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.options.max_grad_norm)
-            self.optimizer.step()
-            self.scheduler.step()
-            self.optimizer.zero_grad(set_to_none=True)
+            (loss / accumulate).backward()
+            if (index + 1) % accumulate == 0 or index + 1 == len(loader):
+                self._step()
             losses.append(float(loss.detach()))
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
             if len(losses) % self.options.log_every_steps == 0:
@@ -458,6 +459,12 @@ class Trainer:
                     }
                 )
         return float(np.mean(losses))
+
+    def _step(self) -> None:
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.options.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
 
     @torch.no_grad()
     def validate(self, examples: Sequence[Example]) -> dict[str, Any]:

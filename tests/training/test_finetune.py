@@ -12,6 +12,7 @@ from transformers import AutoModelForAudioClassification
 from training.data import DataError, Example, read_split, write_split
 from training.finetune import (
     CHECKPOINT_DIR,
+    Trainer,
     TrainingError,
     TrainOptions,
     class_weights,
@@ -156,6 +157,20 @@ def test_sampler_balancing_and_no_augmentation_run(
         )
     )
     assert len(result.history) == 1
+
+
+@pytest.mark.parametrize(("accumulate", "steps"), [(1, 5), (3, 2)])
+def test_gradient_accumulation_steps_the_optimiser_less_often(
+    tmp_path: Path, tone_split: Path, tiny_config_file: Path, accumulate: int, steps: int
+) -> None:
+    # 36 training clips in batches of 8 = 5 batches per epoch.
+    trainer = Trainer(
+        _options(
+            tone_split, tmp_path / "run", tiny_config_file, epochs=1, grad_accum_steps=accumulate
+        )
+    )
+    trainer.run()
+    assert trainer.scheduler.last_epoch == steps
 
 
 def test_early_stopping_stops_after_patience(
