@@ -7,12 +7,15 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from pydantic import ValidationError
 
+from server.model import ModelError
 from server.settings import Settings
 
 log = logging.getLogger("emostream")
@@ -34,8 +37,20 @@ def serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     app = create_app(settings)
     config = uvicorn_config(app, settings, args.host, args.port)
-    DrainingServer(config, app.state.service).run()
-    return 0
+    server = DrainingServer(config, app.state.service)
+    # uvicorn re-raises SIGINT/SIGTERM once it has shut down gracefully; with these handlers
+    # in place that ends here with status 0 instead of killing the process by the signal.
+    previous = {sig: signal.signal(sig, _shut_down) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0 if server.started else 1
+
+
+def _shut_down(signum: int, frame: FrameType | None) -> None:
+    log.info("stopped by %s", signal.Signals(signum).name)
 
 
 def classify(args: argparse.Namespace) -> int:
@@ -95,9 +110,16 @@ def _table(report: dict[str, Any]) -> str:
 
 
 def stream(args: argparse.Namespace) -> int:
+    import soundfile as sf
+    import websockets
+
     from server.client import load_pcm16, stream_pcm16
 
-    pcm, rate = load_pcm16(args.file)
+    try:
+        pcm, rate = load_pcm16(args.file)
+    except (OSError, sf.SoundFileError) as exc:
+        print(f"{args.file}: error: {exc}", file=sys.stderr)
+        return 1
 
     def show(message: dict[str, Any]) -> None:
         if args.json:
@@ -113,10 +135,33 @@ def stream(args: argparse.Namespace) -> int:
             print(json.dumps(message), flush=True)
 
     speed = 0.0 if args.fast else args.speed
-    report = asyncio.run(
-        stream_pcm16(args.url, pcm, rate, speed=speed, token=args.token, on_message=show)
-    )
-    return 0 if report.close_code == 1000 else 1
+    try:
+        report = asyncio.run(
+            stream_pcm16(args.url, pcm, rate, speed=speed, token=args.token, on_message=show)
+        )
+    except (OSError, TimeoutError, ValueError, websockets.WebSocketException) as exc:
+        print(f"emostream: cannot stream to {args.url}: {exc}", file=sys.stderr)
+        return 1
+    if report.close_code != 1000:
+        print(f"emostream: the server closed with {report.close_code}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be an integer from 0 to 65535, got {text!r}")
+    return int(text)
+
+
+def _speed(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"speed must be a positive number, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("serve", help="run the HTTP and WebSocket server")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=_port, default=8000, help="0 picks a free port")
     p.add_argument("--model", type=Path, help="model directory (default: the bundled model)")
     p.add_argument("--workers", type=int, help="inference worker threads")
     p.set_defaults(func=serve)
@@ -140,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("stream", help="stream a recording to a server and print results")
     p.add_argument("file", type=Path)
     p.add_argument("--url", default="ws://127.0.0.1:8000/v1/stream")
-    p.add_argument("--speed", type=float, default=1.0, help="pace as a multiple of real time")
+    p.add_argument("--speed", type=_speed, default=1.0, help="pace as a multiple of real time")
     p.add_argument("--fast", action="store_true", help="send as fast as the server reads")
     p.add_argument("--token")
     p.add_argument("--json", action="store_true", help="print every message as JSON")
@@ -167,4 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except ValidationError as exc:
         print(f"emostream: invalid setting: {exc}", file=sys.stderr)
+        return 2
+    except ModelError as exc:
+        print(f"emostream: cannot use the model: {exc}", file=sys.stderr)
         return 2

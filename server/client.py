@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 import numpy.typing as npt
@@ -19,6 +19,7 @@ import websockets
 from server.protocol import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ
 
 Message = dict[str, Any]
+_WS_SCHEMES = {"ws": "ws", "wss": "wss", "http": "ws", "https": "wss"}
 
 
 @dataclass
@@ -40,12 +41,16 @@ def load_pcm16(path: Path) -> tuple[npt.NDArray[np.int16], int]:
 
 
 def stream_url(url: str, sample_rate: int, token: str | None = None) -> str:
+    """``url`` with this stream's query; http(s) becomes ws(s), other query parameters stay."""
     parts = urlsplit(url)
-    query = {"sample_rate": str(sample_rate), "encoding": "pcm_s16le"}
+    scheme = _WS_SCHEMES.get(parts.scheme.lower())
+    if scheme is None or not parts.netloc:
+        raise ValueError(f"stream URL must look like ws://host:port/v1/stream, got {url!r}")
+    ours = {"sample_rate": str(sample_rate), "encoding": "pcm_s16le"}
     if token:
-        query["token"] = token
-    extra = f"&{parts.query}" if parts.query else ""
-    return urlunsplit(parts._replace(query=urlencode(query) + extra))
+        ours["token"] = token
+    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in ours]
+    return urlunsplit(parts._replace(scheme=scheme, query=urlencode([*ours.items(), *kept])))
 
 
 async def stream_pcm16(

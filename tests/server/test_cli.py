@@ -1,0 +1,396 @@
+"""The ``emostream`` command (server/cli.py): classify, stream against a real server, serve."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import soundfile as sf
+import websockets
+
+from server.cli import main
+from tests.speech import espeak, silence, to_pcm16, tone, wav_bytes
+
+REPO = Path(__file__).resolve().parents[2]
+STARTUP_TIMEOUT_S = 60.0
+RUNNING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
+
+
+@pytest.fixture(scope="module")
+def speech() -> npt.NDArray[np.float32]:
+    """Two sentences and a 100 ms blip, separated by silences, 16 kHz."""
+    return np.concatenate(
+        [
+            silence(0.4),
+            espeak("The weather was lovely this morning.", rate_wpm=190),
+            silence(1.0),
+            espeak("Please close the door.", rate_wpm=190),
+            silence(1.0),
+            tone(0.1, 300.0),
+            silence(0.8),
+        ]
+    )
+
+
+@pytest.fixture
+def speech_wav(speech: npt.NDArray[np.float32], tmp_path: Path) -> Path:
+    path = tmp_path / "speech.wav"
+    path.write_bytes(wav_bytes(speech))
+    return path
+
+
+# A real server in a subprocess
+
+
+@dataclass
+class Served:
+    process: subprocess.Popen[str]
+    port: int
+    log: list[str] = field(default_factory=list)
+    reader: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/v1/stream"
+
+
+def start_server(model_dir: Path, *extra: str, env: dict[str, str] | None = None) -> Served:
+    """``python -m server serve`` on a free port; returns once uvicorn says it is listening."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server", "serve", "--model", str(model_dir), "--port", "0", *extra],
+        cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str | None] = queue.Queue()
+    served = Served(process, 0)
+
+    def pump() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            served.log.append(line)
+            lines.put(line)
+        lines.put(None)
+
+    served.reader = threading.Thread(target=pump, daemon=True)
+    served.reader.start()
+    while True:
+        try:
+            line = lines.get(timeout=STARTUP_TIMEOUT_S)
+        except queue.Empty:
+            stop_server(served, signal.SIGKILL)
+            raise AssertionError("server did not start:\n" + "".join(served.log)) from None
+        if line is None:
+            stop_server(served)
+            raise AssertionError("server exited on startup:\n" + "".join(served.log))
+        if match := RUNNING.search(line):
+            served.port = int(match.group(1))
+            return served
+
+
+def stop_server(served: Served, sig: signal.Signals = signal.SIGTERM) -> int:
+    if served.process.poll() is None:
+        served.process.send_signal(sig)
+    try:
+        return served.process.wait(timeout=60)
+    finally:
+        if served.process.poll() is None:
+            served.process.kill()
+            served.process.wait()
+        if served.reader is not None:
+            served.reader.join(timeout=30)
+        if served.process.stderr is not None:
+            served.process.stderr.close()
+
+
+@pytest.fixture(scope="module")
+def served(tiny_model_dir: Path) -> Iterator[Served]:
+    server = start_server(tiny_model_dir)
+    yield server
+    assert stop_server(server) == 0, "".join(server.log)
+
+
+def test_served_server_is_healthy(served: Served) -> None:
+    with urllib.request.urlopen(f"http://127.0.0.1:{served.port}/healthz", timeout=10) as r:
+        assert r.status == 200
+    with urllib.request.urlopen(f"http://127.0.0.1:{served.port}/v1/model", timeout=10) as r:
+        assert json.load(r)["name"] == "tiny-test"
+
+
+# emostream stream
+
+
+def test_stream_prints_results_live(
+    served: Served, speech_wav: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["stream", str(speech_wav), "--url", served.url, "--fast"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    lines = out.strip().splitlines()
+    results = [line for line in lines if line.startswith("#")]
+    assert len(results) == 2
+    assert re.match(r"#0 +\d+\.\d\d–\s*\d+\.\d\d s  \w+ +0\.\d\d  \(\d+ ms\)", results[0])
+    skipped = json.loads(lines[-2])
+    assert skipped["type"] == "skipped"
+    assert skipped["reason"] == "too_short"
+    end = json.loads(lines[-1])
+    assert end["type"] == "end"
+    assert end["segments"] == 3
+    assert abs(end["audio_ms"] - 6000) < 1500
+
+
+def test_stream_json_prints_every_message(
+    served: Served,
+    speech: npt.NDArray[np.float32],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A stereo 44.1 kHz file is streamed at its own rate, mixed to mono.
+    import soxr
+
+    at_44k = soxr.resample(speech, 16000, 44100).astype(np.float32)
+    path = tmp_path / "stereo.wav"
+    sf.write(path, np.stack([at_44k, at_44k], axis=1), 44100)
+    code = main(["stream", str(path), "--url", served.url, "--fast", "--json"])
+    out = capsys.readouterr().out
+    assert code == 0
+    messages = [json.loads(line) for line in out.strip().splitlines()]
+    assert messages[0]["type"] == "ready"
+    assert messages[0]["sample_rate"] == 44100
+    kinds = [m["type"] for m in messages]
+    assert kinds.count("speech_start") == kinds.count("speech_end") == 3
+    assert kinds.count("result") == 2
+    assert kinds[-1] == "end"
+
+
+def test_stream_console_script(served: Served, speech_wav: Path) -> None:
+    command = [str(REPO / ".venv/bin/emostream"), "stream", str(speech_wav)]
+    completed = subprocess.run(
+        [*command, "--url", served.url, "--speed", "8"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert len([x for x in completed.stdout.splitlines() if x.startswith("#")]) == 2
+
+
+def test_stream_with_a_token_the_server_does_not_need(
+    served: Served, speech_wav: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["stream", str(speech_wav), "--url", served.url, "--fast", "--token", "x"]) == 0
+
+
+def test_stream_to_nothing_listening(
+    speech_wav: Path, unused_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"ws://127.0.0.1:{unused_port}/v1/stream"
+    assert main(["stream", str(speech_wav), "--url", url, "--fast"]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot stream to {url}" in err
+
+
+def test_stream_bad_url(speech_wav: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stream", str(speech_wav), "--url", "ftp://127.0.0.1/v1/stream"]) == 1
+    assert "ws://host:port/v1/stream" in capsys.readouterr().err
+
+
+def test_stream_token_and_refusal(
+    tiny_model_dir: Path, speech_wav: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = start_server(tiny_model_dir, env={"EMOSTREAM_TOKEN": "s3cret"})
+    try:
+        assert main(["stream", str(speech_wav), "--url", server.url, "--fast"]) == 1
+        captured = capsys.readouterr()
+        assert '"code": "unauthorized"' in captured.out
+        assert "the server closed with 1008" in captured.err
+        ok = ["stream", str(speech_wav), "--url", server.url, "--fast", "--token", "s3cret"]
+        assert main(ok) == 0
+    finally:
+        assert stop_server(server) == 0
+
+
+@pytest.mark.parametrize("content", [None, b"not audio at all"])
+def test_stream_missing_or_corrupt_file(
+    tmp_path: Path, content: bytes | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "input.wav"
+    if content is not None:
+        path.write_bytes(content)
+    assert main(["stream", str(path), "--url", "ws://127.0.0.1:9/v1/stream"]) == 1
+    assert str(path) in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("speed", ["0", "-1", "fast", "inf", "nan"])
+def test_stream_speed_must_be_positive(
+    speech_wav: Path, speed: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["stream", str(speech_wav), "--speed", speed])
+    assert info.value.code == 2
+    assert "speed must be a positive number" in capsys.readouterr().err
+
+
+# emostream serve
+
+
+def test_serve_drains_a_live_session_on_sigterm_and_exits_0(
+    tiny_model_dir: Path, speech: npt.NDArray[np.float32]
+) -> None:
+    server = start_server(tiny_model_dir)
+    try:
+
+        async def session() -> tuple[list[dict[str, object]], int | None]:
+            messages: list[dict[str, object]] = []
+            async with websockets.connect(server.url) as ws:
+                messages.append(json.loads(await ws.recv()))
+                await ws.send(to_pcm16(speech[: 16000 * 2]))
+                server.process.send_signal(signal.SIGTERM)
+                try:
+                    async for raw in ws:
+                        messages.append(json.loads(raw))
+                except websockets.ConnectionClosedError:  # any close but 1000/1001
+                    pass
+            return messages, ws.close_code
+
+        messages, close_code = asyncio.run(asyncio.wait_for(session(), 60))
+    finally:
+        code = stop_server(server)
+    log = "".join(server.log)
+    assert code == 0, log
+    assert "stopped by SIGTERM" in log
+    assert messages[0]["type"] == "ready"
+    assert close_code == 1013
+    # The utterance in progress was finished and classified before the close.
+    kinds = [m["type"] for m in messages]
+    assert "result" in kinds
+
+
+def test_serve_exits_0_on_sigint(tiny_model_dir: Path) -> None:
+    server = start_server(tiny_model_dir, "--workers", "1")
+    assert stop_server(server, signal.SIGINT) == 0
+    assert "stopped by SIGINT" in "".join(server.log)
+
+
+def test_serve_with_a_missing_model_fails(tmp_path: Path) -> None:
+    missing = tmp_path / "no-model"
+    completed = subprocess.run(
+        [sys.executable, "-m", "server", "serve", "--model", str(missing), "--port", "0"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode != 0
+    assert str(missing) in completed.stderr
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "http"])
+def test_serve_port_is_checked(port: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["serve", "--port", port])
+    assert info.value.code == 2
+    assert "port must be an integer from 0 to 65535" in capsys.readouterr().err
+
+
+# emostream classify
+
+
+def test_classify_json(
+    tiny_model_dir: Path, speech_wav: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["classify", str(speech_wav), "--model", str(tiny_model_dir), "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    report = json.loads(captured.out)
+    assert report["model"]["name"] == "tiny-test"
+    (only,) = report["files"]
+    assert only["file"] == str(speech_wav)
+    assert only["duration_ms"] == pytest.approx(6400, abs=1200)
+    segments = only["segments"]
+    assert [s["segment"] for s in segments] == [0, 1, 2]
+    assert ["label" in s for s in segments] == [True, True, False]
+    assert segments[2]["reason"] == "too_short"
+    assert only["summary"]["label"] in report["model"]["labels"]
+
+
+def test_classify_table_for_several_files(
+    tiny_model_dir: Path, speech_wav: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    quiet = tmp_path / "quiet.wav"
+    quiet.write_bytes(wav_bytes(silence(1.5)))
+    code = main(["classify", str(speech_wav), str(quiet), "--model", str(tiny_model_dir)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"{speech_wav}  (" in out
+    assert f"{quiet}  (1.5 s)" in out
+    assert re.search(r"  #0 +\d+\.\d\d–\s*\d+\.\d\d s  \w+ +0\.\d\d", out)
+    assert "(skipped: too_short)" in out
+    overall = re.findall(r"overall: (.*)", out)
+    assert len(overall) == 2
+    assert overall[1] == "—"
+    assert re.fullmatch(r"\w+ 0\.\d\d", overall[0])
+
+
+def test_classify_reports_unreadable_files_and_goes_on(
+    tiny_model_dir: Path, speech_wav: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing.wav"
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(wav_bytes(tone(1.0))[:1000])
+    args = [str(missing), str(corrupt), str(speech_wav), "--model", str(tiny_model_dir), "--json"]
+    code = main(["classify", *args])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert f"{missing}: error:" in captured.err
+    assert f"{corrupt}: error:" in captured.err
+    assert "truncated" in captured.err
+    assert [f["file"] for f in json.loads(captured.out)["files"]] == [str(speech_wav)]
+
+
+def test_classify_bad_setting_exits_2(
+    tiny_model_dir: Path, speech_wav: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["classify", str(speech_wav), "--model", str(tiny_model_dir), "--workers", "0"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "invalid setting" in err
+    assert "workers" in err
+
+
+def test_classify_missing_model_exits_2(
+    speech_wav: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "no-model"
+    assert main(["classify", str(speech_wav), "--model", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot use the model" in err
+    assert str(missing) in err
+
+
+@pytest.fixture
+def unused_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port

@@ -1,0 +1,112 @@
+"""The reference client's helpers (server/client.py); streaming itself is in test_cli.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from server.client import StreamReport, load_pcm16, stream_url
+from tests.speech import tone
+
+
+def query(url: str) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(url).query, keep_blank_values=True)
+
+
+def test_stream_url_adds_rate_and_encoding() -> None:
+    url = stream_url("ws://127.0.0.1:8000/v1/stream", 44100)
+    assert url.startswith("ws://127.0.0.1:8000/v1/stream?")
+    assert query(url) == {"sample_rate": ["44100"], "encoding": ["pcm_s16le"]}
+
+
+def test_stream_url_adds_the_token() -> None:
+    url = stream_url("wss://example.com/v1/stream", 16000, token="a b&c")
+    assert url.startswith("wss://example.com/v1/stream?")
+    assert query(url)["token"] == ["a b&c"]
+
+
+def test_stream_url_keeps_other_parameters_and_overrides_its_own() -> None:
+    url = stream_url("ws://h:1/v1/stream?sample_rate=8000&token=old&debug=1&empty=", 22050, "new")
+    assert query(url) == {
+        "sample_rate": ["22050"],
+        "encoding": ["pcm_s16le"],
+        "token": ["new"],
+        "debug": ["1"],
+        "empty": [""],
+    }
+
+
+def test_stream_url_keeps_a_token_given_in_the_url() -> None:
+    assert query(stream_url("ws://h/v1/stream?token=t0k", 16000))["token"] == ["t0k"]
+
+
+@pytest.mark.parametrize(
+    ("given", "scheme"),
+    [("http://h:8000/v1/stream", "ws"), ("HTTPS://h/v1/stream", "wss"), ("WS://h/x", "ws")],
+)
+def test_stream_url_maps_http_schemes(given: str, scheme: str) -> None:
+    assert urlsplit(stream_url(given, 16000)).scheme == scheme
+
+
+@pytest.mark.parametrize("url", ["ftp://h/v1/stream", "127.0.0.1:8000/v1/stream", "ws:///x", ""])
+def test_stream_url_refuses_other_urls(url: str) -> None:
+    with pytest.raises(ValueError, match="stream URL must look like") as info:
+        stream_url(url, 16000)
+    assert repr(url) in str(info.value)
+
+
+def test_load_pcm16_mono_keeps_its_rate(tmp_path: Path) -> None:
+    audio = tone(0.5, 440.0, 22050, level=0.5)
+    path = tmp_path / "mono.wav"
+    sf.write(path, audio, 22050, subtype="FLOAT")
+    pcm, rate = load_pcm16(path)
+    assert rate == 22050
+    assert pcm.dtype == np.dtype("<i2")
+    assert pcm.shape == audio.shape
+    np.testing.assert_allclose(pcm / 32767, audio, atol=1 / 32767 * 1.01)
+
+
+def test_load_pcm16_mixes_stereo(tmp_path: Path) -> None:
+    left = tone(0.5, 440.0, 44100, level=0.6)
+    path = tmp_path / "stereo.wav"
+    sf.write(path, np.stack([left, np.zeros_like(left)], axis=1), 44100, subtype="FLOAT")
+    pcm, rate = load_pcm16(path)
+    assert rate == 44100
+    assert pcm.ndim == 1
+    assert pcm.size == left.size
+    np.testing.assert_allclose(pcm / 32767, left / 2, atol=2 / 32767)
+
+
+@pytest.mark.parametrize(("rate", "expected"), [(4000, 16000), (96000, 16000), (11025, 11025)])
+def test_load_pcm16_resamples_rates_the_protocol_refuses(
+    tmp_path: Path, rate: int, expected: int
+) -> None:
+    path = tmp_path / f"{rate}.wav"
+    sf.write(path, tone(1.0, 440.0, rate, level=0.5), rate)
+    pcm, got = load_pcm16(path)
+    assert got == expected
+    assert abs(pcm.size - expected) <= 2
+    spectrum = np.abs(np.fft.rfft(pcm.astype(np.float64)))
+    assert np.fft.rfftfreq(pcm.size, 1 / got)[int(np.argmax(spectrum))] == pytest.approx(440, abs=2)
+
+
+def test_load_pcm16_clips(tmp_path: Path) -> None:
+    path = tmp_path / "loud.wav"
+    sf.write(path, np.array([2.0, -2.0, 0.5], dtype=np.float32), 16000, subtype="FLOAT")
+    pcm, _ = load_pcm16(path)
+    assert pcm.tolist() == [32767, -32767, 16383]
+
+
+def test_load_pcm16_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(sf.LibsndfileError):
+        load_pcm16(tmp_path / "nothing.wav")
+
+
+def test_report_of_type() -> None:
+    report = StreamReport(messages=[{"type": "ready"}, {"type": "result", "segment": 0}, {}])
+    assert report.of_type("result") == [{"type": "result", "segment": 0}]
+    assert report.of_type("end") == []
