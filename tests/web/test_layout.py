@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import ConsoleMessage, Page, expect
 
 from server.settings import Settings
 from tests.speech import wav_bytes
@@ -88,7 +88,12 @@ def test_runs_under_a_strict_content_security_policy_with_no_third_party_request
     with serve(web_settings, headers=csp) as strict, launch(wav) as page:
         problems: list[str] = []
         origins: set[str] = set()
-        page.on("console", lambda m: m.type in ("error", "warning") and problems.append(m.text))
+
+        def on_console(message: ConsoleMessage) -> None:
+            if message.type in ("error", "warning"):
+                problems.append(message.text)
+
+        page.on("console", on_console)
         page.on("request", lambda r: origins.add(re.sub(r"^(\w+://[^/]+).*", r"\1", r.url)))
         response = page.goto(strict.url + "/")
         assert response is not None and response.headers["content-security-policy"] == CSP
