@@ -94,6 +94,7 @@ def test_server_is_locked_down(config: dict[str, Any]) -> None:
     server = config["services"]["server"]
     assert server["build"].get("dockerfile", "Dockerfile") == "Dockerfile"
     assert server["read_only"] is True
+    assert server["init"] is True  # signals reach the server; exit status is kept
     assert any(t.startswith("/tmp") for t in server["tmpfs"])
     assert server["cap_drop"] == ["ALL"]
     assert "no-new-privileges:true" in server["security_opt"]
