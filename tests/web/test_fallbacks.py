@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from server.settings import Settings
 from tests.speech import wav_bytes
 from tests.web.conftest import LaunchFn, Served, SettingsFn, free_port, serve, write_wav
 from tests.web.pages import (
+    download_text,
     page_rows,
     phrases,
     record_frames,
@@ -73,18 +76,25 @@ def test_upload_by_button_and_by_drop_lands_in_the_timeline(
         total = len(first["segments"]) + len(second["segments"])
         expect(page.locator("#segments-body tr")).to_have_count(total)
 
-        expected = [[s.get("label", ""), s.get("reason", ""), "upload"] for s in first["segments"]]
-        expected += [
-            [s.get("label", ""), s.get("reason", ""), "upload"] for s in second["segments"]
-        ]
+        segments = first["segments"] + second["segments"]
+        expected = [[s.get("label", ""), s.get("reason", ""), "upload"] for s in segments]
         assert page_rows(page) == expected
-        # the dropped file is placed after the first one on the timeline
-        ends = page.eval_on_selector_all("#timeline-raw .seg", "s => s.map(e => e.style.left)")
-        assert len(ends) == total
-        share = page.get_attribute(
-            "#summary-list li[data-share]:not([data-share='0.0000'])", "data-share"
-        )
-        assert share is not None
+        expect(page.locator("#timeline-raw .seg")).to_have_count(total)
+        exported = json.loads(download_text(page, "#export-json"))
+
+    # the dropped file follows the first one on the timeline, its segments shifted as a whole
+    count = len(first["segments"])
+    placed = exported["segments"]
+    first_end = max(s["end_ms"] for s in placed[:count])
+    shift = placed[count]["start_ms"] - second["segments"][0]["start_ms"]
+    assert shift >= first_end
+    assert [s["start_ms"] - shift for s in placed[count:]] == [
+        s["start_ms"] for s in second["segments"]
+    ]
+    origins = [s["origin"] for s in placed]
+    assert origins == ["two phrases.wav"] * count + ["dropped.wav"] * len(second["segments"])
+    shares = [item["share"] for item in exported["summary"]["byLabel"].values()]
+    assert sum(shares) == pytest.approx(1.0)
 
 
 def test_upload_of_a_non_audio_file_says_why(
@@ -218,16 +228,19 @@ def test_server_restart_mid_session_reconnects_and_keeps_the_timeline(
         with serve(web_settings, port=port):
             expect(page.locator("#conn-status")).to_have_text("Live", timeout=30_000)
             expect(page.locator("#message")).to_be_hidden()
-            expect(page.locator("#segments-body tr")).to_have_count(len(before) + 1, timeout=20_000)
+            page.wait_for_function(
+                f"document.querySelectorAll('#segments-body tr').length > {len(before)}",
+                timeout=20_000,
+            )
             stop(page)
         after = page_rows(page)
+        exported = json.loads(download_text(page, "#export-json"))
     assert after[: len(before)] == before
     assert len([f for f in frames if f["type"] == "ready"]) == 2
     assert len(after) == len(segment_frames(frames))
-    times = page.eval_on_selector_all(
-        "#segments-body tr td:first-child", "c => c.map(e => e.textContent)"
-    )
-    assert times == sorted(times), "segments after the reconnect must follow the earlier ones"
+    spans = [(s["start_ms"], s["end_ms"]) for s in exported["segments"]]
+    assert spans == sorted(spans), "segments after the reconnect must follow the earlier ones"
+    assert all(end <= start for (_, end), (start, _) in itertools.pairwise(spans))
 
 
 def test_token_from_the_page_url_is_passed_on(
