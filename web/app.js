@@ -4,7 +4,7 @@ import { parseModel } from "./protocol.js";
 import { SessionResults } from "./results.js";
 import { LiveStream } from "./stream.js";
 import { classifyAudio, UploadError } from "./upload.js";
-import { clock, percent, renderBars, renderLegend, renderReadout, renderSummary, renderTable, renderTimeline, titleCase } from "./view.js";
+import { percent, renderBars, renderLegend, renderReadout, renderSummary, renderTable, renderTimeline, titleCase } from "./view.js";
 import { concatPcm16, encodeWav } from "./wav.js";
 
 const RATE_HZ = 16000;
