@@ -40,8 +40,9 @@ CONVERSATIONS = 8
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = report.arguments(__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["bundled", "base-int8"])
-    parser.add_argument("--audio-seconds", type=float, default=40.0, help="stream length per K")
-    parser.add_argument("--max-k", type=int, default=96)
+    parser.add_argument("--audio-seconds", type=float, default=30.0, help="stream length per K")
+    parser.add_argument("--start-k", type=int, default=4)
+    parser.add_argument("--max-k", type=int, default=128)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--intra-op-threads", type=int, default=1)
     parser.add_argument("--base-variant", default="int8-matmul")
@@ -179,15 +180,19 @@ async def run_k(
     return result
 
 
-def next_k(tried: dict[int, bool], max_k: int) -> int | None:
+def next_k(tried: dict[int, bool], start_k: int, max_k: int) -> int | None:
+    """Double from ``start_k`` until a K fails (or ``max_k`` passes), then bisect."""
     passed = [k for k, ok in tried.items() if ok]
     failed = [k for k, ok in tried.items() if not ok]
     best = max(passed, default=0)
     if not failed:
-        k = max(1, best * 2)
-        return k if k <= max_k and k not in tried else None
+        if best >= max_k:
+            return None
+        return min(max_k, best * 2) if best else start_k
     worst = min(failed)
-    if worst - best <= 1:
+    if worst <= start_k and best == 0:  # the first K failed: walk down to 1
+        return None if worst == 1 else max(1, worst // 2)
+    if worst - best <= max(1, best // 8):  # resolution: about 12 %
         return None
     return (best + worst) // 2
 
@@ -199,7 +204,11 @@ async def search(
     tried: dict[int, bool] = {}
     queue = list(args.ks) if args.ks else None
     while True:
-        k = (queue.pop(0) if queue else None) if queue is not None else next_k(tried, args.max_k)
+        k = (
+            (queue.pop(0) if queue else None)
+            if queue is not None
+            else next_k(tried, args.start_k, args.max_k)
+        )
         if k is None:
             return runs
         result = await run_k(server, k, conversations, args.audio_seconds)
