@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from training.data import read_split, select
+from training.quantization import quantize_int8
+from training.quantization_study import main, study, table
+
+pytestmark = pytest.mark.slow
+
+
+def test_study_compares_every_recipe_with_fp32(tone_checkpoint: tuple[Path, Path]) -> None:
+    checkpoint, split = tone_checkpoint
+    examples = select(read_split(split), "test")[:4]
+    rows = study(checkpoint, examples)
+    assert [r["recipe"] for r in rows] == ["fp32", "matmul", "matmul-conv", "matmul-conv-all"]
+    fp32 = rows[0]
+    assert fp32["clean"]["top1_agreement"] == 1.0
+    assert fp32["clean"]["max_abs_logit_error"] == 0.0
+    for row in rows[1:]:
+        for condition in ("clean", "noisy"):
+            assert row[condition]["n"] == 4
+            assert 0.0 <= row[condition]["top1_agreement"] <= 1.0
+            assert row[condition]["max_abs_logit_error"] > 0.0
+    # Quantising more operators shrinks the graph further.
+    sizes = {r["recipe"]: r["size_mb"] for r in rows}
+    assert sizes["matmul-conv-all"] <= sizes["matmul-conv"] <= sizes["matmul"] < sizes["fp32"]
+    rendered = table(rows)
+    assert rendered.count("\n") == len(rows) + 1
+    assert "| matmul-conv |" in rendered
+
+
+def test_command_line(tone_checkpoint: tuple[Path, Path], tmp_path: Path, capsys) -> None:
+    checkpoint, split = tone_checkpoint
+    out = tmp_path / "rows.json"
+    assert main([str(checkpoint), "--data", str(split), "--limit", "2", "--json", str(out)]) == 0
+    assert "2 clips of" in capsys.readouterr().out
+    assert out.read_text().startswith("[")
+
+
+def test_unknown_recipe(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown quantisation 'all'"):
+        quantize_int8(tmp_path / "a.onnx", tmp_path / "b.onnx", "all")
