@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ import numpy.typing as npt
 import soundfile as sf
 import soxr
 import websockets
+from websockets.asyncio.client import ClientConnection
 
 from server.protocol import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ
 
@@ -79,22 +81,35 @@ async def stream_pcm16(
                     on_message(message)
 
         receiver = asyncio.create_task(receive())
-        loop = asyncio.get_running_loop()
-        started = loop.time()
         try:
-            for offset in range(0, len(pcm), frame):
-                if receiver.done():
-                    break
-                if speed > 0:
-                    due = started + offset / sample_rate / speed
-                    await asyncio.sleep(max(0.0, due - loop.time()))
-                await ws.send(pcm[offset : offset + frame].tobytes())
-            if not receiver.done():
-                await ws.send(json.dumps({"type": "end"}))
-            await receiver
+            await _send(ws, pcm, sample_rate, frame, speed, receiver)
         except websockets.ConnectionClosed:
-            pass
-        finally:
+            pass  # the server closed first; the receiver still reads what it sent before
+        except BaseException:
             receiver.cancel()
+            raise
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await receiver
         report.close_code = ws.close_code
     return report
+
+
+async def _send(
+    ws: ClientConnection,
+    pcm: npt.NDArray[np.int16],
+    sample_rate: int,
+    frame: int,
+    speed: float,
+    receiver: asyncio.Task[None],
+) -> None:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for offset in range(0, len(pcm), frame):
+        if receiver.done():  # the server closed the stream
+            return
+        if speed > 0:
+            due = started + offset / sample_rate / speed
+            await asyncio.sleep(max(0.0, due - loop.time()))
+        await ws.send(pcm[offset : offset + frame].tobytes())
+    if not receiver.done():
+        await ws.send(json.dumps({"type": "end"}))

@@ -1,15 +1,20 @@
-"""The reference client's helpers (server/client.py); streaming itself is in test_cli.py."""
+"""The reference client (server/client.py); streaming to the real server is in test_cli.py."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 import soundfile as sf
+from websockets.asyncio.server import ServerConnection, serve
 
-from server.client import StreamReport, load_pcm16, stream_url
+from server.client import StreamReport, load_pcm16, stream_pcm16, stream_url
 from tests.speech import tone
 
 
@@ -110,3 +115,59 @@ def test_report_of_type() -> None:
     report = StreamReport(messages=[{"type": "ready"}, {"type": "result", "segment": 0}, {}])
     assert report.of_type("result") == [{"type": "result", "segment": 0}]
     assert report.of_type("end") == []
+
+
+# stream_pcm16 against a scripted WebSocket server
+
+
+def run_against(handler: Any, pcm: npt.NDArray[np.int16], **kwargs: Any) -> StreamReport:
+    async def main() -> StreamReport:
+        async with serve(handler, "127.0.0.1", 0, max_queue=None) as server:
+            port = next(iter(server.sockets)).getsockname()[1]
+            url = f"ws://127.0.0.1:{port}/v1/stream"
+            return await stream_pcm16(url, pcm, 16000, **kwargs)
+
+    return asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_stream_pcm16_sends_frames_then_end() -> None:
+    pcm = (np.arange(16000 + 123) % 2000 - 1000).astype("<i2")
+    received: list[bytes | str] = []
+    paths: list[str] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        assert ws.request is not None
+        paths.append(ws.request.path)
+        await ws.send(json.dumps({"type": "ready"}))
+        async for message in ws:
+            received.append(message)
+            if isinstance(message, str):
+                await ws.send(json.dumps({"type": "end", "segments": 0, "audio_ms": 1007}))
+                await ws.close(1000)
+
+    seen: list[dict[str, Any]] = []
+    report = run_against(handler, pcm, speed=0.0, token="t", on_message=seen.append)
+    assert report.close_code == 1000
+    assert [m["type"] for m in report.messages] == ["ready", "end"]
+    assert seen == report.messages
+    assert query(paths[0]) == {"sample_rate": ["16000"], "encoding": ["pcm_s16le"], "token": ["t"]}
+    frames, last = received[:-1], received[-1]
+    assert json.loads(last) == {"type": "end"}
+    assert all(isinstance(f, bytes) for f in frames)
+    assert [len(f) for f in frames[:-1]] == [640 * 2] * (len(frames) - 1)  # 40 ms at 16 kHz
+    assert b"".join(f for f in frames if isinstance(f, bytes)) == pcm.tobytes()
+
+
+def test_stream_pcm16_keeps_what_the_server_sent_before_closing() -> None:
+    burst = 50
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.recv()  # the first audio frame, while the client keeps sending
+        for i in range(burst):
+            await ws.send(json.dumps({"type": "error", "code": "limit", "message": str(i)}))
+        await ws.close(1008)
+
+    pcm = np.zeros(16000 * 20, dtype="<i2")
+    report = run_against(handler, pcm, speed=0.0)
+    assert report.close_code == 1008
+    assert [m["message"] for m in report.messages] == [str(i) for i in range(burst)]
