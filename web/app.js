@@ -29,7 +29,12 @@ const params = new URLSearchParams(location.search);
 const token = params.get("token") || null;
 const results = new SessionResults();
 
-const app = { mode: "idle", capture: null, stream: null, recording: null, early: [], offsetMs: 0, capturedSamples: 0, frames: 0, lastRenderMs: 0 };
+const app = { mode: "idle", capture: null, stream: null, recording: null, early: [], offsetMs: 0, audioEndMs: 0, capturedSamples: 0, frames: 0, lastRenderMs: 0 };
+
+// Where the next session or upload goes on the timeline: after all audio so far.
+function timelineEndMs() {
+  return Math.max(results.endMs(), app.audioEndMs);
+}
 
 function streamUrl() {
   const url = new URL("v1/stream", location.href);
@@ -249,7 +254,7 @@ async function start() {
   clearMessage();
   setBusy(true);
   setStatus("connecting", "Opening microphone…");
-  Object.assign(app, { mode: "starting", early: [], offsetMs: results.endMs(), capturedSamples: 0, frames: 0, lastRenderMs: 0 });
+  Object.assign(app, { mode: "starting", early: [], offsetMs: timelineEndMs(), capturedSamples: 0, frames: 0, lastRenderMs: 0 });
   let capture;
   try {
     capture = await startCapture({ onFrame, onEnded: micEnded, targetRateHz: RATE_HZ, frameMs: FRAME_MS });
@@ -298,6 +303,7 @@ async function stop() {
 }
 
 function teardown(statusText) {
+  app.audioEndMs = Math.max(app.audioEndMs, nowMs());
   if (app.capture) app.capture.stop();
   if (app.stream) app.stream.close();
   Object.assign(app, { mode: "idle", capture: null, stream: null, recording: null });
@@ -357,6 +363,7 @@ async function classifyInto(blob, name, offsetMs, source, done) {
   try {
     const reply = await classifyAudio(blob, name, { url: apiUrl("v1/classify"), token });
     if (!results.model) setModel(reply.model);
+    app.audioEndMs = Math.max(app.audioEndMs, offsetMs + reply.durationMs);
     addSegments(reply.segments, offsetMs, source, name);
     const classified = reply.segments.filter((s) => s.label !== null).length;
     done(`${name}: ${(reply.durationMs / 1000).toFixed(1)} s, ${reply.segments.length} segments (${classified} classified).`);
@@ -372,7 +379,7 @@ async function uploadFile(file) {
   setUploadEnabled(false);
   els.start.disabled = true;
   els.uploadStatus.textContent = `Analysing ${file.name}…`;
-  await classifyInto(file, file.name, results.endMs(), "upload", (text) => (els.uploadStatus.textContent = text));
+  await classifyInto(file, file.name, timelineEndMs(), "upload", (text) => (els.uploadStatus.textContent = text));
   if (els.uploadStatus.textContent.startsWith("Analysing")) els.uploadStatus.textContent = "";
   app.mode = "idle";
   teardown(els.status.textContent);
@@ -411,6 +418,7 @@ function wire() {
   els.exportCsv.addEventListener("click", () => download(results.toCSV(), "text/csv", "csv"));
   els.clear.addEventListener("click", () => {
     results.clear();
+    app.audioEndMs = 0;
     render();
     announce("Timeline cleared");
   });
