@@ -95,6 +95,8 @@ def read_manifest(model_dir: Path) -> Manifest:
         raise ModelError(f"{str(manifest_path)!r} is missing")
     try:
         raw = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ModelError(f"{str(manifest_path)!r} cannot be read: {exc}") from exc
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelError(f"{str(manifest_path)!r} is not valid JSON: {exc}") from exc
     try:
@@ -108,7 +110,10 @@ def read_manifest(model_dir: Path) -> Manifest:
     graph_path = model_dir / manifest.graph.file
     if not graph_path.is_file():
         raise ModelError(f"graph file {str(graph_path)!r} named by the manifest is missing")
-    actual = sha256_file(graph_path)
+    try:
+        actual = sha256_file(graph_path)
+    except OSError as exc:
+        raise ModelError(f"graph file {str(graph_path)!r} cannot be read: {exc}") from exc
     if actual != manifest.graph.sha256:
         raise ModelError(
             f"checksum mismatch for {str(graph_path)!r}: manifest says "

@@ -219,6 +219,23 @@ def test_graph_named_elsewhere_is_missing(model_copy: Path) -> None:
         read_manifest(model_copy)
 
 
+@pytest.mark.parametrize("target", ["manifest", "graph"])
+def test_unreadable_files(model_copy: Path, monkeypatch: pytest.MonkeyPatch, target: str) -> None:
+    # Running as root makes chmod useless here, so the read itself is made to fail.
+    name = MANIFEST_FILE if target == "manifest" else "model.onnx"
+    real_open = Path.open
+
+    def refusing_open(self: Path, *args: Any, **kwargs: Any) -> Any:
+        if self.name == name:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refusing_open)
+    with pytest.raises(ModelError, match=r"cannot be read: .*Permission denied") as info:
+        read_manifest(model_copy)
+    assert name in str(info.value)
+
+
 def test_checksum_mismatch_after_one_flipped_byte(model_copy: Path) -> None:
     graph = model_copy / "model.onnx"
     expected = read_manifest(model_copy).graph.sha256
