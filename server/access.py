@@ -23,7 +23,8 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
 
 
 def token_matches(expected: SecretStr, presented: str | None) -> bool:
-    if presented is None:
+    """Constant-time comparison; an empty expected token matches nothing (fail closed)."""
+    if presented is None or not expected.get_secret_value():
         return False
     return hmac.compare_digest(
         expected.get_secret_value().encode("utf-8"), presented.encode("utf-8", "replace")

@@ -62,6 +62,12 @@ def test_token_matches(presented: str | None, matches: bool) -> None:
     assert token_matches(SECRET, presented) is matches
 
 
+def test_empty_configured_token_matches_nothing() -> None:
+    # EMOSTREAM_TOKEN="" must not turn "?token=" into a pass.
+    assert not token_matches(SecretStr(""), "")
+    assert not token_matches(SecretStr(""), "anything")
+
+
 def test_non_ascii_token_can_match() -> None:
     assert token_matches(SecretStr("clé-été"), "clé-été")
     assert not token_matches(SecretStr("clé-été"), "cle-ete")
