@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Every benchmark at full size, in the order BENCHMARKS.md presents them, then the tables.
+# Usage: bench/run_all.sh [extra arguments for every script, e.g. --out DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+py=.venv/bin/python
+for script in model_cost quantization layout vad_cost memory end_to_end live_capacity; do
+    echo "== bench.$script (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+    "$py" -m "bench.$script" "$@"
+done
+"$py" -m bench.tables
