@@ -173,7 +173,8 @@ class CaddyProcess:
                 "SITE_ADDRESS": f"https://localhost:{self.port}",
                 "UPSTREAM": upstream,
                 "CADDY_PROTOCOLS": "h1 h2",
-                "CADDY_GLOBAL_OPTIONS": caddy_test_globals(),
+                # debug: the only log line that says the certificate is ready to serve
+                "CADDY_GLOBAL_OPTIONS": caddy_test_globals() + "\ndebug",
                 "CADDY_SITE_OPTIONS": "bind 127.0.0.1",
                 "XDG_DATA_HOME": str(state_dir / "data"),
                 "XDG_CONFIG_HOME": str(state_dir / "config"),
@@ -190,10 +191,8 @@ class CaddyProcess:
         self.output = OutputCollector(self.proc)
         try:
             # A fresh state directory: the local CA issues the localhost certificate
-            # just after the configuration is served; handshakes fail until then.
-            self.output.wait_for(
-                re.compile(r"certificate obtained successfully"), STARTUP_TIMEOUT_S
-            )
+            # after the configuration is served; handshakes fail until it is cached.
+            self.output.wait_for(re.compile(r"added certificate to cache"), STARTUP_TIMEOUT_S)
         except RuntimeError:
             _stop(self.proc)
             self.output.close()

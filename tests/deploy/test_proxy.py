@@ -269,3 +269,45 @@ def test_body_just_under_the_limit_reaches_the_server(stack: Stack) -> None:
         )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "bad_audio"
+
+
+# The real page in a real browser, through the proxy
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Chromium")
+def test_page_runs_under_its_security_policy_in_a_browser(stack: Stack) -> None:
+    from playwright.sync_api import WebSocket, sync_playwright
+
+    args = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        "--ignore-certificate-errors",  # Caddy's local CA is not in Chromium's store
+    ]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=args)
+        try:
+            page = browser.new_page()
+            # Injected by the driver, so the policy under test does not apply to it.
+            page.add_init_script(
+                "window.__violations = [];"
+                "document.addEventListener('securitypolicyviolation', e =>"
+                " window.__violations.push(e.violatedDirective + ' ' + e.blockedURI));"
+            )
+            page.goto(stack.caddy.https_url + "/", wait_until="load")
+            with page.expect_websocket() as opened:
+                page.click("#start")  # the microphone is Chromium's fake device
+            socket: WebSocket = opened.value
+            socket.wait_for_event("framesent", predicate=lambda frame: isinstance(frame, bytes))
+            violations = page.evaluate("window.__violations")
+        finally:
+            browser.close()
+    assert socket.url.startswith(f"wss://localhost:{stack.caddy.port}/v1/stream")
+    assert violations == []
