@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -36,7 +37,7 @@ class Settings(BaseSettings):
 
     # Segmentation
     vad_aggressiveness: int = Field(default=2, ge=0, le=3)
-    vad_frame_ms: Literal[10, 20, 30] = 30
+    vad_frame_ms: int = 30
     vad_start_ms: int = Field(default=240, ge=10, le=5000)
     vad_hangover_ms: int = Field(default=600, ge=10, le=10_000)
     vad_pre_padding_ms: int = Field(default=200, ge=0, le=2000)
@@ -63,6 +64,31 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[IpNetwork], NoDecode] = Field(default_factory=list)
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("vad_frame_ms")
+    @classmethod
+    def _frame(cls, value: int) -> int:
+        if value not in (10, 20, 30):
+            raise ValueError(f"vad_frame_ms must be 10, 20 or 30, got {value}")
+        return value
+
+    @field_validator("token", "admin_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_unknown_variables(cls, data: object) -> object:
+        known = {f"EMOSTREAM_{name.upper()}" for name in cls.model_fields}
+        unknown = sorted(
+            k for k in os.environ if k.upper().startswith("EMOSTREAM_") and k.upper() not in known
+        )
+        if unknown:
+            raise ValueError(
+                f"unknown setting(s) {', '.join(unknown)}; see the README for the names"
+            )
+        return data
 
     @field_validator("allowed_origins", mode="before")
     @classmethod
@@ -99,7 +125,7 @@ class Settings(BaseSettings):
 
     def segmenter_config(self) -> vad.SegmenterConfig:
         return vad.SegmenterConfig(
-            frame_ms=self.vad_frame_ms,
+            frame_ms=self.vad_frame_ms,  # type: ignore[arg-type]
             aggressiveness=self.vad_aggressiveness,
             start_ms=self.vad_start_ms,
             hangover_ms=self.vad_hangover_ms,

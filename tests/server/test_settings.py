@@ -66,10 +66,6 @@ def test_environment_is_read_with_the_prefix(clean_env: pytest.MonkeyPatch) -> N
     assert Settings(workers=5).workers == 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settings.py: Literal[10, 20, 30] refuses the string '20' that the environment gives",
-)
 def test_vad_frame_ms_from_the_environment(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("EMOSTREAM_VAD_FRAME_MS", "20")
     assert Settings().vad_frame_ms == 20
@@ -160,3 +156,22 @@ def test_token_is_not_shown(clean_env: pytest.MonkeyPatch) -> None:
     s = Settings(token=SecretStr("s3cret-value"), admin_token=SecretStr("adm1n-value"))
     assert "s3cret-value" not in repr(s)
     assert "adm1n-value" not in str(s.model_dump())
+
+
+def test_vad_frame_ms_must_be_a_webrtcvad_frame(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("EMOSTREAM_VAD_FRAME_MS", "25")
+    with pytest.raises(ValidationError, match="vad_frame_ms must be 10, 20 or 30, got 25"):
+        Settings()
+
+
+def test_misspelled_variable_is_named(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("EMOSTREAM_WORKER", "3")
+    with pytest.raises(ValidationError, match="EMOSTREAM_WORKER"):
+        Settings()
+
+
+@pytest.mark.parametrize("name", ["EMOSTREAM_TOKEN", "EMOSTREAM_ADMIN_TOKEN"])
+def test_empty_token_means_unset(clean_env: pytest.MonkeyPatch, name: str) -> None:
+    clean_env.setenv(name, "")
+    settings = Settings()
+    assert settings.token is None and settings.admin_token is None
