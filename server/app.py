@@ -16,8 +16,9 @@ import numpy.typing as npt
 from starlette.applications import Starlette
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 import vad
@@ -255,6 +256,24 @@ def _model_dir_from(body: bytes) -> Path:
     return Path(data["model_dir"])
 
 
+class WebFiles:
+    """The browser app's files at ``/``; an API path asked with the wrong method gets 405."""
+
+    def __init__(self, files: StaticFiles, api: list[BaseRoute]) -> None:
+        self._files = files
+        self._allowed = {r.path: sorted(r.methods or ()) for r in api if isinstance(r, Route)}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        allowed = self._allowed.get(scope["path"])
+        if allowed is not None and scope["type"] == "http":
+            headers = {"Allow": ", ".join(allowed)}
+            await PlainTextResponse("Method Not Allowed", 405, headers=headers)(
+                scope, receive, send
+            )
+            return
+        await self._files(scope, receive, send)
+
+
 def create_app(settings: Settings, loader: ClassifierLoader | None = None) -> Starlette:
     service = Service(settings, loader)
 
@@ -277,7 +296,8 @@ def create_app(settings: Settings, loader: ClassifierLoader | None = None) -> St
         Route("/admin/model", switch_model, methods=["POST"]),
     ]
     if WEB_DIR.is_dir():
-        routes.append(Mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web"))
+        web = WebFiles(StaticFiles(directory=WEB_DIR, html=True), routes)
+        routes.append(Mount("/", web, name="web"))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.service = service
     return app

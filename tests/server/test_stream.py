@@ -499,3 +499,18 @@ def test_disconnect_before_reading_ready_is_harmless(make_client: Any) -> None:
     assert not client.app.state.service.sessions
     with pytest.raises(WebSocketDisconnect), client.websocket_connect("/v1/nope"):
         pass
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", "/v1/classify"), ("POST", "/v1/model"), ("GET", "/admin/model")]
+)
+def test_api_path_with_the_wrong_method_is_405(make_client: Any, method: str, path: str) -> None:
+    reply = make_client().request(method, path)
+    assert reply.status_code == 405
+    assert reply.headers["allow"]
+
+
+def test_the_browser_app_is_served_at_the_root(make_client: Any) -> None:
+    reply = make_client().get("/")
+    assert reply.status_code == 200 and "text/html" in reply.headers["content-type"]
+    assert make_client().get("/no-such-file.js").status_code == 404
