@@ -97,6 +97,13 @@ def utterance_latencies(log: StreamLog, spans: list[tuple[float, float]]) -> dic
         arrival, last = max(covering, key=lambda tm: tm[1]["end_ms"])
         latencies.append(arrival - (log.t0 + end_s))
         skipped_in_utterance += last["type"] == "skipped" and last["reason"] != "too_short"
+    ends = log.of_type("speech_end")
+    vad_delays = []  # when the segmenter announced the end: the hangover share of the latency
+    for _, end_s in spans:
+        near = [(t, m) for t, m in ends if abs(m["t_ms"] / 1000 - end_s) < 0.5]
+        if near:
+            arrival, _ = min(near, key=lambda tm: abs(tm[1]["t_ms"] / 1000 - end_s))
+            vad_delays.append(arrival - (log.t0 + end_s))
     segment_latencies = [
         t - (log.t0 + m["end_ms"] / 1000) for t, m in outcomes if m["type"] == "result"
     ]
@@ -104,6 +111,7 @@ def utterance_latencies(log: StreamLog, spans: list[tuple[float, float]]) -> dic
     reasons = [m["reason"] for _, m in outcomes if m["type"] == "skipped"]
     return {
         "utterance": latencies,
+        "speech_end": vad_delays,
         "segment": segment_latencies,
         "server_ms": server_ms,
         "missed": missed,
@@ -159,6 +167,9 @@ async def run_k(
         "utterances": len(utt),
         "utterance_latency_s": report.percentiles(utt),
         "segment_latency_s": report.percentiles(seg),
+        "speech_end_latency_s": report.percentiles(
+            [x for c in per_client for x in c["speech_end"]]
+        ),
         "server_latency_ms": report.percentiles(srv),
         "results": sum(c["results"] for c in per_client),
         "overloaded": sum(c["overloaded"] for c in per_client),

@@ -20,6 +20,10 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def optional(value: float | None, fmt: str) -> str:
+    return "–" if value is None else fmt.format(value)
+
+
 def spread(stats: dict[str, float], fmt: str = "{:.0f}") -> str:
     return f"{fmt.format(stats['median'])} ({fmt.format(stats['p10'])}–{fmt.format(stats['p90'])})"
 
@@ -90,8 +94,8 @@ def end_to_end(data: dict[str, Any]) -> str:
     return table(head, rows)
 
 
-LIVE_HEADER = ["K", "utterances", "p50 s", "p95 s", "p99 s", "server p95 ms", "skipped",
-               "server CPU (cores)", "RSS MB", "pass"]  # fmt: skip
+LIVE_HEADER = ["K", "utterances", "p50 s", "p95 s", "p99 s", "speech_end p50 s",
+               "server p95 ms", "skipped", "server CPU (cores)", "RSS MB", "pass"]  # fmt: skip
 
 
 def live_capacity(data: dict[str, Any]) -> str:
@@ -103,7 +107,8 @@ def live_capacity(data: dict[str, Any]) -> str:
             rows.append([
                 str(r["k"]), str(r["utterances"]),
                 *[f"{u[q]:.2f}" if u[q] is not None else "–" for q in ("p50", "p95", "p99")],
-                f"{r['server_latency_ms']['p95']:.0f}" if r["server_latency_ms"]["p95"] else "–",
+                optional(r["speech_end_latency_s"]["p50"], "{:.2f}"),
+                optional(r["server_latency_ms"]["p95"], "{:.0f}"),
                 str(r["overloaded"] + r["errors"]), f"{r['server_cpu_cores']:.2f}",
                 f"{r['server_rss_mb_peak']:.0f}", "yes" if r["passed"] else "no",
             ])  # fmt: skip
