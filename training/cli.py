@@ -242,6 +242,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         load_predictor,
         write_report,
     )
+    from training.finetune import TrainingError
     from training.release import ReleaseError
 
     try:
@@ -254,7 +255,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             seed=args.seed,
             progress=not args.no_progress,
         )
-    except (DataError, EvaluationError, ModelError, ReleaseError) as exc:
+    except (DataError, EvaluationError, ModelError, ReleaseError, TrainingError) as exc:
         return _fail(exc)
     extra = {"model": str(args.model), "data": str(args.data), "split": args.split}
     write_report(evaluation, args.out, f"Evaluation of {args.model.name}", extra)

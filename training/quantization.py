@@ -13,6 +13,7 @@ class Quantization:
     name: str
     op_types: tuple[str, ...]
     exclude_first_conv: bool = False
+    per_channel: bool = False
 
 
 QUANTIZATIONS = {
@@ -21,6 +22,7 @@ QUANTIZATIONS = {
         Quantization("matmul", ("MatMul",)),
         Quantization("matmul-conv", ("MatMul", "Conv"), exclude_first_conv=True),
         Quantization("matmul-conv-all", ("MatMul", "Conv")),
+        Quantization("matmul-perchannel", ("MatMul",), per_channel=True),
     )
 }
 DEFAULT_QUANTIZATION = "matmul"
@@ -56,5 +58,6 @@ def quantize_int8(
         weight_type=QuantType.QInt8,
         op_types_to_quantize=list(quantization.op_types),
         nodes_to_exclude=exclude,
+        per_channel=quantization.per_channel,
     )
     return int8_path

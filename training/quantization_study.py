@@ -52,7 +52,7 @@ def study(checkpoint: Path, examples: Sequence[Example], seed: int = 0) -> list[
             predictor = OnnxPredictor(tmp / name)
             return {
                 "recipe": name,
-                "size_mb": round(graph.stat().st_size / 1e6, 2),
+                "size_bytes": graph.stat().st_size,
                 "clean": collect_logits(predictor, examples, None, seed),
                 "noisy": collect_logits(predictor, examples, NOISY_SNR_DB, seed),
             }
@@ -66,7 +66,7 @@ def study(checkpoint: Path, examples: Sequence[Example], seed: int = 0) -> list[
 
 
 def _row(result: dict[str, Any], reference: dict[str, Any], truth: np.ndarray) -> dict[str, Any]:
-    row: dict[str, Any] = {"recipe": result["recipe"], "size_mb": result["size_mb"]}
+    row: dict[str, Any] = {"recipe": result["recipe"], "size_bytes": result["size_bytes"]}
     for condition in ("clean", "noisy"):
         logits = result[condition]
         row[condition] = {
@@ -84,8 +84,9 @@ def table(rows: list[dict[str, Any]]) -> str:
     ]
     for r in rows:
         c, n = r["clean"], r["noisy"]
+        size_mb = r["size_bytes"] / 1e6
         lines.append(
-            f"| {r['recipe']} | {r['size_mb']} | {c['accuracy']:.3f} / {n['accuracy']:.3f} "
+            f"| {r['recipe']} | {size_mb:.1f} | {c['accuracy']:.3f} / {n['accuracy']:.3f} "
             f"| {c['top1_agreement']:.3f} / {n['top1_agreement']:.3f} "
             f"| {c['max_abs_logit_error']:.3f} / {n['max_abs_logit_error']:.3f} "
             f"| {c['mean_abs_logit_error']:.4f} / {n['mean_abs_logit_error']:.4f} |"

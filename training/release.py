@@ -217,6 +217,7 @@ def _quant_record(name: str, fp32_graph: Path) -> dict[str, Any]:
         "name": quant.name,
         "op_types": list(quant.op_types),
         "nodes_excluded": [first_conv_name(fp32_graph)] if quant.exclude_first_conv else [],
+        "per_channel": quant.per_channel,
     }
 
 

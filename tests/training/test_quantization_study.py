@@ -15,7 +15,13 @@ def test_study_compares_every_recipe_with_fp32(tone_checkpoint: tuple[Path, Path
     checkpoint, split = tone_checkpoint
     examples = select(read_split(split), "test")[:4]
     rows = study(checkpoint, examples)
-    assert [r["recipe"] for r in rows] == ["fp32", "matmul", "matmul-conv", "matmul-conv-all"]
+    assert [r["recipe"] for r in rows] == [
+        "fp32",
+        "matmul",
+        "matmul-conv",
+        "matmul-conv-all",
+        "matmul-perchannel",
+    ]
     fp32 = rows[0]
     assert fp32["clean"]["top1_agreement"] == 1.0
     assert fp32["clean"]["max_abs_logit_error"] == 0.0
@@ -24,9 +30,8 @@ def test_study_compares_every_recipe_with_fp32(tone_checkpoint: tuple[Path, Path
             assert row[condition]["n"] == 4
             assert 0.0 <= row[condition]["top1_agreement"] <= 1.0
             assert row[condition]["max_abs_logit_error"] > 0.0
-    # Quantising more operators shrinks the graph further.
-    sizes = {r["recipe"]: r["size_mb"] for r in rows}
-    assert sizes["matmul-conv-all"] <= sizes["matmul-conv"] <= sizes["matmul"] < sizes["fp32"]
+    # Every recipe shrinks the graph (by how much depends on the model's size).
+    assert all(r["size_bytes"] < fp32["size_bytes"] for r in rows[1:])
     rendered = table(rows)
     assert rendered.count("\n") == len(rows) + 1
     assert "| matmul-conv |" in rendered

@@ -71,6 +71,7 @@ def test_int8_export_with_evaluation_records_agreement(
         "name": "matmul",
         "op_types": ["MatMul"],
         "nodes_excluded": [],
+        "per_channel": False,
     }
     assert provenance["training"]["from_config"].endswith("config.json")
     assert provenance["validation"]["best_epoch"] >= 1
