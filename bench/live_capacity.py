@@ -43,14 +43,22 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--audio-seconds", type=float, default=30.0, help="stream length per K")
     parser.add_argument("--start-k", type=int, default=4)
     parser.add_argument("--max-k", type=int, default=128)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--intra-op-threads", type=int, default=1)
+    parser.add_argument(
+        "--layouts", nargs="+", default=["2x1"], help="WORKERSxINTRA_OP_THREADS, e.g. 2x1 1x2"
+    )
     parser.add_argument("--base-variant", default="int8-matmul")
     parser.add_argument("--ks", type=int, nargs="+", help="fixed K values instead of a search")
     args = parser.parse_args(argv)
     if args.quick:
         args.models, args.audio_seconds, args.ks = ["tiny"], 14.0, [1, 2]
     return args
+
+
+def parse_layout(text: str) -> tuple[int, int]:
+    workers, sep, threads = text.partition("x")
+    if not (sep and workers.isdigit() and threads.isdigit() and int(workers) and int(threads)):
+        raise ValueError(f"layout must look like 2x1 (workers x intra-op threads), got {text!r}")
+    return int(workers), int(threads)
 
 
 def model_dir(name: str, args: argparse.Namespace) -> tuple[Path, str]:
@@ -241,20 +249,20 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     models = []
     for name in args.models:
         path, label = model_dir(name, args)
-        argv, port, env = servers.ours(
-            path, workers=args.workers, intra_op_threads=args.intra_op_threads
-        )
-        with servers.run_server(argv, port, env) as server:
-            runs = asyncio.run(search(server, args, conversations))
-        passing = [r["k"] for r in runs if r["passed"]]
-        models.append(
-            {
-                "model": label,
-                "layout": {"workers": args.workers, "intra_op_threads": args.intra_op_threads},
-                "max_k_passing": max(passing, default=0),
-                "runs": sorted(runs, key=lambda r: r["k"]),
-            }
-        )
+        for layout in args.layouts:
+            workers, intra = parse_layout(layout)
+            argv, port, env = servers.ours(path, workers=workers, intra_op_threads=intra)
+            with servers.run_server(argv, port, env) as server:
+                runs = asyncio.run(search(server, args, conversations))
+            passing = [r["k"] for r in runs if r["passed"]]
+            models.append(
+                {
+                    "model": label,
+                    "layout": {"workers": workers, "intra_op_threads": intra},
+                    "max_k_passing": max(passing, default=0),
+                    "runs": sorted(runs, key=lambda r: r["k"]),
+                }
+            )
     return {
         "audio_seconds_per_client": args.audio_seconds,
         "speech_fraction": float(np.mean(speech)),
@@ -271,6 +279,9 @@ def plot(data: dict[str, Any], out_dir: Path) -> None:
     fig, (left, right) = report.figure(11, 4.2, ncols=2)
     for entry in data["models"]:
         runs = entry["runs"]
+        name = (
+            f"{entry['model']} {entry['layout']['workers']}x{entry['layout']['intra_op_threads']}"
+        )
         ks = [r["k"] for r in runs]
         for q, style in (("p50", ":"), ("p95", "-"), ("p99", "--")):
             left.plot(
@@ -278,9 +289,9 @@ def plot(data: dict[str, Any], out_dir: Path) -> None:
                 [r["utterance_latency_s"][q] for r in runs],
                 style,
                 marker="o",
-                label=f"{entry['model']} {q}",
+                label=f"{name} {q}",
             )
-        right.plot(ks, [r["server_cpu_cores"] for r in runs], marker="o", label=entry["model"])
+        right.plot(ks, [r["server_cpu_cores"] for r in runs], marker="o", label=name)
     left.axhline(P95_LIMIT_S, color="red", linewidth=1)
     left.set_xlabel("concurrent streams K")
     left.set_ylabel("latency from utterance end, s")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from bench.live_capacity import next_k
+from bench.live_capacity import next_k, parse_layout
 
 
 def search(capacity: int, start_k: int = 4, max_k: int = 128) -> list[int]:
@@ -38,3 +40,11 @@ def test_finds_the_capacity_within_the_resolution(capacity: int) -> None:
     assert best <= capacity < worst
     assert worst - best <= max(1, best // 8)
     assert len(order) <= 12
+
+
+def test_layouts_are_parsed_and_bad_ones_named() -> None:
+    assert parse_layout("2x1") == (2, 1)
+    assert parse_layout("1x2") == (1, 2)
+    for bad in ("2", "0x1", "2x", "ax1", "2*1"):
+        with pytest.raises(ValueError, match=re.escape(repr(bad))):
+            parse_layout(bad)
