@@ -62,9 +62,13 @@ class OutputCollector:
         with self._changed:
             self._changed.notify_all()
 
-    def wait_for(self, pattern: re.Pattern[str], timeout_s: float) -> re.Match[str]:
+    def wait_for(
+        self, pattern: re.Pattern[str], timeout_s: float, after_line: int = 0
+    ) -> re.Match[str]:
+        """The first match in lines from ``after_line`` on, waiting for it to appear."""
+
         def found() -> re.Match[str] | None:
-            for line in self.lines:
+            for line in self.lines[after_line:]:
                 if match := pattern.search(line):
                     return match
             return None

@@ -10,12 +10,16 @@ import asyncio
 import contextlib
 import json
 import signal
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 import websockets
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.uri import parse_uri
 
 from tests.deploy.processes import ServerProcess
 from tests.deploy.streams import FRAME_BYTES, Message, Stream, refused, utterance_pcm
@@ -234,6 +238,44 @@ def test_stream_longer_than_max_stream_ms_is_closed_with_limit(server: ServerPro
         return error_codes(stream.messages), code
 
     assert asyncio.run(too_long()) == (["limit"], CLOSE_POLICY)
+
+
+def silent_peer(port: int, client_ip: str) -> tuple[list[Opcode], int | None]:
+    """Open a stream, then read without ever answering: (frames received, close code).
+
+    A sans-I/O protocol object parses what arrives; what it would send back (the
+    pongs) is dropped, as from a peer that vanished without closing.
+    """
+    protocol = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}/v1/stream"))
+    request = protocol.connect()
+    request.headers["X-Forwarded-For"] = client_ip
+    protocol.send_request(request)
+    received: list[Opcode] = []
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        for data in protocol.data_to_send():
+            sock.sendall(data)
+        while data := sock.recv(65536):  # until the server closes the connection
+            protocol.receive_data(data)
+            received += [e.opcode for e in protocol.events_received() if isinstance(e, Frame)]
+    protocol.receive_eof()
+    return received, protocol.close_code
+
+
+def test_peer_that_stops_answering_pings_is_dropped(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    keepalive = {
+        "ws_ping_interval_s": "0.5",
+        "ws_ping_timeout_s": "0.5",
+        "idle_timeout_ms": "60000",
+    }
+    server = start_server({**LIMITS, **keepalive})
+
+    received, code = silent_peer(server.port, "203.0.113.70")
+
+    assert Opcode.PING in received, received
+    assert code == 1011  # keepalive ping timeout (the idle timeout would be 1008)
+    assert server.alive()
 
 
 # Faster than real time
