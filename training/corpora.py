@@ -228,14 +228,14 @@ def read_folders(root: Path, mapping: Mapping[str, str | None]) -> list[Clip | P
         if native is None:
             found.append(Clip(path, emotion, ""))
             continue
-        if mapping.get(native.emotion, native.emotion) != mapping.get(emotion, emotion):
-            found.append(
-                Problem(
-                    path, f"label conflict: folder says {emotion!r}, name says {native.emotion!r}"
-                )
-            )
+        # The file keeps its corpus's own name: trust its (more specific) emotion, e.g. RAVDESS
+        # calm inside Neutral/, but refuse a file whose name contradicts its folder.
+        said = mapping.get(native.emotion, native.emotion)
+        if said is not None and said != mapping.get(emotion, emotion):
+            reason = f"label conflict: folder says {emotion!r}, name says {native.emotion!r}"
+            found.append(Problem(path, reason))
             continue
-        found.append(replace(native, emotion=emotion))
+        found.append(native)
     return found
 
 

@@ -136,11 +136,23 @@ def test_folder_per_label_with_native_names(tmp_path: Path) -> None:
         "DC_f04.wav": ("fearful", "savee:DC", "savee:f04"),
         "OAF_bean_disgust.wav": ("disgust", "tess:OAF", "tess:bean"),
     }
-    assert scan.dropped == {"suprised": 1}
+    assert scan.dropped == {"surprised": 1}
     problems = _problems(scan)
     assert problems.keys() == {"1001_DFA_HAP_XX.wav", "x.wav", "loose.wav", "broken.wav"}
     assert "label conflict" in problems["1001_DFA_HAP_XX.wav"]
     assert "unmapped emotion 'bored'" in problems["x.wav"]
+
+
+def test_folder_layout_uses_the_native_emotion_for_the_mapping(tmp_path: Path) -> None:
+    root = tmp_path / "Emotions"
+    _wav(root, "Neutral/03-01-02-01-01-01-03.wav")  # RAVDESS calm
+    _wav(root, "Neutral/03-01-01-01-01-01-03.wav")  # RAVDESS neutral
+    _wav(root, "Suprised/1001_DFA_ANG_XX.wav")  # an angry clip filed as surprised
+    _wav(root, "Suprised/unnamed.wav")
+    scan = read_corpus(root, "folders", parse_mapping(["calm=drop"]))
+    assert [c.path.name for c in scan.clips] == ["03-01-01-01-01-01-03.wav"]
+    assert scan.dropped == {"calm": 1, "suprised": 1}
+    assert "label conflict" in _problems(scan)["1001_DFA_ANG_XX.wav"]
 
 
 def test_mapping_overrides(tmp_path: Path) -> None:
