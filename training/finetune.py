@@ -251,17 +251,9 @@ def build_model(
 ) -> tuple[PreTrainedModel, Wav2Vec2FeatureExtractor, tuple[str, ...]]:
     """The model to fine-tune, its feature extractor and its label order."""
     if options.from_config is not None:
-        config = AutoConfig.from_pretrained(str(options.from_config), **_label_kwargs(data_labels))
-        model = AutoModelForAudioClassification.from_config(config)  # type: ignore[no-untyped-call]
-        fe_dir = options.from_config if options.from_config.is_dir() else options.from_config.parent
-        extractor = (
-            load_feature_extractor(fe_dir)
-            if (fe_dir / "preprocessor_config.json").is_file()
-            else default_feature_extractor()
-        )
-        return model, extractor, data_labels
+        return _from_config(options.from_config, data_labels)
     if options.init is not None:
-        model = AutoModelForAudioClassification.from_pretrained(str(options.init))
+        model = _pretrained(options.init)
         labels = model_labels(model)
         unknown = sorted(set(data_labels) - set(labels))
         if unknown:
@@ -272,10 +264,37 @@ def build_model(
         return model, load_feature_extractor(options.init), labels
     if options.base is None:
         raise TrainingError("give a --base model, --from-config or --init")
-    model = AutoModelForAudioClassification.from_pretrained(
-        options.base, ignore_mismatched_sizes=True, **_label_kwargs(data_labels)
-    )
+    model = _pretrained(options.base, ignore_mismatched_sizes=True, **_label_kwargs(data_labels))
     return model, load_feature_extractor(options.base), data_labels
+
+
+def _from_config(
+    path: Path, labels: tuple[str, ...]
+) -> tuple[PreTrainedModel, Wav2Vec2FeatureExtractor, tuple[str, ...]]:
+    try:
+        config = AutoConfig.from_pretrained(str(path), **_label_kwargs(labels))
+        model = AutoModelForAudioClassification.from_config(config)  # type: ignore[no-untyped-call]
+    except (OSError, ValueError) as exc:
+        raise TrainingError(f"cannot build an audio classifier from {str(path)!r}: {exc}") from exc
+    fe_dir = path if path.is_dir() else path.parent
+    extractor = (
+        load_feature_extractor(fe_dir)
+        if (fe_dir / "preprocessor_config.json").is_file()
+        else default_feature_extractor()
+    )
+    return model, extractor, labels
+
+
+def _pretrained(source: str | Path, **kwargs: Any) -> PreTrainedModel:
+    try:
+        model: PreTrainedModel = AutoModelForAudioClassification.from_pretrained(
+            str(source), **kwargs
+        )
+    except (OSError, ValueError) as exc:
+        raise TrainingError(
+            f"cannot load an audio-classification model from {str(source)!r}: {exc}"
+        ) from exc
+    return model
 
 
 def class_weights(examples: Sequence[Example], labels: Sequence[str]) -> torch.Tensor:
@@ -315,6 +334,11 @@ class Trainer:
         self.label_ids = {label: i for i, label in enumerate(self.labels)}
         self.model.to(self.device)  # type: ignore[arg-type]
         if options.freeze_feature_encoder:
+            if options.from_config is not None:
+                log.warning(
+                    "the feature encoder of a model built from a config is random; freezing it "
+                    "keeps it random (pass --unfreeze-feature-encoder to train it)"
+                )
             self._freeze_feature_encoder()
         self.optimizer = torch.optim.AdamW(
             [p for p in self.model.parameters() if p.requires_grad],
@@ -568,6 +592,8 @@ def resume(out_dir: Path, on_epoch_end: EpochCallback | None = None) -> TrainRes
         options = TrainOptions.from_json(saved["options"])
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise TrainingError(f"{str(args_path)!r} is not a valid training_args file: {exc}") from exc
+    if not options.data.is_file():
+        raise DataError(f"{str(options.data)!r}, the run's split manifest, is gone; cannot resume")
     if sha256_file(options.data) != saved.get("data_sha256"):
         raise DataError(f"{str(options.data)!r} changed since the run started; cannot resume")
     options.out_dir = out_dir

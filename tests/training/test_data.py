@@ -134,3 +134,22 @@ def test_zero_mean_unit_var() -> None:
     out = zero_mean_unit_var(audio)
     assert abs(float(out.mean())) < 1e-5
     assert abs(float(out.std()) - 1.0) < 1e-3
+
+
+def test_truncated_wav_reads_what_is_there_and_a_bare_header_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "cut.wav"
+    sf.write(path, np.full(16000, 0.1, dtype=np.float32), 16000, subtype="PCM_16")
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])
+    assert 7000 < load_audio(path).size < 8100
+    path.write_bytes(whole[:30])
+    with pytest.raises(DataError, match=r"cut\.wav"):
+        load_audio(path)
+
+
+def test_an_oversized_csv_field_is_refused(tmp_path: Path) -> None:
+    _wav(tmp_path / "a.wav")
+    huge = "x" * 200_000
+    path = _csv(tmp_path, f"path,label,speaker,split,text\na.wav,happy,s,train,{huge}\n")
+    with pytest.raises(DataError, match="not a readable UTF-8 CSV"):
+        read_split(path)

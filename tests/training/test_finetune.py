@@ -230,6 +230,32 @@ def test_resume_refuses_changed_data(
         resume(tmp_path / "run")
 
 
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [("{not json", "not a valid JSON"), ('{"hidden_size": 3}', "model_type")],
+)
+def test_bad_model_config_is_refused(
+    tmp_path: Path, tone_split: Path, config: str, message: str
+) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(config)
+    with pytest.raises(TrainingError, match=f"cannot build an audio classifier.*{message}"):
+        train(_options(tone_split, tmp_path / "run", path))
+
+
+def test_resume_refuses_a_damaged_args_file(
+    tmp_path: Path, tone_split: Path, tiny_config_file: Path
+) -> None:
+    def crash(epoch: int, record: dict[str, Any]) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_options(tone_split, tmp_path / "run", tiny_config_file), on_epoch_end=crash)
+    (tmp_path / "run" / "training_args.json").write_text('{"options": {"data": 1}}')
+    with pytest.raises(TrainingError, match="not a valid training_args file"):
+        resume(tmp_path / "run")
+
+
 def test_corrupt_audio_in_training_data_names_the_file(
     tmp_path: Path, tone_split: Path, tiny_config_file: Path
 ) -> None:
