@@ -62,6 +62,7 @@ class Session:
         self._shutdown = False
         self._deadline: asyncio.Timeout | None = None
         self._closed = asyncio.Event()
+        self._wall_deadline = float("inf")
 
     # Called by the service on graceful shutdown.
     def request_shutdown(self) -> None:
@@ -90,6 +91,11 @@ class Session:
     async def _read_then_close(self) -> bool:
         """True when a close was queued, False when the client went away first."""
         await self._outbox.put(self._ready())
+        # A slow trickle of audio cannot hold a connection longer than a real-time stream could.
+        s = self._settings
+        self._wall_deadline = (
+            asyncio.get_running_loop().time() + (s.max_stream_ms + s.idle_timeout_ms) / 1000
+        )
         code = await self._read_loop()
         if code is None:
             return False
@@ -120,10 +126,7 @@ class Session:
                 if self._shutdown:
                     break
                 await self._finish()
-                limit = self._settings.idle_timeout_ms
-                return await self._error(
-                    "limit", f"no audio or message for {limit} ms", CLOSE_POLICY
-                )
+                return await self._error("limit", self._timeout_reason(), CLOSE_POLICY)
             if message["type"] == "websocket.disconnect":
                 return None
             code = await self._on_message(message)
@@ -132,8 +135,18 @@ class Session:
         await self._finish()
         return await self._error("busy", "server is shutting down; reconnect", CLOSE_TRY_AGAIN)
 
+    def _timeout_reason(self) -> str:
+        if asyncio.get_running_loop().time() >= self._wall_deadline:
+            return (
+                f"stream exceeded max_stream_ms {self._settings.max_stream_ms} "
+                "in wall-clock time (plus one idle timeout)"
+            )
+        return f"no audio or message for {self._settings.idle_timeout_ms} ms"
+
     async def _receive(self) -> Message:
-        async with asyncio.timeout(self._settings.idle_timeout_ms / 1000) as deadline:
+        loop = asyncio.get_running_loop()
+        wait_s = min(self._settings.idle_timeout_ms / 1000, self._wall_deadline - loop.time())
+        async with asyncio.timeout(max(0.0, wait_s)) as deadline:
             self._deadline = deadline
             try:
                 return await self._ws.receive()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -283,6 +284,19 @@ def test_idle_client_is_closed_with_limit(make_client: Any) -> None:
     assert messages == [
         {"type": "error", "code": "limit", "message": "no audio or message for 300 ms"}
     ]
+
+
+def test_slow_trickle_cannot_outlast_max_stream_ms_in_wall_time(make_client: Any) -> None:
+    client = make_client(max_stream_ms=1000, idle_timeout_ms=400)
+    with client.websocket_connect("/v1/stream") as ws:
+        ws.receive_text()
+        for _ in range(25):  # one sample every 0.1 s: never idle, almost no audio
+            ws.send_bytes(b"\x00\x00")
+            time.sleep(0.1)
+        messages, code = collect(ws)
+    assert code == 1008
+    assert messages[-1]["code"] == "limit"
+    assert "wall-clock" in messages[-1]["message"]
 
 
 def test_connection_limit_answers_busy_while_first_stream_continues(
