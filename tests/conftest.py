@@ -8,7 +8,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random-initialised wav2vec2 six-class classifier, int8 ONNX, as the server loads it."""
+    """A tiny random-initialised six-class wav2vec2 classifier, int8 ONNX, as served."""
     from training.tiny import build_tiny_model_dir
 
     out = tmp_path_factory.mktemp("models") / "tiny-int8"

@@ -35,7 +35,9 @@ def silence(seconds: float, sample_rate: int = 16000) -> Float:
     return np.zeros(round(seconds * sample_rate), dtype=np.float32)
 
 
-def tone(seconds: float, freq_hz: float = 220.0, sample_rate: int = 16000, level: float = 0.3) -> Float:
+def tone(
+    seconds: float, freq_hz: float = 220.0, sample_rate: int = 16000, level: float = 0.3
+) -> Float:
     t = np.arange(round(seconds * sample_rate)) / sample_rate
     return (level * np.sin(2 * np.pi * freq_hz * t)).astype(np.float32)
 

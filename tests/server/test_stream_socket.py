@@ -52,7 +52,7 @@ def test_reference_client_full_stream(server: LiveServer, three_utterances: np.n
     pcm = (np.clip(three_utterances, -1, 1) * 32767).astype("<i2")
     report = asyncio.run(stream_pcm16(server.ws_url, pcm, 16000, speed=0))
     assert report.close_code == 1000
-    assert [m["type"] for m in report.messages][0] == "ready"
+    assert report.messages[0]["type"] == "ready"
     assert len(report.of_type("result")) == 3
     assert report.of_type("end") == [
         {"type": "end", "segments": 3, "audio_ms": len(three_utterances) // 16}
