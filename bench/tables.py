@@ -151,9 +151,22 @@ def memory(data: dict[str, Any]) -> str:
     return table(["state", "server RSS"], rows)
 
 
+def op_profile(data: dict[str, Any]) -> str:
+    ops: list[str] = []
+    for row in data["rows"]:
+        ops += [op for op in list(row["kernel_ms_by_op"])[:6] if op not in ops]
+    rows = [
+        [r["variant"], f"{r['kernel_ms_total']:.0f}",
+         *[f"{r['kernel_ms_by_op'].get(op, 0.0):.0f}" for op in ops]]
+        for r in data["rows"]
+    ]  # fmt: skip
+    return table(["variant", "total kernel ms", *ops], rows)
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "model_cost": model_cost,
     "quantization": quantization,
+    "op_profile": op_profile,
     "layout": layout,
     "end_to_end": end_to_end,
     "live_capacity": live_capacity,

@@ -106,3 +106,11 @@ def test_memory(tmp_path: Path, work_dir: Path) -> None:
     assert [r["connections"] for r in data["idle_connection_rounds"]] == [10, 10]
     assert data["rss_idle_mb"] > 0
     assert data["rss_peak_active_mb"] >= data["rss_before_active_mb"]
+
+
+def test_op_profile(tmp_path: Path, work_dir: Path) -> None:
+    data = run_quick("op_profile", tmp_path, work_dir)
+    rows = {row["variant"]: row for row in data["rows"]}
+    assert set(rows) == {"fp32", "int8-matmul"}
+    assert "Conv" in rows["fp32"]["kernel_ms_by_op"]
+    assert rows["fp32"]["kernel_ms_total"] > 0
