@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -92,18 +93,11 @@ async def active(server: servers.Server, count: int, seconds: float) -> tuple[in
     return max(samples), samples
 
 
-async def scenario(server: servers.Server, args: argparse.Namespace) -> dict[str, Any]:
-    async with httpx.AsyncClient(timeout=120) as http:
-        body = wav_bytes(speech_of_length(2.0))
-        reply = await http.post(
-            f"{server.url}/v1/classify", files={"file": ("a.wav", body, "audio/wav")}
-        )
-        reply.raise_for_status()
-    idle = await settled_rss(server)
+async def idle_rounds(server: servers.Server, count: int) -> list[dict[str, float]]:
     rounds = []
     for _ in range(2):
         before = await settled_rss(server)
-        held, opened = await hold_idle(server, args.idle)
+        held, opened = await hold_idle(server, count)
         after = await settled_rss(server)
         rounds.append({
             "connections": opened,
@@ -112,6 +106,18 @@ async def scenario(server: servers.Server, args: argparse.Namespace) -> dict[str
             "rss_after_close_mb": after / 2**20,
             "per_connection_kb": (held - before) / opened / 1000,
         })  # fmt: skip
+    return rounds
+
+
+async def scenario(server: servers.Server, args: argparse.Namespace) -> dict[str, Any]:
+    async with httpx.AsyncClient(timeout=120) as http:
+        body = wav_bytes(speech_of_length(2.0))
+        reply = await http.post(
+            f"{server.url}/v1/classify", files={"file": ("a.wav", body, "audio/wav")}
+        )
+        reply.raise_for_status()
+    idle = await settled_rss(server)
+    rounds = await idle_rounds(server, args.idle)
     before_active = await settled_rss(server)
     peak, _ = await active(server, args.active, args.active_seconds)
     after_active = await settled_rss(server)
@@ -139,6 +145,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     with servers.run_server(argv, port, env) as server:
         rss_start = server.rss_bytes()
         data = asyncio.run(scenario(server, args))
+    bare_port = servers.free_port()
+    bare_argv = [sys.executable, "-m", "bench.bare_app", "--port", str(bare_port)]
+    with servers.run_server(bare_argv, bare_port) as bare:
+        data["bare_framework"] = asyncio.run(idle_rounds(bare, args.idle))
     return {
         "model": label,
         "layout": {"workers": args.workers, "intra_op_threads": args.intra_op_threads},

@@ -148,6 +148,13 @@ def memory(data: dict[str, Any]) -> str:
          f"+{data['rss_peak_active_mb'] - data['rss_before_active_mb']:.1f} MiB → "
          f"**{data['per_active_stream_kb']:.0f} KB each**"],
     ]  # fmt: skip
+    if "bare_framework" in data:
+        bare_first, bare_second = data["bare_framework"]
+        rows.append([
+            f"baseline: bare Starlette WebSocket app, {bare_first['connections']} idle",
+            f"{bare_first['per_connection_kb']:.0f} KB each (second round "
+            f"{bare_second['per_connection_kb']:.0f} KB)",
+        ])  # fmt: skip
     return table(["state", "server RSS"], rows)
 
 
