@@ -28,7 +28,7 @@ import psutil
 
 from bench import report, servers
 from bench.audio import SAMPLE_RATE_HZ, conversation, to_pcm16
-from bench.models import build
+from bench.models import VARIANTS_BY_NAME, build
 from bench.streamer import StreamLog, frames, stream
 
 NAME = "live_capacity"
@@ -67,13 +67,16 @@ def model_dir(name: str, args: argparse.Namespace) -> tuple[Path, str]:
             return BUNDLED, "models/default (bundled)"
         name = "tiny"  # the bundled model has not landed: a tiny wav2vec2 stands in
     if name == "tiny":
-        return build("tiny", args.work_dir).model_dir(
-            "int8-matmul"
-        ), "wav2vec2-tiny int8 (stand-in)"
-    if name == "base-int8":
-        variant = args.base_variant
+        tiny = build("tiny", args.work_dir).model_dir("int8-matmul")
+        return tiny, "wav2vec2-tiny int8 (stand-in for the bundled model)"
+    size, _, variant = name.partition(":")
+    if name == "base-int8" or (size == "base" and variant in VARIANTS_BY_NAME):
+        variant = args.base_variant if name == "base-int8" else variant
         return build("base", args.work_dir).model_dir(variant), f"wav2vec2-base {variant}"
-    raise ValueError(f"model must be 'bundled', 'tiny' or 'base-int8', got {name!r}")
+    raise ValueError(
+        f"model must be 'bundled', 'tiny', 'base-int8' or 'base:<variant>' with a variant of "
+        f"{sorted(VARIANTS_BY_NAME)}, got {name!r}"
+    )
 
 
 def client_audio(
