@@ -39,7 +39,12 @@ CONVERSATIONS = 8
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = report.arguments(__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=["bundled", "base-int8"])
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["bundled", "base-int8"],
+        help="bundled, tiny, base-int8 or base:<variant>, each optionally @WxT (its own layout)",
+    )
     parser.add_argument("--audio-seconds", type=float, default=30.0, help="stream length per K")
     parser.add_argument("--start-k", type=int, default=4)
     parser.add_argument("--max-k", type=int, default=128)
@@ -250,9 +255,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         sum(e - s for s, e in spans) / (a.size / SAMPLE_RATE_HZ) for a, spans in conversations
     ]
     models = []
-    for name in args.models:
+    for entry in args.models:
+        name, _, fixed_layout = entry.partition("@")
         path, label = model_dir(name, args)
-        for layout in args.layouts:
+        for layout in [fixed_layout] if fixed_layout else args.layouts:
             workers, intra = parse_layout(layout)
             argv, port, env = servers.ours(path, workers=workers, intra_op_threads=intra)
             with servers.run_server(argv, port, env) as server:
