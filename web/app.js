@@ -29,7 +29,7 @@ const params = new URLSearchParams(location.search);
 const token = params.get("token") || null;
 const results = new SessionResults();
 
-const app = { mode: "idle", capture: null, stream: null, recording: null, early: [], offsetMs: 0, audioEndMs: 0, capturedSamples: 0, frames: 0, lastRenderMs: 0 };
+const app = { mode: "idle", stopping: false, capture: null, stream: null, recording: null, early: [], offsetMs: 0, audioEndMs: 0, capturedSamples: 0, frames: 0, lastRenderMs: 0 };
 
 // Where the next session or upload goes on the timeline: after all audio so far.
 function timelineEndMs() {
@@ -140,6 +140,7 @@ function addSegments(segments, offsetMs, source, origin) {
 // ---- live session ------------------------------------------------------------
 
 function onFrame(pcm, level) {
+  if (!["starting", "live", "stopping", "recording"].includes(app.mode)) return;
   app.capturedSamples += pcm.length;
   const capturedMs = Math.round((app.capturedSamples * 1000) / RATE_HZ);
   els.captured.dataset.ms = String(capturedMs);
@@ -288,11 +289,13 @@ async function start() {
 
 async function stop() {
   const mode = app.mode;
-  if (mode !== "live" && mode !== "recording") return;
-  app.mode = mode === "live" ? "stopping" : "uploading";
+  if ((mode !== "live" && mode !== "recording") || app.stopping) return;
+  app.stopping = true;
+  if (mode === "live") app.mode = "stopping";
   setBusy(true);
   setStatus("stopping", mode === "live" ? "Finishing…" : "Uploading…");
-  await app.capture.stop();
+  await app.capture.stop(); // the last partial frame still reaches onFrame
+  app.mode = mode === "live" ? "stopping" : "uploading";
   if (mode === "live" && app.stream) {
     await app.stream.finish();
     clearMessage("connection");
@@ -306,7 +309,7 @@ function teardown(statusText) {
   app.audioEndMs = Math.max(app.audioEndMs, nowMs());
   if (app.capture) app.capture.stop();
   if (app.stream) app.stream.close();
-  Object.assign(app, { mode: "idle", capture: null, stream: null, recording: null });
+  Object.assign(app, { mode: "idle", stopping: false, capture: null, stream: null, recording: null });
   els.start.textContent = "Start listening";
   els.start.dataset.running = "false";
   els.start.disabled = !globalThis.isSecureContext;

@@ -38,8 +38,10 @@ SPEAKING_LOG_SCRIPT = """
 window.__speaking = [];
 document.addEventListener("DOMContentLoaded", () => {
   const el = document.getElementById("speaking");
-  new MutationObserver(() => window.__speaking.push(el.dataset.speaking))
-    .observe(el, { attributes: true, attributeFilter: ["data-speaking"] });
+  const options = { attributes: true, attributeOldValue: true, attributeFilter: ["data-speaking"] };
+  new MutationObserver((records) => records.forEach((record, i) => window.__speaking.push(
+    i + 1 < records.length ? records[i + 1].oldValue : el.dataset.speaking,
+  ))).observe(el, options);
 });
 """
 
