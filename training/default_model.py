@@ -47,7 +47,7 @@ class Recipe:
     train_clips: int = 4200
     val_clips: int = 600
     test_clips: int = 600
-    stages: tuple[Stage, ...] = (Stage(3, 1e-3, 0.06), Stage(3, 5e-4, 0.05))
+    stages: tuple[Stage, ...] = (Stage(3, 1e-3, 0.06), Stage(4, 8e-4, 0.05), Stage(3, 5e-4, 0.05))
     batch_size: int = 8
     max_seconds: float = 1.5
     patience: int = 3
