@@ -286,25 +286,19 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 def plot(data: dict[str, Any], out_dir: Path) -> None:
     fig, (left, right) = report.figure(11, 4.2, ncols=2)
-    for entry in data["models"]:
+    for i, entry in enumerate(data["models"]):
         runs = entry["runs"]
-        name = (
-            f"{entry['model']} {entry['layout']['workers']}x{entry['layout']['intra_op_threads']}"
-        )
+        layout = entry["layout"]
+        name = f"{entry['model']} {layout['workers']}x{layout['intra_op_threads']}"
         ks = [r["k"] for r in runs]
-        for q, style in (("p50", ":"), ("p95", "-"), ("p99", "--")):
-            left.plot(
-                ks,
-                [r["utterance_latency_s"][q] for r in runs],
-                style,
-                marker="o",
-                label=f"{name} {q}",
-            )
-        right.plot(ks, [r["server_cpu_cores"] for r in runs], marker="o", label=name)
+        color = f"C{i}"
+        for q, style in (("p50", ":"), ("p95", "-")):
+            values = [r["utterance_latency_s"][q] for r in runs]
+            left.plot(ks, values, style, color=color, marker="o", label=f"{name} {q}")
+        right.plot(ks, [r["server_cpu_cores"] for r in runs], color=color, marker="o", label=name)
     left.axhline(P95_LIMIT_S, color="red", linewidth=1)
     left.set_xlabel("concurrent streams K")
-    left.set_ylabel("latency from utterance end, s")
-    left.set_yscale("log")
+    left.set_ylabel("latency from utterance end, s (dotted p50, solid p95)")
     left.legend(fontsize=6)
     right.set_xlabel("concurrent streams K")
     right.set_ylabel("server CPU, cores")
