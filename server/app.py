@@ -39,6 +39,7 @@ from server.protocol import (
     ErrorCode,
     ProtocolError,
     SegmentOutcome,
+    StreamParams,
     outcome_body,
     parse_stream_params,
     to_json,
@@ -119,7 +120,7 @@ async def stream(ws: WebSocket) -> None:
         await _refuse(ws, "busy", str(exc), CLOSE_TRY_AGAIN)
 
 
-async def _run_session(ws: WebSocket, service: Service, params: Any) -> None:
+async def _run_session(ws: WebSocket, service: Service, params: StreamParams) -> None:
     await ws.accept()
     session = Session(ws, service, params)
     service.metrics.connections_total.labels(outcome="accepted").inc()
