@@ -29,10 +29,10 @@ NAME = "end_to_end"
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = report.arguments(__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=30.0, help="load time per concurrency")
+    parser.add_argument("--seconds", type=float, default=20.0, help="load time per concurrency")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--variants", nargs="+", default=["int8-matmul", "fp32"])
+    parser.add_argument("--variants", nargs="+", default=["int8-convmm", "int8-matmul", "fp32"])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--intra-op-threads", type=int, default=1)
     args = parser.parse_args(argv)

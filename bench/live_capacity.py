@@ -42,7 +42,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--models",
         nargs="+",
-        default=["bundled", "base-int8"],
+        default=[
+            "bundled@2x1",
+            "base:int8-convmm@2x1",
+            "base:int8-convmm@1x2",
+            "base:int8-matmul@2x1",
+        ],
         help="bundled, tiny, base-int8 or base:<variant>, each optionally @WxT (its own layout)",
     )
     parser.add_argument("--audio-seconds", type=float, default=30.0, help="stream length per K")
