@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     workers: int = Field(default=2, ge=1, le=64)
     intra_op_threads: int = Field(default=1, ge=1, le=64)
     graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
-    queue_size: int = Field(default=16, ge=0, le=10_000)
+    queue_size: int = Field(default=64, ge=0, le=10_000)
     queue_timeout_ms: int = Field(default=2000, ge=1, le=60_000)
     max_pending_segments: int = Field(default=4, ge=1, le=1000)
 
