@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import onnx
-from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from server.model import CANONICAL_LABELS, GraphSpec, Manifest, sha256_file, write_manifest
+from training.quantization import Quantization, quantize_int8
 
 if TYPE_CHECKING:
     from transformers import Wav2Vec2Config
@@ -138,26 +138,11 @@ def export_convmm(bench: BenchModel, path: Path) -> Path:
     return export_fp32(rewrite_feature_encoder(model), path, SAMPLE_RATE_HZ)
 
 
-def first_conv_name(graph: Path) -> str:
-    """The Conv node that reads the waveform: the feature encoder's first layer."""
-    model = onnx.load(str(graph), load_external_data=False)
-    for node in model.graph.node:  # nodes are stored in topological order
-        if node.op_type == "Conv":
-            return str(node.name)
-    raise ValueError(f"{str(graph)!r} has no Conv node")
-
-
 def quantize(fp32_graph: Path, out: Path, variant: Variant) -> Path:
-    exclude = [first_conv_name(fp32_graph)] if variant.exclude_first_conv else []
-    quantize_dynamic(
-        str(fp32_graph),
-        str(out),
-        weight_type=QuantType.QInt8,
-        op_types_to_quantize=list(variant.op_types),
-        nodes_to_exclude=exclude,
-        per_channel=variant.per_channel,
+    recipe = Quantization(
+        variant.name, variant.op_types, variant.exclude_first_conv, variant.per_channel
     )
-    return out
+    return quantize_int8(fp32_graph, out, recipe)
 
 
 def write_served_dir(graph: Path, out: Path, *, name: str, variant: str) -> Path:
