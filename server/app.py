@@ -52,6 +52,7 @@ from server.upload import UploadError, decode_audio, read_limited, upload_bytes
 log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+ADMIN_BODY_BYTES = 64 * 1024
 
 
 def _service(conn: HTTPConnection) -> Service:
@@ -233,7 +234,10 @@ async def switch_model(request: Request) -> Response:
         )
     if not token_matches(admin, bearer_token(request.headers)):
         return _http_error(401, "unauthorized", "a valid admin token is required (Bearer)")
-    body = await read_limited(request.stream(), 64 * 1024)
+    try:
+        body = await read_limited(request.stream(), ADMIN_BODY_BYTES)
+    except UploadError as exc:
+        return _http_error(exc.status, exc.code, str(exc))
     target: Path | None = None
     if body.strip():
         try:

@@ -202,7 +202,9 @@ def test_admin_endpoint_disabled_without_admin_token(tiny_model_dir: Path) -> No
     assert reply.status_code == 403
 
 
-@pytest.mark.parametrize("body", [b"not json", b"[]", b'{"model_dir": 5}', b'{"other": "x"}'])
+@pytest.mark.parametrize(
+    "body", [b"not json", b"[]", b'{"model_dir": 5}', b'{"other": "x"}', b"\xff\xfe"]
+)
 def test_admin_switch_rejects_malformed_bodies(server: LiveServer, body: bytes) -> None:
     reply = httpx.post(
         server.http_url + "/admin/model",
@@ -210,3 +212,13 @@ def test_admin_switch_rejects_malformed_bodies(server: LiveServer, body: bytes) 
         headers={"Authorization": "Bearer admin-secret"},
     )
     assert reply.status_code == 400 and reply.json()["error"]["code"] == "bad_request"
+
+
+def test_admin_switch_refuses_an_oversized_body(server: LiveServer) -> None:
+    reply = httpx.post(
+        server.http_url + "/admin/model",
+        content=b"{" + b" " * 70_000 + b"}",
+        headers={"Authorization": "Bearer admin-secret"},
+    )
+    assert reply.status_code == 413 and reply.json()["error"]["code"] == "too_large"
+    assert httpx.get(server.http_url + "/healthz").status_code == 200
