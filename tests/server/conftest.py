@@ -40,10 +40,6 @@ def one_utterance() -> npt.NDArray[np.float32]:
     return np.concatenate([silence(0.4), espeak(SENTENCES[0], rate_wpm=190), silence(1.0)])
 
 
-def pcm16(audio: npt.NDArray[np.float32]) -> bytes:
-    return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
-
-
 def send_audio(ws: Any, data: bytes, frame_bytes: int = 1280) -> None:
     for offset in range(0, len(data), frame_bytes):
         ws.send_bytes(data[offset : offset + frame_bytes])

@@ -16,8 +16,8 @@ from starlette.websockets import WebSocketDisconnect
 
 from server.inference import OnnxClassifier
 from server.model import CANONICAL_LABELS
-from tests.server.conftest import ScriptedClassifier, collect, pcm16, send_audio, types
-from tests.speech import espeak, silence
+from tests.server.conftest import ScriptedClassifier, collect, send_audio, types
+from tests.speech import espeak, silence, to_pcm16
 
 END = json.dumps({"type": "end"})
 FLUSH = json.dumps({"type": "flush"})
@@ -28,7 +28,7 @@ def stream_all(
 ) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
     with client.websocket_connect(f"/v1/stream{query}") as ws:
         ready = json.loads(ws.receive_text())
-        send_audio(ws, pcm16(audio) if data is None else data)
+        send_audio(ws, to_pcm16(audio) if data is None else data)
         ws.send_text(END)
         messages, code = collect(ws)
     return ready, messages, code
@@ -126,7 +126,7 @@ def test_flush_ends_the_utterance_now(make_client: Any, one_utterance: np.ndarra
     speech = one_utterance[: int(16000 * 1.6)]  # cut mid-sentence, no trailing silence
     with client.websocket_connect("/v1/stream") as ws:
         ws.receive_text()
-        send_audio(ws, pcm16(speech))
+        send_audio(ws, to_pcm16(speech))
         ws.send_text(FLUSH)
         flushed = [json.loads(ws.receive_text()) for _ in range(3)]
         assert types(flushed) == ["speech_start", "speech_end", "result"]
@@ -212,7 +212,7 @@ def test_partial_sample_frame_is_dropped_and_stream_goes_on(
         error = json.loads(ws.receive_text())
         assert error["type"] == "error" and error["code"] == "bad_frame"
         assert "3" in error["message"]
-        send_audio(ws, pcm16(one_utterance))
+        send_audio(ws, to_pcm16(one_utterance))
         ws.send_text(END)
         messages, code = collect(ws)
     assert code == 1000
@@ -268,7 +268,7 @@ def test_stream_longer_than_max_is_closed_with_limit(
 ) -> None:
     with make_client(max_stream_ms=2500).websocket_connect("/v1/stream") as ws:
         ws.receive_text()
-        send_audio(ws, pcm16(three_utterances))
+        send_audio(ws, to_pcm16(three_utterances))
         messages, code = collect(ws)
     assert code == 1008
     assert messages[-1]["type"] == "error" and messages[-1]["code"] == "limit"
@@ -309,7 +309,7 @@ def test_connection_limit_answers_busy_while_first_stream_continues(
             refused, code = collect(second)
         assert code == 1013
         assert refused[0]["code"] == "busy" and "1 connections" in refused[0]["message"]
-        send_audio(first, pcm16(one_utterance))
+        send_audio(first, to_pcm16(one_utterance))
         first.send_text(END)
         messages, first_code = collect(first)
     assert first_code == 1000 and types(messages).count("result") == 1
@@ -399,7 +399,7 @@ def test_saturated_pool_skips_overloaded_and_stream_goes_on(
     holder["c"].gate = gate
     with client.websocket_connect("/v1/stream") as ws:
         ws.receive_text()
-        send_audio(ws, pcm16(three_utterances))
+        send_audio(ws, to_pcm16(three_utterances))
         ws.send_text(END)
         gate.set()  # the first segment is stuck in the only worker until now
         messages, code = collect(ws)
@@ -440,7 +440,7 @@ def test_two_sessions_get_their_own_results(
     client = make_client()
     with client.websocket_connect("/v1/stream") as a, client.websocket_connect("/v1/stream") as b:
         ready_a, ready_b = json.loads(a.receive_text()), json.loads(b.receive_text())
-        data_a, data_b = pcm16(three_utterances), pcm16(one_utterance)
+        data_a, data_b = to_pcm16(three_utterances), to_pcm16(one_utterance)
         step = 1280
         for offset in range(0, max(len(data_a), len(data_b)), step):  # interleaved frames
             if offset < len(data_a):
@@ -466,7 +466,7 @@ def test_client_disconnect_mid_utterance_releases_the_session(
     service = client.app.state.service
     with client.websocket_connect("/v1/stream") as ws:
         ws.receive_text()
-        send_audio(ws, pcm16(one_utterance[:16000]))
+        send_audio(ws, to_pcm16(one_utterance[:16000]))
     # The slot is free again: a new connection is accepted although the limit is 1.
     with client.websocket_connect("/v1/stream") as ws:
         assert json.loads(ws.receive_text())["type"] == "ready"

@@ -20,7 +20,7 @@ import websockets
 from server.client import stream_pcm16
 from server.settings import Settings
 from tests.live import LiveServer, live_server
-from tests.server.conftest import pcm16
+from tests.speech import to_pcm16
 
 END = json.dumps({"type": "end"})
 
@@ -92,7 +92,7 @@ def test_server_stays_up_after_abuse(server: LiveServer, one_utterance: np.ndarr
                 await ws.send(b"\x00" * 2 * 10)  # tiny frames
         for _ in range(10):  # abrupt disconnects mid-handshake and mid-stream
             ws = await websockets.connect(server.ws_url)
-            await ws.send(pcm16(one_utterance[:4000]))
+            await ws.send(to_pcm16(one_utterance[:4000]))
             ws.transport.abort()
 
     asyncio.run(abuse())
@@ -118,7 +118,7 @@ def test_disconnect_mid_utterance_leaves_nothing_behind(
     async def run() -> None:
         ws = await websockets.connect(server.ws_url)
         await ws.recv()
-        await send_chunks(ws, pcm16(one_utterance[: 16000 + 8000]))
+        await send_chunks(ws, to_pcm16(one_utterance[: 16000 + 8000]))
         await asyncio.sleep(0.2)
         assert _wait_until(lambda: len(server.service.sessions) == 1), server.service.sessions
         refs.extend(weakref.ref(s) for s in server.service.sessions)
@@ -136,7 +136,7 @@ def test_graceful_shutdown_delivers_results_then_closes_1013(
     async def run(live: LiveServer) -> tuple[list[dict[str, Any]], int | None]:
         async with websockets.connect(live.ws_url) as ws:
             await ws.recv()
-            await ws.send(pcm16(one_utterance[: int(16000 * 1.6)]))  # mid-utterance
+            await ws.send(to_pcm16(one_utterance[: int(16000 * 1.6)]))  # mid-utterance
             await asyncio.sleep(0.3)
             live.server.should_exit = True
             return await drain(ws)
@@ -164,7 +164,7 @@ def test_model_switch_under_a_live_stream(
             httpx.AsyncClient(base_url=server.http_url) as http,
         ):
             ready = json.loads(await ws.recv())
-            await send_chunks(ws, pcm16(one_utterance))
+            await send_chunks(ws, to_pcm16(one_utterance))
             await ws.send(json.dumps({"type": "flush"}))
             first = [json.loads(await ws.recv()) for _ in range(3)]
             replies.append(
@@ -178,7 +178,7 @@ def test_model_switch_under_a_live_stream(
                     "/admin/model", json={"model_dir": str(tiny_model_dir_b)}, headers=auth
                 )
             )
-            await send_chunks(ws, pcm16(one_utterance))
+            await send_chunks(ws, to_pcm16(one_utterance))
             await ws.send(END)
             rest, code = await drain(ws)
         return [ready, *first, *rest], code, replies
