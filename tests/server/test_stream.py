@@ -408,6 +408,9 @@ def test_saturated_pool_skips_overloaded_and_stream_goes_on(
     assert found[0]["type"] == "result"
     assert any(o["type"] == "skipped" and o["reason"] == "overloaded" for o in found[1:])
     assert [o["segment"] for o in found] == list(range(len(found)))
+    skipped = sum(o["type"] == "skipped" and o["reason"] == "overloaded" for o in found)
+    metrics = client.get("/metrics").text
+    assert f'emostream_skipped_total{{reason="overloaded"}} {float(skipped)}' in metrics
 
 
 def test_queue_deadline_skips_overloaded(
