@@ -9,9 +9,11 @@ python="${PYTHON:-python3}"
 
 need_apt=()
 if [ "$mode" = dev ]; then
-    for tool in espeak-ng:espeak-ng sox:sox caddy:caddy chromium:chromium node:nodejs docker-compose:docker-compose; do
-        command -v "${tool%%:*}" >/dev/null 2>&1 || need_apt+=("${tool#*:}")
-    done
+    # One list of the system programs the suite and the benchmarks run: scripts/system-packages.txt.
+    while read -r program package; do
+        case "$program" in ''|'#'*) continue ;; esac
+        command -v "$program" >/dev/null 2>&1 || need_apt+=("$package")
+    done < scripts/system-packages.txt
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: installing system packages: ${need_apt[*]}"

@@ -1,9 +1,38 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from pathlib import Path
 
 import pytest
+
+from tests.programs import PACKAGES_FILE, unlisted_programs
+
+# Every program this session starts (including those started inside libraries), checked
+# against scripts/system-packages.txt when the session ends; see tests/test_system_packages.py.
+_started_programs: set[str] = set()
+
+
+def _record_started_program(event: str, args: tuple[object, ...]) -> None:
+    if event == "subprocess.Popen":
+        _started_programs.add(os.fsdecode(args[0]))  # type: ignore[arg-type]
+
+
+sys.addaudithook(_record_started_program)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    unlisted = unlisted_programs(_started_programs)
+    if unlisted:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        message = (
+            f"the tests started programs that {PACKAGES_FILE.name} does not list "
+            f"(a new machine will not have them): {', '.join(unlisted)}"
+        )
+        if reporter is not None:
+            reporter.write_line(f"ERROR: {message}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 from server.inference import OnnxClassifier
 from server.model import CANONICAL_LABELS, read_manifest, sha256_file
 from server.settings import BUNDLED_MODEL_DIR
+from tests.programs import require
 
 MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
 # Six classes: chance is 1/6 ≈ 0.17. The model scored 0.69 on its 600-clip held-out test set
@@ -55,8 +55,7 @@ def test_manifest_records_the_held_out_metrics() -> None:
 
 
 def test_classifies_fresh_unseen_voices_far_above_chance(classifier: OnnxClassifier) -> None:
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("needs espeak-ng")
+    require("espeak-ng")
     from training.default_model import Recipe
     from training.synth import partition, plan_clip, render
 

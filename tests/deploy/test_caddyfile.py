@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,11 +17,15 @@ import pytest
 
 from server.settings import Settings
 from tests.deploy.processes import CADDYFILE, caddy_env
+from tests.programs import require
 
-pytestmark = [
-    pytest.mark.caddy,
-    pytest.mark.skipif(shutil.which("caddy") is None, reason="needs the caddy binary"),
-]
+pytestmark = pytest.mark.caddy
+
+
+@pytest.fixture(autouse=True)
+def _caddy() -> None:
+    require("caddy")
+
 
 MULTIPART_MARGIN_BYTES = 1024 * 1024
 

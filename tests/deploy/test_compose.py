@@ -19,10 +19,13 @@ import yaml
 from server.settings import Settings
 from tests.deploy import dockerfile
 from tests.deploy.processes import REPO
+from tests.programs import require
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("docker-compose") is None, reason="needs docker-compose for offline validation"
-)
+
+@pytest.fixture(autouse=True)
+def _docker_compose() -> None:
+    require("docker-compose")
+
 
 HOST_CPUS = 4
 HOST_MEMORY_BYTES = 8 * 1024**3

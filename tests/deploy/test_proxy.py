@@ -11,7 +11,6 @@ import gzip
 import http.client
 import json
 import re
-import shutil
 import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,13 +23,19 @@ import pytest
 
 from tests.deploy.processes import CaddyProcess, ServerProcess
 from tests.deploy.streams import Stream, full_session, refused, utterance_pcm
+from tests.programs import require
 from tests.speech import espeak, silence, wav_bytes
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.caddy,
-    pytest.mark.skipif(shutil.which("caddy") is None, reason="needs the caddy binary"),
 ]
+
+
+@pytest.fixture(autouse=True)
+def _caddy() -> None:
+    require("caddy")
+
 
 CADDY_MAX_BODY_BYTES = 26 * 1024 * 1024
 
@@ -275,8 +280,8 @@ def test_body_just_under_the_limit_reaches_the_server(stack: Stack) -> None:
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Chromium")
 def test_page_runs_under_its_security_policy_in_a_browser(stack: Stack) -> None:
+    chromium = require("chromium")
     from playwright.sync_api import WebSocket, sync_playwright
 
     args = [
@@ -292,7 +297,7 @@ def test_page_runs_under_its_security_policy_in_a_browser(stack: Stack) -> None:
         "--ignore-certificate-errors",  # Caddy's local CA is not in Chromium's store
     ]
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=args)
+        browser = playwright.chromium.launch(executable_path=chromium, args=args)
         try:
             page = browser.new_page()
             # Injected by the driver, so the policy under test does not apply to it.

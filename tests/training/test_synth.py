@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pytest
 
+from tests.programs import require
 from training.acoustics import add_noise, make_noise, rms, room_impulse, set_level
 from training.data import read_split
 from training.prosody import EMOTIONS, sample_prosody
@@ -25,7 +25,11 @@ from training.synth import (
     write_corpus,
 )
 
-pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
+
+@pytest.fixture(autouse=True)
+def _espeak() -> None:
+    require("espeak-ng")
+
 
 SMALL = CorpusConfig(seed=3, clips={"train": 12, "val": 6, "test": 6})
 SENTENCE = "The old farmer painted the red barn before the winter"

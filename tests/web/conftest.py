@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytest
+from tests.programs import require
 import soundfile as sf
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -169,8 +170,8 @@ def write_wav(path: Path, audio: Float, rate_hz: int) -> Path:
 
 @pytest.fixture(scope="session")
 def playwright() -> Iterator[Playwright]:
-    if not Path(CHROMIUM).exists() or shutil.which("espeak-ng") is None:
-        pytest.skip(f"needs {CHROMIUM} and espeak-ng")
+    require("chromium")
+    require("espeak-ng")
     with sync_playwright() as pw:
         yield pw
 

@@ -7,14 +7,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from tests.programs import require
 
 HERE = Path(__file__).resolve().parent
 
 
 def test_javascript_unit_tests_pass() -> None:
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not installed")
+    node = require("node")
     files = sorted(str(path) for path in HERE.glob("*.test.mjs"))
     assert len(files) >= 5
     run = subprocess.run(
