@@ -56,11 +56,9 @@ def _shut_down(signum: int, frame: FrameType | None) -> None:
 def classify(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from server.app import classify_audio
-    from server.outcome import SEGMENT_RATE_HZ, summarize
-    from server.protocol import outcome_body
+    from server.recording import classify_recording
     from server.service import Service
-    from server.upload import UploadError, decode_audio
+    from server.upload import UploadError
 
     settings = _settings(args)
     service = Service(settings)
@@ -71,18 +69,12 @@ def classify(args: argparse.Namespace) -> int:
     try:
         for path in tqdm(args.files, disable=len(args.files) < 2 or args.json, unit="file"):
             try:
-                decoded = decode_audio(path.read_bytes(), SEGMENT_RATE_HZ, settings.max_upload_ms)
+                recording = asyncio.run(classify_recording(service, path.read_bytes()))
             except (OSError, UploadError) as exc:
                 failures += 1
                 print(f"{path}: error: {exc}", file=sys.stderr)
                 continue
-            outcomes = asyncio.run(classify_audio(service, decoded.audio))
-            report = {
-                "file": str(path),
-                "duration_ms": decoded.duration_ms,
-                "segments": [outcome_body(o) for o in outcomes],
-                "summary": summarize(outcomes),
-            }
+            report = {"file": str(path), **recording.body()}
             reports.append(report)
             if not args.json:
                 tqdm.write(_table(report))

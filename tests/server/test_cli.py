@@ -332,6 +332,28 @@ def test_classify_json(
     assert only["summary"]["label"] in report["model"]["labels"]
 
 
+def test_classify_does_not_import_the_web_app(tiny_model_dir: Path, speech_wav: Path) -> None:
+    # Offline classification shares the upload pipeline (server/recording.py), not the app.
+    script = (
+        "import json, sys\n"
+        "from server.cli import main\n"
+        "code = main(['classify', sys.argv[1], '--model', sys.argv[2], '--json'])\n"
+        "web = sorted(m for m in sys.modules if m.split('.')[0] == 'starlette'"
+        " or m in ('server.app', 'server.api', 'server.stream', 'uvicorn'))\n"
+        "print(json.dumps({'code': code, 'web': web}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(speech_wav), str(tiny_model_dir)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report == {"code": 0, "web": []}, done.stderr
+
+
 def test_classify_table_for_several_files(
     tiny_model_dir: Path, speech_wav: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
