@@ -12,6 +12,7 @@ from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 import vad
+from server.access import client_address
 from server.outcome import classify_segment
 from server.protocol import (
     CLOSE_NORMAL,
@@ -90,6 +91,10 @@ class Session:
         self._closed = asyncio.Event()
         self._wall_deadline = float("inf")
         self._delivery_s = self._settings.idle_timeout_ms / 1000
+        peer = websocket.client.host if websocket.client else None
+        self._client = client_address(
+            peer, websocket.headers.get("x-forwarded-for"), self._settings.trusted_proxies
+        )
 
     # Called by the service on graceful shutdown.
     def request_shutdown(self) -> None:
@@ -257,7 +262,9 @@ class Session:
     async def _classify(
         self, index: int, segment: vad.Segment, known_at: float, previous: asyncio.Task[None] | None
     ) -> None:
-        outcome, error = await classify_segment(self._service.pool, index, segment, known_at)
+        outcome, error = await classify_segment(
+            self._service.pool, index, segment, known_at, client=self._client, stream=self.id
+        )
         if previous is not None:
             await previous  # outcomes leave in segment order
         if isinstance(outcome, Result):
