@@ -105,7 +105,7 @@ def stream(args: argparse.Namespace) -> int:
     import soundfile as sf
     import websockets
 
-    from server.client import load_pcm16, stream_pcm16
+    from server.client import Reconnect, load_pcm16, stream_pcm16
 
     try:
         pcm, rate = load_pcm16(args.file)
@@ -126,13 +126,28 @@ def stream(args: argparse.Namespace) -> int:
         elif message["type"] in ("skipped", "error", "end"):
             print(json.dumps(message), flush=True)
 
+    def retrying(reason: str, delay_s: float) -> None:
+        print(f"emostream: {reason}; reconnecting in {delay_s:.1f} s", file=sys.stderr)
+
     speed = 0.0 if args.fast else args.speed
     try:
         report = asyncio.run(
-            stream_pcm16(args.url, pcm, rate, speed=speed, token=args.token, on_message=show)
+            stream_pcm16(
+                args.url,
+                pcm,
+                rate,
+                speed=speed,
+                token=args.token,
+                on_message=show,
+                reconnect=Reconnect() if args.reconnect else None,
+                on_retry=retrying,
+            )
         )
     except (OSError, TimeoutError, ValueError, websockets.WebSocketException) as exc:
         print(f"emostream: cannot stream to {args.url}: {exc}", file=sys.stderr)
+        return 1
+    if report.gave_up is not None:
+        print(f"emostream: gave up reconnecting: {report.gave_up}", file=sys.stderr)
         return 1
     if report.close_code != 1000:
         print(f"emostream: the server closed with {report.close_code}", file=sys.stderr)
@@ -181,6 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fast", action="store_true", help="send as fast as the server reads")
     p.add_argument("--token")
     p.add_argument("--json", action="store_true", help="print every message as JSON")
+    p.add_argument(
+        "--reconnect",
+        action="store_true",
+        help="when the server ends the stream early (busy, a lost connection), reconnect "
+        "with backoff and go on from the audio not yet sent",
+    )
     p.set_defaults(func=stream)
 
     try:
