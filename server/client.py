@@ -38,6 +38,16 @@ class StreamReport:
     def of_type(self, kind: str) -> list[Message]:
         return [m for m in self.messages if m.get("type") == kind]
 
+    @property
+    def partials(self) -> list[Message]:
+        """Provisional results (only when the stream asked with interim_ms), as they came."""
+        return self.of_type("partial")
+
+    @property
+    def finals(self) -> list[Message]:
+        """Each segment's one ``result`` or ``skipped``, in segment order."""
+        return [m for m in self.messages if m.get("type") in ("result", "skipped")]
+
 
 def load_pcm16(path: Path) -> tuple[npt.NDArray[np.int16], int]:
     """A recording as mono 16-bit PCM at a rate the protocol accepts."""
@@ -48,8 +58,10 @@ def load_pcm16(path: Path) -> tuple[npt.NDArray[np.int16], int]:
     return (np.clip(mono, -1.0, 1.0) * 32767).astype("<i2"), int(rate)
 
 
-def stream_url(url: str, sample_rate: int, token: str | None = None) -> str:
-    """``url`` with this stream's query; http(s) becomes ws(s), other query parameters stay."""
+def stream_url(url: str, sample_rate: int, token: str | None = None, interim_ms: int = 0) -> str:
+    """``url`` with this stream's query; http(s) becomes ws(s), other query parameters stay.
+
+    ``interim_ms`` > 0 asks for partial results (0 adds nothing: the server sends none)."""
     parts = urlsplit(url)
     scheme = _WS_SCHEMES.get(parts.scheme.lower())
     if scheme is None or not parts.netloc:
@@ -57,6 +69,8 @@ def stream_url(url: str, sample_rate: int, token: str | None = None) -> str:
     ours = {"sample_rate": str(sample_rate), "encoding": "pcm_s16le"}
     if token:
         ours["token"] = token
+    if interim_ms:
+        ours["interim_ms"] = str(interim_ms)
     kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in ours]
     return urlunsplit(parts._replace(scheme=scheme, query=urlencode([*ours.items(), *kept])))
 
@@ -132,6 +146,7 @@ async def stream_pcm16(
     speed: float = 1.0,
     frame_ms: int = 40,
     token: str | None = None,
+    interim_ms: int = 0,
     on_message: Callable[[Message], None] | None = None,
     open_timeout_s: float = 10.0,
     finish_timeout_s: float = 60.0,
@@ -149,11 +164,12 @@ async def stream_pcm16(
     recording's timeline. Audio the server had not read when it closed is lost; the
     report's ``connections`` say what went over each. ``on_retry(reason, delay_s)`` is
     called before each wait. ``tls`` is the TLS context for ``wss://`` (default: the
-    system's trust store).
+    system's trust store). With ``interim_ms`` > 0 the server also sends ``partial``
+    messages (``report.partials``); ``on_message`` sees them as they arrive.
     """
     report = StreamReport()
     frame = max(1, sample_rate * frame_ms // 1000)
-    target = stream_url(url, sample_rate, token)
+    target = stream_url(url, sample_rate, token, interim_ms)
     loop = asyncio.get_running_loop()
     started = loop.time()
     failures = 0
