@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from server.model import ModelError
+from server.protocol import MAX_INTERIM_MS, MIN_INTERIM_MS
 from server.settings import Settings
 
 log = logging.getLogger("emostream")
@@ -105,7 +106,7 @@ def stream(args: argparse.Namespace) -> int:
     import soundfile as sf
     import websockets
 
-    from server.client import load_pcm16, stream_pcm16
+    from server.client import Reconnect, load_pcm16, stream_pcm16
 
     try:
         pcm, rate = load_pcm16(args.file)
@@ -123,16 +124,39 @@ def stream(args: argparse.Namespace) -> int:
                 f"{message['confidence']:.2f}  ({message['latency_ms']} ms)",
                 flush=True,
             )
+        elif message["type"] == "partial":
+            print(
+                f"#{message['segment']:<3} {message['start_ms'] / 1000:7.2f}–"
+                f"{message['end_ms'] / 1000:6.2f} s  {message['label']:<8} "
+                f"{message['confidence']:.2f}  (partial, {message['latency_ms']} ms)",
+                flush=True,
+            )
         elif message["type"] in ("skipped", "error", "end"):
             print(json.dumps(message), flush=True)
+
+    def retrying(reason: str, delay_s: float) -> None:
+        print(f"emostream: {reason}; reconnecting in {delay_s:.1f} s", file=sys.stderr)
 
     speed = 0.0 if args.fast else args.speed
     try:
         report = asyncio.run(
-            stream_pcm16(args.url, pcm, rate, speed=speed, token=args.token, on_message=show)
+            stream_pcm16(
+                args.url,
+                pcm,
+                rate,
+                speed=speed,
+                token=args.token,
+                interim_ms=args.interim_ms,
+                on_message=show,
+                reconnect=Reconnect() if args.reconnect else None,
+                on_retry=retrying,
+            )
         )
     except (OSError, TimeoutError, ValueError, websockets.WebSocketException) as exc:
         print(f"emostream: cannot stream to {args.url}: {exc}", file=sys.stderr)
+        return 1
+    if report.gave_up is not None:
+        print(f"emostream: gave up reconnecting: {report.gave_up}", file=sys.stderr)
         return 1
     if report.close_code != 1000:
         print(f"emostream: the server closed with {report.close_code}", file=sys.stderr)
@@ -153,6 +177,16 @@ def _speed(text: str) -> float:
         value = float("nan")
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"speed must be a positive number, got {text!r}")
+    return value
+
+
+def _interim_ms(text: str) -> int:
+    value = int(text) if text.isascii() and text.isdigit() and len(text) <= 6 else -1
+    if value != 0 and not MIN_INTERIM_MS <= value <= MAX_INTERIM_MS:
+        raise argparse.ArgumentTypeError(
+            f"interim-ms must be 0 or an integer from {MIN_INTERIM_MS} to {MAX_INTERIM_MS}, "
+            f"got {text!r}"
+        )
     return value
 
 
@@ -180,7 +214,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=_speed, default=1.0, help="pace as a multiple of real time")
     p.add_argument("--fast", action="store_true", help="send as fast as the server reads")
     p.add_argument("--token")
+    p.add_argument(
+        "--interim-ms",
+        type=_interim_ms,
+        default=0,
+        metavar="N",
+        help=f"ask for partial results every N ms of speech (0 = off, or "
+        f"{MIN_INTERIM_MS}-{MAX_INTERIM_MS}); printed marked 'partial'",
+    )
     p.add_argument("--json", action="store_true", help="print every message as JSON")
+    p.add_argument(
+        "--reconnect",
+        action="store_true",
+        help="when the server ends the stream early (busy, a lost connection), reconnect "
+        "with backoff and go on from the audio not yet sent",
+    )
     p.set_defaults(func=stream)
 
     try:
