@@ -27,8 +27,9 @@ async def classify(request: Request) -> Response:
     try:
         if not authorized(request, service):
             raise UploadError(401, "unauthorized", "a valid access token is required")
-        with service.uploads.hold(client_of(request, service)):
-            recording = await classify_recording(service, _upload(request, service))
+        client = client_of(request, service)
+        with service.uploads.hold(client):
+            recording = await classify_recording(service, _upload(request, service), client)
     except ConnectionLimit as exc:
         service.metrics.uploads.labels(status="503").inc()
         retry = {"Retry-After": str(UPLOAD_RETRY_AFTER_S)}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +39,9 @@ class Recording:
         }
 
 
-async def classify_recording(service: Service, source: Awaitable[Data]) -> Recording:
+async def classify_recording(
+    service: Service, source: Awaitable[Data], client: str = ""
+) -> Recording:
     """Decode the audio file ``source`` gives and classify it; ``UploadError`` when refused.
 
     The file's bytes are held here alone and released once decoded, so an upload's peak
@@ -55,12 +58,14 @@ async def classify_recording(service: Service, source: Awaitable[Data]) -> Recor
     duration_ms = decoded.duration_ms
     segments = await _segment(service, decoded.audio)
     del decoded  # from here on the segments hold what is classified
-    return Recording(duration_ms, await _classify(service, segments))
+    return Recording(duration_ms, await _classify(service, segments, client))
 
 
-async def classify_audio(service: Service, audio: npt.NDArray[np.float32]) -> list[SegmentOutcome]:
+async def classify_audio(
+    service: Service, audio: npt.NDArray[np.float32], client: str = ""
+) -> list[SegmentOutcome]:
     """Segment a whole recording at 16 kHz like a stream and classify every segment in order."""
-    return await _classify(service, await _segment(service, audio))
+    return await _classify(service, await _segment(service, audio), client)
 
 
 async def _segment(service: Service, audio: npt.NDArray[np.float32]) -> list[vad.Segment]:
@@ -79,13 +84,25 @@ async def _segment(service: Service, audio: npt.NDArray[np.float32]) -> list[vad
     return segments
 
 
-async def _classify(service: Service, segments: list[vad.Segment]) -> list[SegmentOutcome]:
-    # At most one segment per worker in flight, so one upload cannot crowd out live streams.
+async def _classify(
+    service: Service, segments: list[vad.Segment], client: str
+) -> list[SegmentOutcome]:
+    # At most one segment per worker in flight, at the pool's upload priority (after live
+    # segments), so one upload cannot crowd out live streams.
     gate = asyncio.Semaphore(service.settings.workers)
+    upload = f"upload-{uuid.uuid4().hex[:16]}"
 
     async def one(index: int, segment: vad.Segment) -> SegmentOutcome:
         async with gate:
-            outcome, _ = await classify_segment(service.pool, index, segment, time.monotonic())
+            outcome, _ = await classify_segment(
+                service.pool,
+                index,
+                segment,
+                time.monotonic(),
+                priority="upload",
+                client=client,
+                stream=upload,
+            )
         return outcome
 
     return list(await asyncio.gather(*(one(i, s) for i, s in enumerate(segments))))
