@@ -97,8 +97,8 @@ def test_sigkill_new_connections_reach_only_live_replicas(tiny_model_dir: Path) 
     check_streams_recovered(figures, outcomes)
     for outcome in (o for o in outcomes if o.moved):
         assert outcome.report.connections[0].close_code == 1006  # no close frame: killed
-    # Caddy marks the dead replica unhealthy at its first refused connection or its
-    # next active check (every 2 s, 1 s timeout), whichever comes first.
+    # Caddy marks the dead replica unhealthy at its next active check (every 2 s,
+    # 1 s timeout).
     assert figures.health_check_noticed_s is not None
     assert figures.health_check_noticed_s < 2 + 1 + 1
     # Until then a new connection may be tried on the dead replica first and retried;
