@@ -126,3 +126,17 @@ def test_op_profile(tmp_path: Path, work_dir: Path) -> None:
     assert set(rows) == {"fp32", "int8-matmul"}
     assert "Conv" in rows["fp32"]["kernel_ms_by_op"]
     assert rows["fp32"]["kernel_ms_total"] > 0
+
+
+def test_failover(tmp_path: Path, work_dir: Path) -> None:
+    from tests.programs import require
+
+    require("caddy")
+    data = run_quick("failover", tmp_path, work_dir)
+    assert [row["kind"] for row in data["summary"]] == ["sigterm", "sigkill"]
+    for row in data["summary"]:
+        assert row["runs"] == 1
+        assert row["finished_streams"] == row["streams"] == 2
+        assert row["moved_streams"] >= 1
+        assert row["reconnect_gap_s"]["n"] == row["moved_streams"]
+        assert row["new_connections"] > 0
