@@ -186,8 +186,23 @@ async def _classify_upload(request: Request, service: Service) -> dict[str, Any]
 
 async def classify_audio(service: Service, audio: npt.NDArray[np.float32]) -> list[SegmentOutcome]:
     """Segment a whole recording at 16 kHz like a stream and classify every segment in order."""
-    segmenter = vad.StreamSegmenter(service.segmenter_config, SEGMENT_RATE_HZ, "pcm_f32le")
-    events = await asyncio.to_thread(lambda: segmenter.feed_audio(audio) + segmenter.finish())
+    segmenter = vad.StreamSegmenter(
+        service.segmenter_config, SEGMENT_RATE_HZ, "pcm_f32le", detector=service.new_detector()
+    )
+
+    def segment() -> list[vad.Event]:
+        events: list[vad.Event] = []
+        for last in (False, True):
+            try:
+                events += segmenter.finish() if last else segmenter.feed_audio(audio)
+            except vad.DetectorError as exc:
+                # As in a stream, the failed frames counted as unvoiced and the rest goes
+                # on; the reply has no error channel for this, so it is logged.
+                log.error("upload: %s", exc, exc_info=exc.cause)
+                events += exc.events
+        return events
+
+    events = await asyncio.to_thread(segment)
     segments = [e for e in events if isinstance(e, vad.Segment)]
     service.metrics.segments.labels(source="upload").inc(len(segments))
     # At most one segment per worker in flight, so one upload cannot crowd out live streams.

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from server.model import ModelError
 from server.settings import Settings
+from vad.silero import VadModelError
 
 log = logging.getLogger("emostream")
 
@@ -215,4 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ModelError as exc:
         print(f"emostream: cannot use the model: {exc}", file=sys.stderr)
+        return 2
+    except VadModelError as exc:
+        print(f"emostream: cannot use the voice detector: {exc}", file=sys.stderr)
         return 2
