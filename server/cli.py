@@ -57,11 +57,9 @@ def _shut_down(signum: int, frame: FrameType | None) -> None:
 def classify(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from server.app import classify_audio
-    from server.outcome import SEGMENT_RATE_HZ, summarize
-    from server.protocol import outcome_body
+    from server.recording import classify_recording
     from server.service import Service
-    from server.upload import UploadError, decode_audio
+    from server.upload import UploadError
 
     settings = _settings(args)
     service = Service(settings)
@@ -72,18 +70,12 @@ def classify(args: argparse.Namespace) -> int:
     try:
         for path in tqdm(args.files, disable=len(args.files) < 2 or args.json, unit="file"):
             try:
-                decoded = decode_audio(path.read_bytes(), SEGMENT_RATE_HZ, settings.max_upload_ms)
+                recording = asyncio.run(classify_recording(service, path.read_bytes()))
             except (OSError, UploadError) as exc:
                 failures += 1
                 print(f"{path}: error: {exc}", file=sys.stderr)
                 continue
-            outcomes = asyncio.run(classify_audio(service, decoded.audio))
-            report = {
-                "file": str(path),
-                "duration_ms": decoded.duration_ms,
-                "segments": [outcome_body(o) for o in outcomes],
-                "summary": summarize(outcomes),
-            }
+            report = {"file": str(path), **recording.body()}
             reports.append(report)
             if not args.json:
                 tqdm.write(_table(report))
@@ -114,7 +106,7 @@ def stream(args: argparse.Namespace) -> int:
     import soundfile as sf
     import websockets
 
-    from server.client import load_pcm16, stream_pcm16
+    from server.client import Reconnect, load_pcm16, stream_pcm16
 
     try:
         pcm, rate = load_pcm16(args.file)
@@ -135,13 +127,28 @@ def stream(args: argparse.Namespace) -> int:
         elif message["type"] in ("skipped", "error", "end"):
             print(json.dumps(message), flush=True)
 
+    def retrying(reason: str, delay_s: float) -> None:
+        print(f"emostream: {reason}; reconnecting in {delay_s:.1f} s", file=sys.stderr)
+
     speed = 0.0 if args.fast else args.speed
     try:
         report = asyncio.run(
-            stream_pcm16(args.url, pcm, rate, speed=speed, token=args.token, on_message=show)
+            stream_pcm16(
+                args.url,
+                pcm,
+                rate,
+                speed=speed,
+                token=args.token,
+                on_message=show,
+                reconnect=Reconnect() if args.reconnect else None,
+                on_retry=retrying,
+            )
         )
     except (OSError, TimeoutError, ValueError, websockets.WebSocketException) as exc:
         print(f"emostream: cannot stream to {args.url}: {exc}", file=sys.stderr)
+        return 1
+    if report.gave_up is not None:
+        print(f"emostream: gave up reconnecting: {report.gave_up}", file=sys.stderr)
         return 1
     if report.close_code != 1000:
         print(f"emostream: the server closed with {report.close_code}", file=sys.stderr)
@@ -190,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fast", action="store_true", help="send as fast as the server reads")
     p.add_argument("--token")
     p.add_argument("--json", action="store_true", help="print every message as JSON")
+    p.add_argument(
+        "--reconnect",
+        action="store_true",
+        help="when the server ends the stream early (busy, a lost connection), reconnect "
+        "with backoff and go on from the audio not yet sent",
+    )
     p.set_defaults(func=stream)
 
     try:

@@ -41,6 +41,27 @@ class Metrics:
         self.in_progress = Gauge(
             "emostream_inference_in_progress", "Segments being classified.", registry=r
         )
+        self.pool_dropped = Counter(
+            "emostream_pool_dropped",
+            "Jobs the inference pool did not run, by priority class and reason "
+            "(full: refused; displaced: gave its place to better work; deadline: waited too long).",
+            ["priority", "reason"],
+            registry=r,
+        )
+        self.layout_runs = Counter(
+            "emostream_layout_runs",
+            "Model runs by layout (lone: a segment alone on the wide session; shared: one "
+            "thread per worker).",
+            ["layout"],
+            registry=r,
+        )
+        self.partials = Counter(
+            "emostream_partials",
+            "Partial results by outcome (computed and sent, or dropped: displaced or refused by "
+            "the pool, superseded by a newer one, or overtaken by the segment's final).",
+            ["outcome"],
+            registry=r,
+        )
         self.uploads = Counter(
             "emostream_uploads", "Uploaded files by HTTP status.", ["status"], registry=r
         )

@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 
 from server.service import Service
 from server.settings import Settings
+from server.transport import WebSocketProtocol
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,9 @@ def uvicorn_config(app: Starlette, settings: Settings, host: str, port: int) -> 
         app,
         host=host,
         port=port,
-        ws="websockets-sansio",
+        ws=WebSocketProtocol,
+        # Compression would let a tiny wire frame become a full-size frame of PCM.
+        ws_per_message_deflate=False,
         # Frames up to max_frame_bytes reach the session, which answers bad_frame and 1009 itself.
         ws_max_size=settings.max_frame_bytes + 4096,
         ws_ping_interval=settings.ws_ping_interval_s,

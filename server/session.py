@@ -12,6 +12,7 @@ from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 import vad
+from server.access import client_address
 from server.outcome import classify_segment
 from server.protocol import (
     CLOSE_NORMAL,
@@ -33,6 +34,7 @@ from server.protocol import (
     to_json,
 )
 from server.service import Service
+from server.transport import abort_transport
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +42,35 @@ OUTBOX_SIZE = 64
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class _Close:
+class Close:
+    """Deliver every message queued so far, then close the connection with ``code``."""
+
     code: int
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Gone:
+    """The client went away: nothing more can be sent."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Abort:
+    """Messages could not be delivered in time: drop the connection without a close handshake."""
+
+    reason: str
+
+
+Ending = Close | Gone | Abort
+
+# What sending or closing raises once the client has gone (and, as an OSError, a timeout).
+CLIENT_GONE: tuple[type[Exception], ...] = (WebSocketDisconnect, RuntimeError, OSError)
+
+
 class Session:
+    """Two tasks share the connection: the reader (audio and messages in, events queued) and
+    the writer (the outbox to the socket). The reader decides to close, the writer finds out
+    that the client has gone or stopped reading, and ``run`` turns the first into the end."""
+
     def __init__(self, websocket: WebSocket, service: Service, params: StreamParams) -> None:
         self.id = uuid.uuid4().hex[:16]
         self._ws = websocket
@@ -57,15 +83,21 @@ class Session:
             params.encoding,
             detector=service.new_detector(),
         )
-        self._outbox: asyncio.Queue[ServerMessage | _Close] = asyncio.Queue(OUTBOX_SIZE)
+        self._outbox: asyncio.Queue[ServerMessage | Close] = asyncio.Queue(OUTBOX_SIZE)
         self._slots = asyncio.Semaphore(self._settings.max_pending_segments)
         self._tasks: set[asyncio.Task[None]] = set()
         self._last: asyncio.Task[None] | None = None
         self._segments = 0
         self._shutdown = False
+        self._closing: Close | None = None
         self._deadline: asyncio.Timeout | None = None
         self._closed = asyncio.Event()
         self._wall_deadline = float("inf")
+        self._delivery_s = self._settings.idle_timeout_ms / 1000
+        peer = websocket.client.host if websocket.client else None
+        self._client = client_address(
+            peer, websocket.headers.get("x-forwarded-for"), self._settings.trusted_proxies
+        )
 
     # Called by the service on graceful shutdown.
     def request_shutdown(self) -> None:
@@ -76,34 +108,58 @@ class Session:
     async def wait_closed(self) -> None:
         await self._closed.wait()
 
-    async def run(self) -> None:
-        reader = asyncio.create_task(self._read_then_close(), name=f"session-{self.id}-reader")
-        writer = asyncio.create_task(self._write_loop(), name=f"session-{self.id}-writer")
+    async def run(self) -> Ending:
+        """The one place where the session ends: how is the reader's or the writer's answer."""
+        reader = asyncio.create_task(self._read(), name=f"session-{self.id}-reader")
+        writer = asyncio.create_task(self._write(), name=f"session-{self.id}-writer")
+        ending: Ending = Gone()
         try:
-            done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
-            if reader in done and reader.result():
-                await writer  # the reader queued a close: let the writer deliver everything first
+            await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+            ending = reader.result() if reader.done() else writer.result()
+            if isinstance(ending, Close):
+                ending = await writer  # it delivers everything queued before the close
         finally:
             for task in (*self._tasks, reader, writer):
                 task.cancel()
             # asyncio.wait, not gather: a cancellation of this task while waiting must arrive
             # as the canceller's own CancelledError (gather would replace it with a child's).
             await asyncio.wait({*self._tasks, reader, writer})
+            if isinstance(ending, Abort):
+                log.info("session %s dropped: %s", self.id, ending.reason)
+                if not abort_transport(self._ws.scope):
+                    log.debug("session %s: the server cannot abort a connection", self.id)
             self._closed.set()
+        return ending
 
-    async def _read_then_close(self) -> bool:
-        """True when a close was queued, False when the client went away first."""
+    async def _read(self) -> Close | Gone:
         await self._outbox.put(self._ready())
         # A slow trickle of audio cannot hold a connection longer than a real-time stream could.
         s = self._settings
         self._wall_deadline = (
             asyncio.get_running_loop().time() + (s.max_stream_ms + s.idle_timeout_ms) / 1000
         )
-        code = await self._read_loop()
-        if code is None:
-            return False
-        await self._outbox.put(_Close(code))
-        return True
+        while (closing := self._closing) is None:
+            if self._shutdown:
+                await self._finish()
+                await self._close("busy", "server is shutting down; reconnect", CLOSE_TRY_AGAIN)
+                continue
+            try:
+                message = await self._receive()
+            except TimeoutError:
+                if not self._shutdown:
+                    await self._finish()
+                    await self._close("limit", self._timeout_reason(), CLOSE_POLICY)
+                continue
+            if message["type"] == "websocket.disconnect":
+                return Gone()
+            await self._on_message(message)
+        await self._outbox.put(closing)  # the writer closes once it reaches this
+        return closing
+
+    async def _close(self, code: ErrorCode, message: str, close_code: int) -> None:
+        """Send an error, then close with ``close_code`` once everything before it is sent."""
+        await self._outbox.put(Error(code, message))
+        self._closing = Close(close_code)
 
     def _ready(self) -> Ready:
         s = self._settings
@@ -119,24 +175,6 @@ class Session:
                 "idle_timeout_ms": s.idle_timeout_ms,
             },
         )
-
-    async def _read_loop(self) -> int | None:
-        """Returns the close code, or None when the client went away."""
-        while not self._shutdown:
-            try:
-                message = await self._receive()
-            except TimeoutError:
-                if self._shutdown:
-                    break
-                await self._finish()
-                return await self._error("limit", self._timeout_reason(), CLOSE_POLICY)
-            if message["type"] == "websocket.disconnect":
-                return None
-            code = await self._on_message(message)
-            if code is not None:
-                return code
-        await self._finish()
-        return await self._error("busy", "server is shutting down; reconnect", CLOSE_TRY_AGAIN)
 
     def _timeout_reason(self) -> str:
         if asyncio.get_running_loop().time() >= self._wall_deadline:
@@ -156,50 +194,45 @@ class Session:
             finally:
                 self._deadline = None
 
-    async def _on_message(self, message: Message) -> int | None:
+    async def _on_message(self, message: Message) -> None:
         data: bytes | None = message.get("bytes")
         if data is not None:
-            return await self._on_audio(data)
-        return await self._on_text(message.get("text") or "")
+            await self._on_audio(data)
+        else:
+            await self._on_text(message.get("text") or "")
 
-    async def _on_audio(self, data: bytes) -> int | None:
+    async def _on_audio(self, data: bytes) -> None:
         limit = self._settings.max_frame_bytes
         if len(data) > limit:
-            return await self._error(
-                "bad_frame",
-                f"binary frame of {len(data)} bytes exceeds max_frame_bytes {limit}",
-                CLOSE_TOO_BIG,
-            )
+            message = f"binary frame of {len(data)} bytes exceeds max_frame_bytes {limit}"
+            await self._close("bad_frame", message, CLOSE_TOO_BIG)
+            return
         try:
             events = self._segmenter.feed_bytes(data)
         except vad.FrameError as exc:
-            await self._error("bad_frame", f"{exc}; frame dropped")
-            return None
+            await self._outbox.put(Error("bad_frame", f"{exc}; frame dropped"))
+            return
         except vad.DetectorError as exc:
             await self._detector_failed(exc)
         else:
             await self._handle(events)
         if self._segmenter.audio_ms > self._settings.max_stream_ms:
             await self._finish()
-            return await self._error(
-                "limit",
-                f"stream exceeded max_stream_ms {self._settings.max_stream_ms}",
-                CLOSE_POLICY,
-            )
-        return None
+            message = f"stream exceeded max_stream_ms {self._settings.max_stream_ms}"
+            await self._close("limit", message, CLOSE_POLICY)
 
-    async def _on_text(self, text: str) -> int | None:
+    async def _on_text(self, text: str) -> None:
         try:
             request = parse_client_message(text)
         except ProtocolError as exc:
-            await self._error(exc.code, str(exc))
-            return None
+            await self._outbox.put(Error(exc.code, str(exc)))
+            return
         if isinstance(request, End):
             await self._finish()
             await self._outbox.put(EndOfStream(self._segments, self._segmenter.audio_ms))
-            return CLOSE_NORMAL
+            self._closing = Close(CLOSE_NORMAL)
+            return
         await self._handle(self._segmenter.flush())
-        return None
 
     async def _finish(self) -> None:
         """Close the pending utterance and wait until every segment's outcome is queued."""
@@ -214,12 +247,9 @@ class Session:
         """The stream goes on: the failed frames counted as unvoiced, the detector starts
         afresh; the client hears of it as an ``internal`` error."""
         log.error("session %s: %s", self.id, exc, exc_info=exc.cause)
-        await self._error("internal", "voice detector failed on this audio; the stream goes on")
+        message = "voice detector failed on this audio; the stream goes on"
+        await self._outbox.put(Error("internal", message))
         await self._handle(exc.events)
-
-    async def _error(self, code: ErrorCode, message: str, close: int | None = None) -> int | None:
-        await self._outbox.put(Error(code, message))
-        return close
 
     async def _handle(self, events: list[vad.Event]) -> None:
         for event in events:
@@ -249,7 +279,9 @@ class Session:
     async def _classify(
         self, index: int, segment: vad.Segment, known_at: float, previous: asyncio.Task[None] | None
     ) -> None:
-        outcome, error = await classify_segment(self._service.pool, index, segment, known_at)
+        outcome, error = await classify_segment(
+            self._service.pool, index, segment, known_at, client=self._client, stream=self.id
+        )
         if previous is not None:
             await previous  # outcomes leave in segment order
         if isinstance(outcome, Result):
@@ -260,15 +292,21 @@ class Session:
             await self._outbox.put(error)
         await self._outbox.put(outcome)
 
-    async def _write_loop(self) -> None:
+    async def _write(self) -> Close | Gone | Abort:
+        """Send the outbox in order; every send has a deadline of one idle timeout."""
         ws = self._ws
-        try:
-            while True:
-                item = await self._outbox.get()
-                if isinstance(item, _Close):
-                    if ws.application_state == WebSocketState.CONNECTED:
-                        await ws.close(item.code)
-                    return
-                await ws.send_text(to_json(item))
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            log.debug("session %s: client went away while sending", self.id)
+        while True:
+            item = await self._outbox.get()
+            try:
+                async with asyncio.timeout(self._delivery_s):
+                    if isinstance(item, Close):
+                        if ws.application_state == WebSocketState.CONNECTED:
+                            await ws.close(item.code)
+                        return item
+                    await ws.send_text(to_json(item))
+            except TimeoutError:
+                ms = self._settings.idle_timeout_ms
+                return Abort(f"the client took no message for {ms} ms")
+            except CLIENT_GONE:
+                log.debug("session %s: client went away while sending", self.id)
+                return Gone()

@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     model_dir: Path = BUNDLED_MODEL_DIR
     workers: int = Field(default=2, ge=1, le=64)
     intra_op_threads: int = Field(default=1, ge=1, le=64)
+    lone_intra_op_threads: int = Field(default=2, ge=0, le=64)
     graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
     queue_size: int = Field(default=64, ge=0, le=10_000)
     queue_timeout_ms: int = Field(default=2000, ge=1, le=60_000)

@@ -23,7 +23,7 @@ import soundfile as sf
 import websockets
 
 from server.cli import main
-from tests.speech import espeak, silence, to_pcm16, tone, wav_bytes
+from tests.speech import espeak, short_word, silence, to_pcm16, tone, wav_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 60.0
@@ -32,7 +32,7 @@ RUNNING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
 @pytest.fixture(scope="module")
 def speech() -> npt.NDArray[np.float32]:
-    """Two sentences and a 100 ms blip, separated by silences, 16 kHz."""
+    """Two sentences and 150 ms of a spoken word (real speech, too short), 16 kHz."""
     return np.concatenate(
         [
             silence(0.4),
@@ -40,7 +40,7 @@ def speech() -> npt.NDArray[np.float32]:
             silence(1.0),
             espeak("Please close the door.", rate_wpm=190),
             silence(1.0),
-            tone(0.1, 300.0),
+            short_word(),
             silence(0.8),
         ]
     )
@@ -330,6 +330,28 @@ def test_classify_json(
     assert ["label" in s for s in segments] == [True, True, False]
     assert segments[2]["reason"] == "too_short"
     assert only["summary"]["label"] in report["model"]["labels"]
+
+
+def test_classify_does_not_import_the_web_app(tiny_model_dir: Path, speech_wav: Path) -> None:
+    # Offline classification shares the upload pipeline (server/recording.py), not the app.
+    script = (
+        "import json, sys\n"
+        "from server.cli import main\n"
+        "code = main(['classify', sys.argv[1], '--model', sys.argv[2], '--json'])\n"
+        "web = sorted(m for m in sys.modules if m.split('.')[0] == 'starlette'"
+        " or m in ('server.app', 'server.api', 'server.stream', 'uvicorn'))\n"
+        "print(json.dumps({'code': code, 'web': web}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(speech_wav), str(tiny_model_dir)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report == {"code": 0, "web": []}, done.stderr
 
 
 def test_classify_table_for_several_files(

@@ -1,0 +1,76 @@
+"""The HTTP API: ``POST /v1/classify``, ``GET /v1/model``, health, readiness and metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+from server.connection import authorized, http_error, service_of
+from server.recording import Recording, classify_recording
+from server.service import Service
+from server.upload import UploadError, read_limited, upload_bytes
+
+log = logging.getLogger(__name__)
+
+
+async def classify(request: Request) -> Response:
+    service = service_of(request)
+    started = time.monotonic()
+    try:
+        recording = await _classify_upload(request, service)
+    except UploadError as exc:
+        service.metrics.uploads.labels(status=str(exc.status)).inc()
+        return http_error(exc.status, exc.code, str(exc))
+    service.metrics.uploads.labels(status="200").inc()
+    log.info(
+        "classified upload of %d ms in %.3f s", recording.duration_ms, time.monotonic() - started
+    )
+    body = recording.body()
+    return JSONResponse(
+        {"duration_ms": body.pop("duration_ms"), "model": service.manifest.summary(), **body}
+    )
+
+
+async def _classify_upload(request: Request, service: Service) -> Recording:
+    settings = service.settings
+    if not authorized(request, service):
+        raise UploadError(401, "unauthorized", "a valid access token is required")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > settings.max_upload_bytes:
+        raise UploadError(
+            413,
+            "too_large",
+            f"request body of {declared} bytes exceeds {settings.max_upload_bytes}",
+        )
+    content_type = request.headers.get("content-type", "")
+    if not content_type:
+        raise UploadError(415, "unsupported_media_type", "request has no content type")
+    body = await read_limited(request.stream(), settings.max_upload_bytes)
+    data = upload_bytes(body, content_type)
+    del body
+    return await classify_recording(service, data)
+
+
+async def model_info(request: Request) -> Response:
+    service = service_of(request)
+    if not authorized(request, service):
+        return http_error(401, "unauthorized", "a valid access token is required")
+    return JSONResponse(service.manifest.public())
+
+
+async def healthz(request: Request) -> Response:
+    return PlainTextResponse("ok\n")
+
+
+async def readyz(request: Request) -> Response:
+    if service_of(request).ready:
+        return PlainTextResponse("ready\n")
+    return PlainTextResponse("not ready\n", status_code=503)
+
+
+async def metrics(request: Request) -> Response:
+    body = service_of(request).metrics.exposition()
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
