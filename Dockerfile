@@ -9,6 +9,13 @@
 # EMOSTREAM_MODEL_DIR, to serve a different model without rebuilding.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG NODE_IMAGE=node:20-bookworm-slim
+
+# --- web: the page's chart library from the npm registry, pinned by web/package-lock.json
+FROM ${NODE_IMAGE} AS web
+WORKDIR /web
+COPY web/package.json web/package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 
 # --- builder: a virtual environment with the runtime dependencies -----------------
 FROM ${PYTHON_IMAGE} AS builder
@@ -47,6 +54,8 @@ WORKDIR /app
 COPY server/ server/
 COPY vad/ vad/
 COPY web/ web/
+# Only the installed packages: the server serves the files it needs from there at /lib/.
+COPY --from=web /web/node_modules/ web/node_modules/
 COPY models/default/ models/default/
 # Byte-compile at build time: the root filesystem is read-only at run time.
 RUN python -m compileall -q /app/server /app/vad

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from server.model import ModelError
+from server.protocol import MAX_INTERIM_MS, MIN_INTERIM_MS
 from server.settings import Settings
 from vad.silero import VadModelError
 
@@ -124,6 +125,13 @@ def stream(args: argparse.Namespace) -> int:
                 f"{message['confidence']:.2f}  ({message['latency_ms']} ms)",
                 flush=True,
             )
+        elif message["type"] == "partial":
+            print(
+                f"#{message['segment']:<3} {message['start_ms'] / 1000:7.2f}–"
+                f"{message['end_ms'] / 1000:6.2f} s  {message['label']:<8} "
+                f"{message['confidence']:.2f}  (partial, {message['latency_ms']} ms)",
+                flush=True,
+            )
         elif message["type"] in ("skipped", "error", "end"):
             print(json.dumps(message), flush=True)
 
@@ -139,6 +147,7 @@ def stream(args: argparse.Namespace) -> int:
                 rate,
                 speed=speed,
                 token=args.token,
+                interim_ms=args.interim_ms,
                 on_message=show,
                 reconnect=Reconnect() if args.reconnect else None,
                 on_retry=retrying,
@@ -172,6 +181,16 @@ def _speed(text: str) -> float:
     return value
 
 
+def _interim_ms(text: str) -> int:
+    value = int(text) if text.isascii() and text.isdigit() and len(text) <= 6 else -1
+    if value != 0 and not MIN_INTERIM_MS <= value <= MAX_INTERIM_MS:
+        raise argparse.ArgumentTypeError(
+            f"interim-ms must be 0 or an integer from {MIN_INTERIM_MS} to {MAX_INTERIM_MS}, "
+            f"got {text!r}"
+        )
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emostream", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -196,6 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=_speed, default=1.0, help="pace as a multiple of real time")
     p.add_argument("--fast", action="store_true", help="send as fast as the server reads")
     p.add_argument("--token")
+    p.add_argument(
+        "--interim-ms",
+        type=_interim_ms,
+        default=0,
+        metavar="N",
+        help=f"ask for partial results every N ms of speech (0 = off, or "
+        f"{MIN_INTERIM_MS}-{MAX_INTERIM_MS}); printed marked 'partial'",
+    )
     p.add_argument("--json", action="store_true", help="print every message as JSON")
     p.add_argument(
         "--reconnect",

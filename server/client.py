@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random as _random
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,16 @@ class StreamReport:
     def of_type(self, kind: str) -> list[Message]:
         return [m for m in self.messages if m.get("type") == kind]
 
+    @property
+    def partials(self) -> list[Message]:
+        """Provisional results (only when the stream asked with interim_ms), as they came."""
+        return self.of_type("partial")
+
+    @property
+    def finals(self) -> list[Message]:
+        """Each segment's one ``result`` or ``skipped``, in segment order."""
+        return [m for m in self.messages if m.get("type") in ("result", "skipped")]
+
 
 def load_pcm16(path: Path) -> tuple[npt.NDArray[np.int16], int]:
     """A recording as mono 16-bit PCM at a rate the protocol accepts."""
@@ -47,8 +58,10 @@ def load_pcm16(path: Path) -> tuple[npt.NDArray[np.int16], int]:
     return (np.clip(mono, -1.0, 1.0) * 32767).astype("<i2"), int(rate)
 
 
-def stream_url(url: str, sample_rate: int, token: str | None = None) -> str:
-    """``url`` with this stream's query; http(s) becomes ws(s), other query parameters stay."""
+def stream_url(url: str, sample_rate: int, token: str | None = None, interim_ms: int = 0) -> str:
+    """``url`` with this stream's query; http(s) becomes ws(s), other query parameters stay.
+
+    ``interim_ms`` > 0 asks for partial results (0 adds nothing: the server sends none)."""
     parts = urlsplit(url)
     scheme = _WS_SCHEMES.get(parts.scheme.lower())
     if scheme is None or not parts.netloc:
@@ -56,6 +69,8 @@ def stream_url(url: str, sample_rate: int, token: str | None = None) -> str:
     ours = {"sample_rate": str(sample_rate), "encoding": "pcm_s16le"}
     if token:
         ours["token"] = token
+    if interim_ms:
+        ours["interim_ms"] = str(interim_ms)
     kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in ours]
     return urlunsplit(parts._replace(scheme=scheme, query=urlencode([*ours.items(), *kept])))
 
@@ -115,6 +130,8 @@ class Connection:
     session: str | None = None
     close_code: int | None = None
     failure: str | None = None  # why it ended without a ready, or was lost
+    ready_at: float | None = None  # event-loop time of its ready
+    closed_at: float | None = None  # event-loop time it ended
 
     @property
     def opened(self) -> bool:
@@ -129,12 +146,14 @@ async def stream_pcm16(
     speed: float = 1.0,
     frame_ms: int = 40,
     token: str | None = None,
+    interim_ms: int = 0,
     on_message: Callable[[Message], None] | None = None,
     open_timeout_s: float = 10.0,
     finish_timeout_s: float = 60.0,
     reconnect: Reconnect | None = None,
     on_retry: Callable[[str, float], None] | None = None,
     random: Callable[[], float] = _random.random,
+    tls: ssl.SSLContext | None = None,
 ) -> StreamReport:
     """Send ``pcm`` at ``speed`` × real time (0 = as fast as possible), then ``end``.
 
@@ -144,11 +163,13 @@ async def stream_pcm16(
     Times in the messages (``start_ms``, ``end_ms``, ``t_ms``) are moved onto the
     recording's timeline. Audio the server had not read when it closed is lost; the
     report's ``connections`` say what went over each. ``on_retry(reason, delay_s)`` is
-    called before each wait.
+    called before each wait. ``tls`` is the TLS context for ``wss://`` (default: the
+    system's trust store). With ``interim_ms`` > 0 the server also sends ``partial``
+    messages (``report.partials``); ``on_message`` sees them as they arrive.
     """
     report = StreamReport()
     frame = max(1, sample_rate * frame_ms // 1000)
-    target = stream_url(url, sample_rate, token)
+    target = stream_url(url, sample_rate, token, interim_ms)
     loop = asyncio.get_running_loop()
     started = loop.time()
     failures = 0
@@ -166,6 +187,7 @@ async def stream_pcm16(
                 pace=_Pace(started, sample_rate, speed),
                 open_timeout_s=open_timeout_s,
                 finish_timeout_s=finish_timeout_s,
+                tls=tls,
                 ready_timeout_s=reconnect.ready_timeout_s if reconnect else None,
                 on_message=on_message,
             )
@@ -173,6 +195,8 @@ async def stream_pcm16(
             if reconnect is None:
                 raise exc.cause from None
             connection.failure = str(exc)
+        finally:
+            connection.closed_at = loop.time()
         report.close_code = connection.close_code
         if reconnect is None or (
             connection.failure is None
@@ -216,9 +240,12 @@ class _Pace:
         return self.started + sample / self.sample_rate / self.speed
 
 
-async def _open(target: str, open_timeout_s: float) -> ClientConnection:
+async def _open(target: str, open_timeout_s: float, tls: ssl.SSLContext | None) -> ClientConnection:
+    options: dict[str, Any] = {"open_timeout": open_timeout_s, "max_size": 2**20}
+    if tls is not None:
+        options["ssl"] = tls  # wss:// only; without it wss uses the system's trust store
     try:
-        return await websockets.connect(target, open_timeout=open_timeout_s, max_size=2**20)
+        return await websockets.connect(target, **options)
     except InvalidStatus as exc:
         status = exc.response.status_code
         if 400 <= status < 500 and status not in (408, 429):
@@ -259,10 +286,11 @@ async def _one_connection(
     pace: _Pace,
     open_timeout_s: float,
     finish_timeout_s: float,
+    tls: ssl.SSLContext | None,
     ready_timeout_s: float | None,
     on_message: Callable[[Message], None] | None,
 ) -> None:
-    ws = await _open(target, open_timeout_s)
+    ws = await _open(target, open_timeout_s, tls)
     offset_ms = connection.start_sample * 1000 / sample_rate
     ready = asyncio.Event()
     if ready_timeout_s is None:
@@ -273,6 +301,7 @@ async def _one_connection(
             message = _on_timeline(_parse(raw), offset_ms)
             if message["type"] == "ready":
                 connection.session = str(message.get("session", ""))
+                connection.ready_at = asyncio.get_running_loop().time()
                 ready.set()
             elif message["type"] == "end":
                 report.finished = True

@@ -55,11 +55,15 @@ class Metrics:
             ["layout"],
             registry=r,
         )
-        self.partials = Counter(
-            "emostream_partials",
-            "Partial results by outcome (computed and sent, or dropped: displaced or refused by "
-            "the pool, superseded by a newer one, or overtaken by the segment's final).",
-            ["outcome"],
+        self.partials_computed = Counter(
+            "emostream_partials_computed", "Partial results computed and sent.", registry=r
+        )
+        self.partials_dropped = Counter(
+            "emostream_partials_dropped",
+            "Partial results not computed or not sent, by reason (pool: refused or displaced "
+            "by the inference pool; superseded: a newer one replaced it while it waited; "
+            "final: its segment ended first; error: the model failed).",
+            ["reason"],
             registry=r,
         )
         self.uploads = Counter(

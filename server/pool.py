@@ -7,8 +7,9 @@ client addresses and, within an address, across its streams, so a client that se
 many segments at once only delays its own. When the pool is full a newcomer takes the
 place of the newest waiting job of a worse class, or of the client that holds the most
 places in its own class while it holds fewer; otherwise it is refused (``Overloaded``).
-Provisional work never displaces anything and runs on at most ``workers - 1`` workers
-(one when there is a single worker), so a final segment finds a worker free sooner.
+Provisional work never displaces anything, holds no place once it runs, and runs on at
+most ``workers - 1`` workers (one when there is a single worker), so a final segment
+finds a worker free sooner.
 
 The adaptive layout: a job that would run alone (no other job running or waiting) runs
 on the ``lone`` classifier, an ONNX Runtime session with more intra-op threads, when
@@ -177,7 +178,9 @@ class InferencePool:
 
     @property
     def _admitted(self) -> int:
-        return self.waiting + sum(self._running)
+        # Provisional work that is running holds a worker but no place: it cannot be
+        # displaced, so counting it would let a partial cost a final its place.
+        return self.waiting + sum(self._running[: PRIORITIES.index("provisional")])
 
     def swap(self, classifier: Classifier, lone: Classifier | None = None) -> Classifier:
         """Serve ``classifier`` (and ``lone``) from now on; admitted jobs may finish on the old."""

@@ -13,6 +13,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 import vad
 from server.access import client_address
+from server.interim import Interim
 from server.outcome import classify_segment
 from server.protocol import (
     CLOSE_NORMAL,
@@ -98,6 +99,19 @@ class Session:
         self._client = client_address(
             peer, websocket.headers.get("x-forwarded-for"), self._settings.trusted_proxies
         )
+        self._interim = (
+            Interim(
+                params.interim_ms,
+                service.segmenter_config.sample_rate_hz,
+                service.pool,
+                service.metrics,
+                self._outbox.put,
+                client=self._client,
+                stream=self.id,
+            )
+            if params.interim_ms
+            else None
+        )
 
     # Called by the service on graceful shutdown.
     def request_shutdown(self) -> None:
@@ -119,6 +133,9 @@ class Session:
             if isinstance(ending, Close):
                 ending = await writer  # it delivers everything queued before the close
         finally:
+            partial = self._interim.close() if self._interim is not None else None
+            if partial is not None:
+                self._tasks.add(partial)
             for task in (*self._tasks, reader, writer):
                 task.cancel()
             # asyncio.wait, not gather: a cancellation of this task while waiting must arrive
@@ -174,6 +191,7 @@ class Session:
                 "max_stream_ms": s.max_stream_ms,
                 "idle_timeout_ms": s.idle_timeout_ms,
             },
+            interim_ms=self._params.interim_ms,
         )
 
     def _timeout_reason(self) -> str:
@@ -216,6 +234,8 @@ class Session:
             await self._detector_failed(exc)
         else:
             await self._handle(events)
+        if self._interim is not None:
+            self._interim.update(self._segments, self._segmenter.in_progress())
         if self._segmenter.audio_ms > self._settings.max_stream_ms:
             await self._finish()
             message = f"stream exceeded max_stream_ms {self._settings.max_stream_ms}"
@@ -261,6 +281,8 @@ class Session:
                 await self._submit(event)
 
     async def _submit(self, segment: vad.Segment) -> None:
+        if self._interim is not None:
+            self._interim.end_segment()  # before its final can be queued
         await self._slots.acquire()
         index, self._segments = self._segments, self._segments + 1
         self._service.metrics.segments.labels(source="stream").inc()

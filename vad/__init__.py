@@ -2,7 +2,7 @@
 
 from vad.config import DETECTORS, DetectorName, SegmenterConfig
 from vad.detector import Detector, DetectorError, EnergyDetector, WebRtcDetector, make_detector
-from vad.events import Event, Segment, SpeechEnd, SpeechStart
+from vad.events import Event, InProgress, Segment, SpeechEnd, SpeechStart
 from vad.framing import Encoding, FrameError, Reframer, decode_pcm
 from vad.resample import Resampler
 from vad.segmenter import Segmenter
@@ -18,6 +18,7 @@ __all__ = [
     "EnergyDetector",
     "Event",
     "FrameError",
+    "InProgress",
     "Reframer",
     "Resampler",
     "Segment",

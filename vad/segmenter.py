@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 from vad.config import SegmenterConfig
 from vad.detector import Detector, DetectorError, frame_energy, make_detector
-from vad.events import Event, Segment, SpeechEnd, SpeechStart
+from vad.events import Event, InProgress, Segment, SpeechEnd, SpeechStart
 from vad.framing import to_float
 from vad.ring import SampleRing
 
@@ -89,6 +89,28 @@ class Segmenter:
     @property
     def in_speech(self) -> bool:
         return self._utterance is not None
+
+    def in_progress(self) -> InProgress | None:
+        """The segment in progress so far, or None outside an utterance."""
+        utterance = self._utterance
+        if utterance is None:
+            return None
+        start = utterance.seg_start
+        end = max(start, min(utterance.last_voiced_end + self._post_padding, self._position))
+        view = utterance.audio[: end - start]
+        view.flags.writeable = False
+        # The end may still move back over trailing voiced frames (see _trimmed_voiced_end)
+        # but never by more than end_trim_frames, nor before the audio already pushed.
+        shortest = end - start - self._trim_frames * self._frame
+        return InProgress(
+            start,
+            end,
+            self._ms(start),
+            self._ms(end),
+            self._position - start,
+            view,
+            shortest >= self._min_segment,
+        )
 
     def reset(self) -> None:
         """Start over as a new stream; the detector starts afresh too."""

@@ -7,7 +7,7 @@ import numpy.typing as npt
 
 from vad.config import SegmenterConfig
 from vad.detector import Detector, DetectorError
-from vad.events import Event
+from vad.events import Event, InProgress
 from vad.framing import (
     Encoding,
     FrameError,
@@ -64,6 +64,10 @@ class StreamSegmenter:
     @property
     def in_speech(self) -> bool:
         return self._segmenter.in_speech
+
+    def in_progress(self) -> InProgress | None:
+        """The segment in progress so far (a view of the segmenter's buffer), or None."""
+        return self._segmenter.in_progress()
 
     def feed_bytes(self, data: bytes) -> list[Event]:
         """Raises FrameError for a partial sample, before anything of data is processed.

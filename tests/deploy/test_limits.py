@@ -60,7 +60,15 @@ async def with_good_stream(url: str, client_ip: str, attack: Callable[[], object
     good = await Stream.open(url, **forwarded(client_ip))
     await good.send_audio(utterance_pcm())
     await good.wait_for("result", 1)
-    await attack()  # type: ignore[misc]
+    # Like a live microphone, the well-behaved stream keeps sending (silence) during the attack,
+    # so its idle timeout does not depend on how long the attack takes on a loaded machine.
+    keep_talking = asyncio.create_task(good.send_audio(to_pcm16(silence(60.0)), real_time=True))
+    try:
+        await attack()  # type: ignore[misc]
+    finally:
+        keep_talking.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keep_talking
     await good.send_audio(utterance_pcm())
     await good.finish()
     return good

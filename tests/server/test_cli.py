@@ -179,6 +179,45 @@ def test_stream_json_prints_every_message(
     assert kinds[-1] == "end"
 
 
+def test_stream_prints_partials_marked_and_finals(
+    served: Served, speech_wav: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["stream", str(speech_wav), "--url", served.url, "--speed", "4", "--interim-ms", "250"]
+    code = main(argv)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    lines = [line for line in out.splitlines() if line.startswith("#")]
+    partials = [line for line in lines if "(partial," in line]
+    finals = [line for line in lines if "(partial," not in line]
+    assert len(finals) == 2
+    assert partials, out
+    assert all(
+        re.match(r"#\d +\d+\.\d\d–\s*\d+\.\d\d s  \w+ +[01]\.\d\d  \(partial, \d+ ms\)", p)
+        for p in partials
+    )
+    # Each segment's partials are printed before its final.
+    for final in finals:
+        number = final.split()[0]
+        assert lines.index(final) > max(
+            (
+                i
+                for i, line in enumerate(lines)
+                if line.startswith(number + " ") and "(partial," in line
+            ),
+            default=-1,
+        )
+
+
+@pytest.mark.parametrize("value", ["-1", "100", "99999", "abc", ""])
+def test_stream_interim_ms_must_be_valid(
+    speech_wav: Path, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["stream", str(speech_wav), "--interim-ms", value])
+    assert info.value.code == 2
+    assert "interim-ms must be 0 or an integer from 250 to 3000" in capsys.readouterr().err
+
+
 def test_stream_console_script(served: Served, speech_wav: Path) -> None:
     command = [str(REPO / ".venv/bin/emostream"), "stream", str(speech_wav)]
     completed = subprocess.run(

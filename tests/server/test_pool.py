@@ -426,3 +426,21 @@ def test_service_loads_a_wide_session_for_lone_segments(make_client: Any) -> Non
     assert service.pool.lone is not None
     assert service.pool.lone.manifest.version == service.pool.classifier.manifest.version
     assert make_client(lone_intra_op_threads=0).app.state.service.pool.lone is None
+
+
+def test_a_running_partial_holds_no_place_a_final_needs(manifest: Manifest) -> None:
+    pool, recorder, log = recorder_pool(manifest, queue_size=1)
+
+    async def run() -> list[object]:
+        partial = asyncio.ensure_future(pool.classify(tagged(10), priority="provisional"))
+        await asyncio.to_thread(recorder.started.acquire, True, 5)
+        finals = [
+            asyncio.ensure_future(pool.classify(tagged(30 + i), client=str(i))) for i in range(2)
+        ]
+        await asyncio.sleep(0.01)
+        recorder.gate.set()
+        return list(await asyncio.gather(partial, *finals))
+
+    assert len(asyncio.run(run())) == 3  # capacity 2 (one worker, one queue place): both fit
+    assert run_order(log) == [10, 30, 31]
+    pool.close()
