@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 
 from server.service import Service
 from server.settings import Settings
-from server.transport import WebSocketProtocol
+from server.transport import WebSocketProtocol, http_protocol
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ def uvicorn_config(app: Starlette, settings: Settings, host: str, port: int) -> 
         app,
         host=host,
         port=port,
+        http=http_protocol(settings.header_timeout_s),
         ws=WebSocketProtocol,
         # Compression would let a tiny wire frame become a full-size frame of PCM.
         ws_per_message_deflate=False,
@@ -53,6 +54,8 @@ def uvicorn_config(app: Starlette, settings: Settings, host: str, port: int) -> 
         ws_max_size=settings.max_frame_bytes + 4096,
         ws_ping_interval=settings.ws_ping_interval_s,
         ws_ping_timeout=settings.ws_ping_timeout_s,
+        # Beyond the sessions' own caps, at most this many HTTP requests at once (then 503).
+        limit_concurrency=settings.max_connections + settings.max_http_requests,
         proxy_headers=False,  # the app reads X-Forwarded-For itself, from trusted proxies only
         server_header=False,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s) + 1,

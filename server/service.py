@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
@@ -34,6 +35,11 @@ class Service:
         self.settings = settings
         self.metrics = Metrics()
         self.limiter = ConnectionLimiter(settings.max_connections, settings.max_connections_per_ip)
+        self.uploads = ConnectionLimiter(
+            settings.max_uploads, settings.max_uploads_per_ip, "uploads in progress"
+        )
+        # Uploads are decoded and segmented here, never on the inference workers' cores alone.
+        self.decoder = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
         self.sessions: set[Drainable] = set()
         self.draining = False
         self._loader = loader or self._load_onnx
@@ -101,6 +107,7 @@ class Service:
         )
 
     def stop(self) -> None:
+        self.decoder.shutdown(wait=True, cancel_futures=True)
         if self._pool is not None:
             self._pool.close()
             self._pool = None

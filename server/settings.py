@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 import vad
+from server.upload import MAX_DECODED_SAMPLES
 
 BUNDLED_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
 
@@ -80,6 +81,13 @@ class Settings(BaseSettings):
     idle_timeout_ms: int = Field(default=30_000, ge=100)
     max_upload_bytes: int = Field(default=26_214_400, ge=1024)
     max_upload_ms: int = Field(default=600_000, ge=1000)
+    max_upload_samples: int = Field(default=MAX_DECODED_SAMPLES, ge=16_000)
+    max_uploads: int = Field(default=4, ge=1, le=1000)
+    max_uploads_per_ip: int = Field(default=2, ge=1, le=1000)
+    decode_workers: int = Field(default=1, ge=1, le=16)
+    max_http_requests: int = Field(default=64, ge=1, le=100_000)
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    body_timeout_s: float = Field(default=60.0, gt=0)
     ws_ping_interval_s: float = Field(default=20.0, gt=0)
     ws_ping_timeout_s: float = Field(default=20.0, gt=0)
     shutdown_timeout_s: float = Field(default=10.0, ge=0)

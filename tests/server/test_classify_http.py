@@ -490,3 +490,26 @@ def test_audit_hook_would_see_a_temporary_file() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
     )
     assert int(out.stdout.strip()) >= 1
+
+
+def test_a_detector_fault_in_an_upload_is_logged_and_the_rest_classified(
+    client: TestClient,
+    speech: Float,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from server.service import Service
+    from tests.server.test_stream import FailingDetector
+
+    clean = post_file(client, wav_bytes(speech)).json()
+    real = Service.new_detector
+    monkeypatch.setattr(Service, "new_detector", lambda self: FailingDetector(real(self), {5}))
+    reply = post_file(client, wav_bytes(speech))
+    assert reply.status_code == 200
+
+    # Frame 5 is in the leading silence: counted unvoiced, it changes nothing.
+    def bounds(body: dict[str, Any]) -> list[tuple[int, int, str]]:
+        return [(s["start_ms"], s["end_ms"], s.get("label", "")) for s in body["segments"]]
+
+    assert bounds(reply.json()) == bounds(clean)
+    assert "voice detector failed: RuntimeError: scripted detector fault" in caplog.text
