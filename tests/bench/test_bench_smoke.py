@@ -93,12 +93,24 @@ def test_end_to_end(tmp_path: Path, work_dir: Path) -> None:
 
 def test_live_capacity(tmp_path: Path, work_dir: Path) -> None:
     data = run_quick("live_capacity", tmp_path, work_dir)
-    (model,) = data["models"]
-    assert [run["k"] for run in model["runs"]] == [1, 2]
-    for run in model["runs"]:
-        assert run["failed_clients"] == []
-        assert run["results"] > 0
-        assert run["utterance_latency_s"]["n"] > 0
+    assert [m["conversation"] for m in data["models"]] == ["half", "dense"]
+    assert data["speech_fraction"]["dense"] > data["speech_fraction"]["half"]
+    for model in data["models"]:
+        assert [run["k"] for run in model["runs"]] == [1, 2]
+        for run in model["runs"]:
+            assert run["failed_clients"] == []
+            assert run["results"] > 0
+            assert run["utterance_latency_s"]["n"] > 0
+            assert run["interim_ms"] == 0 and run["partials_received"] == 0
+            assert run["speech_s_per_s"] > 0
+        partials = model["partials"]
+        assert partials["interim_ms"] == 1000
+        assert partials["k"] in (1, 2)
+        on = partials["run"]
+        assert on["interim_ms"] == 1000
+        assert on["partials_received"] == on["partials_computed"]
+        assert on["partials_computed"] + sum(on["partials_dropped"].values()) > 0
+        assert partials["one_speaker_first_label_s"]["n"] > 0
 
 
 def test_memory(tmp_path: Path, work_dir: Path) -> None:
@@ -114,3 +126,17 @@ def test_op_profile(tmp_path: Path, work_dir: Path) -> None:
     assert set(rows) == {"fp32", "int8-matmul"}
     assert "Conv" in rows["fp32"]["kernel_ms_by_op"]
     assert rows["fp32"]["kernel_ms_total"] > 0
+
+
+def test_failover(tmp_path: Path, work_dir: Path) -> None:
+    from tests.programs import require
+
+    require("caddy")
+    data = run_quick("failover", tmp_path, work_dir)
+    assert [row["kind"] for row in data["summary"]] == ["sigterm", "sigkill"]
+    for row in data["summary"]:
+        assert row["runs"] == 1
+        assert row["finished_streams"] == row["streams"] == 2
+        assert row["moved_streams"] >= 1
+        assert row["reconnect_gap_s"]["n"] == row["moved_streams"]
+        assert row["new_connections"] > 0
