@@ -71,7 +71,9 @@ def classify(args: argparse.Namespace) -> int:
     try:
         for path in tqdm(args.files, disable=len(args.files) < 2 or args.json, unit="file"):
             try:
-                recording = asyncio.run(classify_recording(service, path.read_bytes()))
+                recording = asyncio.run(
+                    classify_recording(service, asyncio.to_thread(path.read_bytes))
+                )
             except (OSError, UploadError) as exc:
                 failures += 1
                 print(f"{path}: error: {exc}", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -406,6 +407,19 @@ def test_health_needs_no_token(guarded: TestClient) -> None:
 
 def test_no_token_configured_means_open(client: TestClient) -> None:
     assert client.get("/v1/model").status_code == 200
+
+
+def test_an_open_server_says_so_once_at_start(
+    tiny_model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    for token in (None, "secret"):
+        caplog.clear()
+        with TestClient(create_app(Settings(model_dir=tiny_model_dir, token=token))) as c:
+            c.get("/healthz")
+            c.get("/v1/model")
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        open_warnings = [w for w in warnings if "EMOSTREAM_TOKEN is not set" in w]
+        assert len(open_warnings) == (1 if token is None else 0), warnings
 
 
 # Privacy: nothing is written to disk while an upload is classified.

@@ -256,6 +256,8 @@ def test_oversized_frame_closes_1009(make_client: Any) -> None:
         ('{"kind": "end"}', "unknown message type"),
         ('{"type": 5}', "unknown message type"),
         ("\u0000\ud7ff" * 10, "not JSON"),
+        ("[" * 60_000, "nested too deeply"),
+        ('{"a":' * 20_000, "nested too deeply"),
     ],
 )
 def test_bad_text_message_keeps_the_stream_open(make_client: Any, text: str, fragment: str) -> None:
