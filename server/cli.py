@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from server.model import ModelError
 from server.protocol import MAX_INTERIM_MS, MIN_INTERIM_MS
 from server.settings import Settings
+from vad.silero import VadModelError
 
 log = logging.getLogger("emostream")
 
@@ -70,7 +71,9 @@ def classify(args: argparse.Namespace) -> int:
     try:
         for path in tqdm(args.files, disable=len(args.files) < 2 or args.json, unit="file"):
             try:
-                recording = asyncio.run(classify_recording(service, path.read_bytes()))
+                recording = asyncio.run(
+                    classify_recording(service, asyncio.to_thread(path.read_bytes))
+                )
             except (OSError, UploadError) as exc:
                 failures += 1
                 print(f"{path}: error: {exc}", file=sys.stderr)
@@ -255,4 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ModelError as exc:
         print(f"emostream: cannot use the model: {exc}", file=sys.stderr)
+        return 2
+    except VadModelError as exc:
+        print(f"emostream: cannot use the voice detector: {exc}", file=sys.stderr)
         return 2

@@ -46,9 +46,16 @@ SENTENCES = (
 GAP_S = 1.0
 # The client's policy in these runs: quick first retries, as the page's (0.5 s) halved.
 RECONNECT = Reconnect(initial_s=0.25, max_s=2.0, max_attempts=6, max_reconnects=6)
-_INTERVAL = re.search(r"^\s*health_interval (\d+)s$", CADDYFILE.read_text(), re.MULTILINE)
-assert _INTERVAL, "caddy/Caddyfile has no health_interval in seconds"
-HEALTH_INTERVAL_S = float(_INTERVAL.group(1))
+
+
+def _caddy_seconds(directive: str) -> float:
+    found = re.search(rf"^\s*{directive} (\d+)s$", CADDYFILE.read_text(), re.MULTILINE)
+    assert found, f"caddy/Caddyfile has no {directive} in whole seconds"
+    return float(found.group(1))
+
+
+HEALTH_INTERVAL_S = _caddy_seconds("health_interval")
+HEALTH_TIMEOUT_S = _caddy_seconds("health_timeout")
 OPEN_CONNECTIONS = re.compile(r"^emostream_open_connections (\d+(?:\.\d+)?)$", re.MULTILINE)
 
 

@@ -119,13 +119,10 @@ def test_partials_are_one_per_interim_of_audio(make_client: Any, long_talk: np.n
 
 
 def test_no_partial_for_a_segment_that_ends_too_short(make_client: Any) -> None:
-    rng = np.random.default_rng(0)
-    # 0.45 s of loud noise: with pre-padding and hangover more than 500 ms of audio joins
+    # 0.45 s of speech: with pre-padding and hangover more than 500 ms of audio joins
     # the segment, but the segment itself ends under min_segment_ms.
-    blip = np.concatenate([np.zeros(8000), 0.5 * rng.standard_normal(7200), np.zeros(24000)])
-    _, messages = stream(
-        make_client(min_segment_ms=900), blip.astype(np.float32), "?interim_ms=250"
-    )
+    blip = np.concatenate([silence(0.5), espeak("Hello there.")[:7200], silence(1.5)])
+    _, messages = stream(make_client(min_segment_ms=900), blip, "?interim_ms=250")
     found = [m for m in messages if m["type"] in ("result", "skipped")]
     assert found and all(m["type"] == "skipped" and m["reason"] == "too_short" for m in found)
     assert "partial" not in types(messages)
