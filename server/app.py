@@ -22,6 +22,7 @@ from server.stream import stream
 from server.weblib import is_hidden, library_file, missing_libraries
 
 log = logging.getLogger(__name__)
+
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 
@@ -57,6 +58,10 @@ def create_app(settings: Settings, loader: ClassifierLoader | None = None) -> St
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await asyncio.to_thread(service.start)
+        if settings.token is None:
+            log.warning(
+                "EMOSTREAM_TOKEN is not set: anyone who can reach this server may use /v1/*"
+            )
         try:
             yield
         finally:

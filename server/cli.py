@@ -27,6 +27,7 @@ from server.protocol import (
     MIN_SAMPLE_RATE_HZ,
 )
 from server.settings import Settings
+from vad.silero import VadModelError
 
 log = logging.getLogger("emostream")
 
@@ -534,6 +535,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except ModelError as exc:
         print(f"emostream: cannot use the model: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except VadModelError as exc:
+        print(f"emostream: cannot use the voice detector: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:  # the output could not be written
         print(f"emostream: {exc}", file=sys.stderr)

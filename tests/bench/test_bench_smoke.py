@@ -77,7 +77,12 @@ def test_layout(tmp_path: Path, work_dir: Path) -> None:
 
 def test_vad_cost(tmp_path: Path, work_dir: Path) -> None:
     data = run_quick("vad_cost", tmp_path, work_dir)
-    assert [row["input_rate_hz"] for row in data["rows"]] == [16000, 48000]
+    assert [(row["detector"], row["input_rate_hz"]) for row in data["rows"]] == [
+        ("silero", 16000),
+        ("silero", 48000),
+        ("webrtc", 16000),
+        ("webrtc", 48000),
+    ]
     assert all(row["segments"] > 0 for row in data["rows"])
     assert all(row["cpu_ms_per_audio_s"]["median"] > 0 for row in data["rows"])
 
@@ -85,7 +90,9 @@ def test_vad_cost(tmp_path: Path, work_dir: Path) -> None:
 def test_end_to_end(tmp_path: Path, work_dir: Path) -> None:
     data = run_quick("end_to_end", tmp_path, work_dir)
     stacks = {row["stack"] for row in data["summary"]}
-    assert len(stacks) == 2
+    assert len(stacks) == 3  # the prototype, ours with a fixed and with the adaptive layout
+    assert any("fixed layout" in s for s in stacks)
+    assert any("lone segment on 2 threads" in s for s in stacks)
     for row in data["rows"]:
         assert row["error_count"] == 0
         assert row["requests"] > 0

@@ -4,13 +4,8 @@ transport abort (server/session.py, server/transport.py), pongs under back-press
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
-import os
-import select
-import socket
-import struct
 import time
 from pathlib import Path
 from typing import Any
@@ -20,59 +15,9 @@ import websockets
 
 from server.settings import Settings
 from tests.live import LiveServer, live_server
+from tests.rawws import flood, frame, open_raw
 
 IDLE_MS = 1000
-
-
-def frame(opcode: int, payload: bytes) -> bytes:
-    """One masked client frame (RFC 6455 §5.2) with a zero mask, so the payload is as is."""
-    size = len(payload)
-    if size < 126:
-        header = struct.pack("!BB", 0x80 | opcode, 0x80 | size)
-    else:
-        header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, size)
-    return header + b"\0\0\0\0" + payload
-
-
-def open_raw(server: LiveServer, headers: str = "") -> socket.socket:
-    """A WebSocket opened by hand on a socket with a tiny receive buffer; reads only the 101."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
-    port = int(server.http_url.rsplit(":", 1)[1])
-    sock.connect(("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        (
-            f"GET /v1/stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            f"Sec-WebSocket-Version: 13\r\n{headers}\r\n"
-        ).encode()
-    )
-    response = b""
-    while b"\r\n\r\n" not in response:
-        response += sock.recv(1)  # byte by byte: nothing past the handshake is read
-    assert response.startswith(b"HTTP/1.1 101"), response
-    return sock
-
-
-def flood(sock: socket.socket, data: bytes, seconds: float) -> tuple[int, float | None]:
-    """Send ``data`` over and over for up to ``seconds``, never reading, until the peer resets
-    the connection: the bytes sent and when the reset was seen (None if it was not)."""
-    sock.setblocking(False)
-    events = select.poll()
-    events.register(sock, select.POLLOUT)
-    sent, until = 0, time.monotonic() + seconds
-    while time.monotonic() < until:
-        # POLLHUP: both directions are shut, which only a reset does while we keep ours open.
-        if any(mask & (select.POLLHUP | select.POLLERR) for _, mask in events.poll(50)):
-            return sent, time.monotonic()
-        try:
-            sent += sock.send(data)
-        except BlockingIOError:
-            continue
-        except (ConnectionResetError, BrokenPipeError):
-            return sent, time.monotonic()
-    return sent, None
 
 
 @pytest.fixture
@@ -90,7 +35,7 @@ async def ready_type(url: str) -> str:
 def test_a_client_that_stops_reading_is_dropped_and_its_slot_reused(
     server: LiveServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    sock = open_raw(server)
+    sock = open_raw(server.http_url)
     try:
         # Every 1-byte frame is a partial sample, answered with a ~130-byte bad_frame error:
         # the replies pile up in the server's send buffer, then its outbox, then block it.
@@ -112,7 +57,7 @@ def test_a_client_that_stops_reading_is_dropped_and_its_slot_reused(
 def test_pongs_are_not_queued_for_a_client_that_does_not_read(tiny_model_dir: Path) -> None:
     # Pings are no messages: this client is idle, so give it longer than the flood takes.
     settings = Settings(model_dir=tiny_model_dir, idle_timeout_ms=30_000)
-    with live_server(settings) as server, open_raw(server) as sock:
+    with live_server(settings) as server, open_raw(server.http_url) as sock:
         # Pings with the largest control payload, never reading a pong: the server's send
         # buffer fills, and from then on pongs are dropped instead of queued without bound.
         sent, reset_at = flood(sock, frame(0x9, b"p" * 125) * 256, seconds=3.0)
@@ -125,7 +70,7 @@ def test_pongs_are_not_queued_for_a_client_that_does_not_read(tiny_model_dir: Pa
 
 
 def test_permessage_deflate_is_not_negotiated(server: LiveServer) -> None:
-    sock = open_raw(server, "Sec-WebSocket-Extensions: permessage-deflate\r\n")
+    sock = open_raw(server.http_url, "Sec-WebSocket-Extensions: permessage-deflate\r\n")
     sock.close()
 
     async def extensions() -> list[Any]:
