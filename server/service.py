@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
+import vad
 from server.access import ConnectionLimiter
 from server.inference import Classifier, OnnxClassifier, ThreadOptions
 from server.metrics import Metrics
@@ -81,7 +82,13 @@ class Service:
     def manifest(self) -> Manifest:
         return self.pool.classifier.manifest
 
+    def new_detector(self) -> vad.Detector:
+        """A fresh voice detector for one stream (Silero: state on the shared session)."""
+        return vad.make_detector(self.segmenter_config, self.settings.vad_model_path)
+
     def start(self) -> None:
+        # Loads and checks the Silero model now: a bad file stops the server at start.
+        self.new_detector()
         classifier, lone = self._load(self.settings.model_dir)
         self._pool = InferencePool(
             classifier,

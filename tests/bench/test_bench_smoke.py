@@ -77,7 +77,12 @@ def test_layout(tmp_path: Path, work_dir: Path) -> None:
 
 def test_vad_cost(tmp_path: Path, work_dir: Path) -> None:
     data = run_quick("vad_cost", tmp_path, work_dir)
-    assert [row["input_rate_hz"] for row in data["rows"]] == [16000, 48000]
+    assert [(row["detector"], row["input_rate_hz"]) for row in data["rows"]] == [
+        ("silero", 16000),
+        ("silero", 48000),
+        ("webrtc", 16000),
+        ("webrtc", 48000),
+    ]
     assert all(row["segments"] > 0 for row in data["rows"])
     assert all(row["cpu_ms_per_audio_s"]["median"] > 0 for row in data["rows"])
 

@@ -22,7 +22,7 @@ from starlette.testclient import TestClient
 from server.app import create_app
 from server.settings import Settings
 from server.upload import MAX_PARTS
-from tests.speech import espeak, silence, tone, wav_bytes
+from tests.speech import espeak, short_word, silence, tone, wav_bytes
 
 Float = npt.NDArray[np.float32]
 REPO = Path(__file__).resolve().parents[2]
@@ -31,7 +31,7 @@ Response = Any  # httpx's or httpx2's, whichever the TestClient uses
 
 @pytest.fixture(scope="module")
 def speech() -> Float:
-    """Two sentences (each under 3 s) and a 100 ms blip, separated by silences, 16 kHz."""
+    """Two sentences (each under 3 s) and a too-short word, separated by silences, 16 kHz."""
     return np.concatenate(
         [
             silence(0.5),
@@ -39,7 +39,7 @@ def speech() -> Float:
             silence(1.0),
             espeak("Please close the door.", rate_wpm=190),
             silence(1.0),
-            tone(0.1, 300.0),
+            short_word(),
             silence(1.0),
         ]
     )
@@ -204,7 +204,7 @@ def test_silent_file_has_no_segments_and_an_empty_summary(client: TestClient) ->
 
 
 def test_only_too_short_segments_give_an_empty_summary(client: TestClient) -> None:
-    blip = np.concatenate([silence(1.0), tone(0.15, 300.0), silence(1.0)])
+    blip = np.concatenate([silence(1.0), short_word(), silence(1.0)])
     reply = post_file(client, wav_bytes(blip)).json()
     assert [s.get("reason") for s in reply["segments"]] == ["too_short"]
     assert reply["summary"] == {"label": None, "confidence": None, "scores": {}}
@@ -435,7 +435,8 @@ _AUDIT_SCRIPT = textwrap.dedent(
     from tests.speech import espeak, silence, wav_bytes
     import numpy as np
 
-    audio = np.concatenate([silence(0.3), espeak("Nothing of this is kept."), silence(0.8)])
+    speech = espeak("Nothing of this is kept.", sample_rate=44100)
+    audio = np.concatenate([silence(0.3, 44100), speech, silence(0.8, 44100)])
     wav = wav_bytes(audio, 44100)
     events = []
     WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
@@ -503,3 +504,26 @@ def test_audit_hook_would_see_a_temporary_file() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
     )
     assert int(out.stdout.strip()) >= 1
+
+
+def test_a_detector_fault_in_an_upload_is_logged_and_the_rest_classified(
+    client: TestClient,
+    speech: Float,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from server.service import Service
+    from tests.server.test_stream import FailingDetector
+
+    clean = post_file(client, wav_bytes(speech)).json()
+    real = Service.new_detector
+    monkeypatch.setattr(Service, "new_detector", lambda self: FailingDetector(real(self), {5}))
+    reply = post_file(client, wav_bytes(speech))
+    assert reply.status_code == 200
+
+    # Frame 5 is in the leading silence: counted unvoiced, it changes nothing.
+    def bounds(body: dict[str, Any]) -> list[tuple[int, int, str]]:
+        return [(s["start_ms"], s["end_ms"], s.get("label", "")) for s in body["segments"]]
+
+    assert bounds(reply.json()) == bounds(clean)
+    assert "voice detector failed: RuntimeError: scripted detector fault" in caplog.text

@@ -23,7 +23,7 @@ import soundfile as sf
 import websockets
 
 from server.cli import main
-from tests.speech import espeak, silence, to_pcm16, tone, wav_bytes
+from tests.speech import espeak, short_word, silence, to_pcm16, tone, wav_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 60.0
@@ -32,7 +32,7 @@ RUNNING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
 @pytest.fixture(scope="module")
 def speech() -> npt.NDArray[np.float32]:
-    """Two sentences and a 100 ms blip, separated by silences, 16 kHz."""
+    """Two sentences and 150 ms of a spoken word (real speech, too short), 16 kHz."""
     return np.concatenate(
         [
             silence(0.4),
@@ -40,7 +40,7 @@ def speech() -> npt.NDArray[np.float32]:
             silence(1.0),
             espeak("Please close the door.", rate_wpm=190),
             silence(1.0),
-            tone(0.1, 300.0),
+            short_word(),
             silence(0.8),
         ]
     )
@@ -455,3 +455,64 @@ def unused_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
     return port
+
+
+@pytest.fixture
+def truncated_vad_model(tmp_path: Path) -> Path:
+    from vad.silero import packaged_model_path
+
+    path = tmp_path / "silero_vad.onnx"
+    path.write_bytes(packaged_model_path().read_bytes()[:4096])
+    return path
+
+
+def test_serve_with_a_bad_vad_model_stops_at_start(
+    tiny_model_dir: Path, truncated_vad_model: Path
+) -> None:
+    env = {**os.environ, "EMOSTREAM_VAD_MODEL_PATH": str(truncated_vad_model)}
+    completed = subprocess.run(
+        [sys.executable, "-m", "server", "serve", "--model", str(tiny_model_dir), "--port", "0"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )
+    assert completed.returncode != 0
+    assert f"Silero VAD model file {truncated_vad_model} has sha256" in completed.stderr
+    assert "truncated: 4096 of 2327524 bytes" in completed.stderr
+
+
+@pytest.mark.parametrize("problem", ["missing", "truncated"])
+def test_classify_with_a_bad_vad_model_exits_2(
+    tiny_model_dir: Path,
+    speech_wav: Path,
+    truncated_vad_model: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    problem: str,
+) -> None:
+    path = truncated_vad_model if problem == "truncated" else truncated_vad_model.with_name("x")
+    monkeypatch.setenv("EMOSTREAM_VAD_MODEL_PATH", str(path))
+    assert main(["classify", str(speech_wav), "--model", str(tiny_model_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot use the voice detector" in err
+    assert str(path) in err
+    assert ("is missing" if problem == "missing" else "truncated") in err
+
+
+def test_serve_with_an_unknown_detector_stops_at_start(tiny_model_dir: Path) -> None:
+    env = {**os.environ, "EMOSTREAM_VAD_DETECTOR": "rnnoise"}
+    completed = subprocess.run(
+        [sys.executable, "-m", "server", "serve", "--model", str(tiny_model_dir), "--port", "0"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )
+    assert completed.returncode == 2
+    assert "invalid setting" in completed.stderr
+    assert "vad_detector" in completed.stderr and "'silero' or 'webrtc'" in completed.stderr
