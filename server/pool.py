@@ -13,7 +13,9 @@ finds a worker free sooner.
 
 The adaptive layout: a job that would run alone (no other job running or waiting) runs
 on the ``lone`` classifier, an ONNX Runtime session with more intra-op threads, when
-one is configured; otherwise each worker uses one ``shared`` session thread.
+one is configured; otherwise each worker uses one ``shared`` session thread. A job that
+arrives while a lone run is in progress starts at once on the shared session (the cores
+are briefly oversubscribed) rather than waiting for it.
 """
 
 from __future__ import annotations

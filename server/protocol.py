@@ -96,6 +96,8 @@ def parse_client_message(text: str) -> ClientMessage:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ProtocolError("bad_message", f"text frame is not JSON: {exc.msg}") from exc
+    except RecursionError:  # the decoder recurses once per level of nesting
+        raise ProtocolError("bad_message", "text frame is JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise ProtocolError(
             "bad_message", f"text frame must be a JSON object, got {type(data).__name__}"

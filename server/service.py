@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
+import vad
 from server.access import ConnectionLimiter
 from server.inference import Classifier, OnnxClassifier, ThreadOptions
 from server.metrics import Metrics
@@ -33,6 +35,11 @@ class Service:
         self.settings = settings
         self.metrics = Metrics()
         self.limiter = ConnectionLimiter(settings.max_connections, settings.max_connections_per_ip)
+        self.uploads = ConnectionLimiter(
+            settings.max_uploads, settings.max_uploads_per_ip, "uploads in progress"
+        )
+        # Uploads are decoded and segmented here, never on the inference workers' cores alone.
+        self.decoder = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
         self.sessions: set[Drainable] = set()
         self.draining = False
         self._loader = loader or self._load_onnx
@@ -75,7 +82,13 @@ class Service:
     def manifest(self) -> Manifest:
         return self.pool.classifier.manifest
 
+    def new_detector(self) -> vad.Detector:
+        """A fresh voice detector for one stream (Silero: state on the shared session)."""
+        return vad.make_detector(self.segmenter_config, self.settings.vad_model_path)
+
     def start(self) -> None:
+        # Loads and checks the Silero model now: a bad file stops the server at start.
+        self.new_detector()
         classifier, lone = self._load(self.settings.model_dir)
         self._pool = InferencePool(
             classifier,
@@ -94,6 +107,7 @@ class Service:
         )
 
     def stop(self) -> None:
+        self.decoder.shutdown(wait=True, cancel_futures=True)
         if self._pool is not None:
             self._pool.close()
             self._pool = None

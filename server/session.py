@@ -79,7 +79,10 @@ class Session:
         self._settings = service.settings
         self._params = params
         self._segmenter = vad.StreamSegmenter(
-            service.segmenter_config, params.sample_rate, params.encoding
+            service.segmenter_config,
+            params.sample_rate,
+            params.encoding,
+            detector=service.new_detector(),
         )
         self._outbox: asyncio.Queue[ServerMessage | Close] = asyncio.Queue(OUTBOX_SIZE)
         self._slots = asyncio.Semaphore(self._settings.max_pending_segments)
@@ -227,7 +230,10 @@ class Session:
         except vad.FrameError as exc:
             await self._outbox.put(Error("bad_frame", f"{exc}; frame dropped"))
             return
-        await self._handle(events)
+        except vad.DetectorError as exc:
+            await self._detector_failed(exc)
+        else:
+            await self._handle(events)
         if self._interim is not None:
             self._interim.update(self._segments, self._segmenter.in_progress())
         if self._segmenter.audio_ms > self._settings.max_stream_ms:
@@ -250,9 +256,20 @@ class Session:
 
     async def _finish(self) -> None:
         """Close the pending utterance and wait until every segment's outcome is queued."""
-        await self._handle(self._segmenter.finish())
+        try:
+            await self._handle(self._segmenter.finish())
+        except vad.DetectorError as exc:
+            await self._detector_failed(exc)
         if self._last is not None:
             await self._last
+
+    async def _detector_failed(self, exc: vad.DetectorError) -> None:
+        """The stream goes on: the failed frames counted as unvoiced, the detector starts
+        afresh; the client hears of it as an ``internal`` error."""
+        log.error("session %s: %s", self.id, exc, exc_info=exc.cause)
+        message = "voice detector failed on this audio; the stream goes on"
+        await self._outbox.put(Error("internal", message))
+        await self._handle(exc.events)
 
     async def _handle(self, events: list[vad.Event]) -> None:
         for event in events:

@@ -2,21 +2,19 @@
 several ``emostream serve`` replicas, clients streaming through it with the reference
 client's reconnecting mode, and one replica stopped (SIGTERM) or killed (SIGKILL).
 
-Used by tests/deploy/test_failover.py, which asserts what must hold, and runnable as
-``python -m tests.deploy.failover`` to print the measured figures as JSON (they are
-counts and durations of failover behaviour; docs/deployment.md quotes them).
+Used by tests/deploy/test_failover.py, which asserts what must hold, and by
+``python -m bench.failover``, which repeats the runs and writes the figures (counts and
+durations of failover behaviour) that docs/deployment.md quotes.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import functools
 import json
 import re
 import signal
 import ssl
-import sys
 import tempfile
 import time
 import urllib.error
@@ -32,7 +30,7 @@ import numpy.typing as npt
 import websockets
 
 from server.client import Reconnect, StreamReport, stream_pcm16
-from tests.deploy.processes import CaddyProcess, ServerProcess
+from tests.deploy.processes import CADDYFILE, CaddyProcess, ServerProcess
 from tests.speech import espeak, silence, to_pcm16
 
 RATE_HZ = 16000
@@ -46,6 +44,16 @@ SENTENCES = (
 GAP_S = 1.0
 # The client's policy in these runs: quick first retries, as the page's (0.5 s) halved.
 RECONNECT = Reconnect(initial_s=0.25, max_s=2.0, max_attempts=6, max_reconnects=6)
+
+
+def _caddy_seconds(directive: str) -> float:
+    found = re.search(rf"^\s*{directive} (\d+)s$", CADDYFILE.read_text(), re.MULTILINE)
+    assert found, f"caddy/Caddyfile has no {directive} in whole seconds"
+    return float(found.group(1))
+
+
+HEALTH_INTERVAL_S = _caddy_seconds("health_interval")
+HEALTH_TIMEOUT_S = _caddy_seconds("health_timeout")
 OPEN_CONNECTIONS = re.compile(r"^emostream_open_connections (\d+(?:\.\d+)?)$", re.MULTILINE)
 
 
@@ -60,11 +68,12 @@ class Recording:
 
 
 @functools.cache
-def recording() -> Recording:
+def recording(repeats: int = 1) -> Recording:
+    """The sentences ``repeats`` times over, each followed by a pause of GAP_S."""
     parts = [silence(0.5)]
     spans: list[tuple[int, int]] = []
     at = len(parts[0])
-    for text in SENTENCES:
+    for text in SENTENCES * repeats:
         speech = espeak(text, rate_wpm=170)
         spans.append((at * 1000 // RATE_HZ, (at + len(speech)) * 1000 // RATE_HZ))
         parts += [speech, silence(GAP_S)]
@@ -73,25 +82,36 @@ def recording() -> Recording:
     return Recording(pcm, spans)
 
 
+REPLICA_SETTINGS = {
+    "workers": "1",
+    "trusted_proxies": "127.0.0.1/32",
+    "max_connections_per_ip": "100",
+}
+
+
 class Replicas:
     """N servers on loopback ports and one Caddy in front, all stopped on exit."""
 
-    def __init__(self, model_dir: Path, count: int, state_dir: Path) -> None:
+    def __init__(
+        self, model_dir: Path, count: int, state_dir: Path, spare_ports: Sequence[int] = ()
+    ) -> None:
+        """``spare_ports``: upstreams Caddy lists from the start, for replicas started later."""
         self.servers: list[ServerProcess] = []
         self.caddy: CaddyProcess | None = None
-        settings = {
-            "workers": "1",
-            "trusted_proxies": "127.0.0.1/32",
-            "max_connections_per_ip": "100",
-        }
         try:
             for _ in range(count):
-                self.servers.append(ServerProcess(model_dir, settings))
-            upstream = " ".join(f"127.0.0.1:{s.port}" for s in self.servers)
-            self.caddy = CaddyProcess(upstream, state_dir)
+                self.servers.append(ServerProcess(model_dir, REPLICA_SETTINGS))
+            ports = [s.port for s in self.servers] + list(spare_ports)
+            self.caddy = CaddyProcess(" ".join(f"127.0.0.1:{p}" for p in ports), state_dir)
         except BaseException:
             self.close()
             raise
+
+    def start(self, model_dir: Path, port: int) -> ServerProcess:
+        """One more replica, on a port Caddy already lists (it joins once /readyz passes)."""
+        server = ServerProcess(model_dir, REPLICA_SETTINGS, port=port)
+        self.servers.append(server)
+        return server
 
     @property
     def url(self) -> str:
@@ -177,7 +197,7 @@ class Figures:
         return data
 
 
-async def _stream(url: str, rec: Recording, tls: ssl.SSLContext) -> StreamOutcome:
+async def stream_through(url: str, rec: Recording, tls: ssl.SSLContext) -> StreamOutcome:
     started = asyncio.get_running_loop().time()
     report = await stream_pcm16(url, rec.pcm, RATE_HZ, speed=1.0, reconnect=RECONNECT, tls=tls)
     return StreamOutcome(report, started)
@@ -220,7 +240,7 @@ async def run_scenario(
     loop = asyncio.get_running_loop()
     tasks = []
     for _ in range(streams):
-        tasks.append(asyncio.ensure_future(_stream(replicas.url, rec, replicas.tls)))
+        tasks.append(asyncio.ensure_future(stream_through(replicas.url, rec, replicas.tls)))
         await asyncio.sleep(0.05)  # least_conn sees each new stream before the next
     await asyncio.sleep(stop_after_s)
     counts = [await asyncio.to_thread(open_connections, s) for s in replicas.servers]
@@ -294,32 +314,55 @@ async def health_check_noticed(
     return None
 
 
+@dataclass
+class Rollout:
+    """What a rolling update behind Caddy did to the streams running through it."""
+
+    outcomes: list[StreamOutcome]
+    steps: list[dict[str, float]] = field(default_factory=list)
+
+
+async def rolling_update(
+    replicas: Replicas, new_model: Path, new_ports: Sequence[int], streams: int, rec: Recording
+) -> Rollout:
+    """Replace every running replica, one at a time, by one serving ``new_model``.
+
+    As a Deployment does with maxSurge 1, maxUnavailable 0: start a new replica, wait
+    until Caddy's health check has it in rotation, then stop (SIGTERM) an old one.
+    """
+    loop = asyncio.get_running_loop()
+    old = list(replicas.servers)
+    tasks = []
+    for _ in range(streams):
+        tasks.append(asyncio.ensure_future(stream_through(replicas.url, rec, replicas.tls)))
+        await asyncio.sleep(0.05)
+    rollout = Rollout([])
+    await asyncio.sleep(2.0)
+    for server, port in zip(old, new_ports, strict=True):
+        began = loop.time()
+        fresh = await asyncio.to_thread(replicas.start, new_model, port)
+        # uvicorn reports running only after the model loaded: ready at once
+        assert await asyncio.to_thread(ready_status, fresh) == 200
+        ready_at = loop.time()
+        await asyncio.sleep(HEALTH_INTERVAL_S + 0.5)  # Caddy's next check puts it in rotation
+        server.proc.send_signal(signal.SIGTERM)
+        stopped_at = loop.time()
+        await asyncio.to_thread(server.proc.wait, 30)
+        rollout.steps.append(
+            {
+                "start_to_ready_s": ready_at - began,
+                "stop_to_exit_s": loop.time() - stopped_at,
+                "exit_code": float(server.proc.returncode),
+            }
+        )
+    rollout.outcomes = list(await asyncio.gather(*tasks))
+    return rollout
+
+
 @contextmanager
-def running(model_dir: Path, count: int) -> Iterator[Replicas]:
+def running(model_dir: Path, count: int, spare_ports: Sequence[int] = ()) -> Iterator[Replicas]:
     with ExitStack() as stack:
         state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="failover-")))
-        replicas = Replicas(model_dir, count, state)
+        replicas = Replicas(model_dir, count, state, spare_ports)
         stack.callback(replicas.close)
         yield replicas
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", type=Path, required=True, help="model directory to serve")
-    parser.add_argument("--replicas", type=int, default=3)
-    parser.add_argument("--streams", type=int, default=6)
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args(argv)
-    runs: list[dict[str, Any]] = []
-    for kind in ("sigterm", "sigkill"):
-        for _ in range(args.runs):
-            with running(args.model, args.replicas) as replicas:
-                figures, _, _ = asyncio.run(run_scenario(replicas, kind, args.streams, 4.0))
-            runs.append(figures.summary())
-    json.dump(runs, sys.stdout, indent=2)
-    print()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

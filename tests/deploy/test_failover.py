@@ -9,12 +9,14 @@ machine is shared, and speed is not what is tested here, failover is.
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
 
 from server.settings import Settings
 from tests.deploy import failover
+from tests.deploy.processes import free_port
 from tests.programs import require
 
 pytestmark = [pytest.mark.slow, pytest.mark.caddy]
@@ -22,8 +24,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.caddy]
 REPLICAS = 3
 STREAMS = 6
 STOP_AFTER_S = 4.0
-# "within a few seconds": the client's first retry waits 0.25 s (±20 %)
-RECONNECT_WITHIN_S = 3.0
+# Caddy takes a stopped replica out at its next active check, at most one interval
+# plus one timeout after the stop; until then it holds a new connection and retries.
+NOTICED_WITHIN_S = failover.HEALTH_INTERVAL_S + failover.HEALTH_TIMEOUT_S + 1.0
+# "within a few seconds": that, plus the client's first retry (0.25 s ± 20 %)
+RECONNECT_WITHIN_S = NOTICED_WITHIN_S + 0.5
 
 
 @pytest.fixture(autouse=True)
@@ -97,10 +102,45 @@ def test_sigkill_new_connections_reach_only_live_replicas(tiny_model_dir: Path) 
     check_streams_recovered(figures, outcomes)
     for outcome in (o for o in outcomes if o.moved):
         assert outcome.report.connections[0].close_code == 1006  # no close frame: killed
-    # Caddy marks the dead replica unhealthy at its next active check (every 2 s,
-    # 1 s timeout).
+    # Caddy marks the dead replica unhealthy at its next active check.
     assert figures.health_check_noticed_s is not None
-    assert figures.health_check_noticed_s < 2 + 1 + 1
+    assert figures.health_check_noticed_s < NOTICED_WITHIN_S
     # Until then a new connection may be tried on the dead replica first and retried;
     # it still opens, well inside the proxy's 5 s retry window.
     assert max(figures.new_connection_ms) < 5000
+
+
+def test_rolling_model_update_loses_no_stream_and_tags_every_result(
+    tiny_model_dir: Path, tiny_model_dir_b: Path
+) -> None:
+    """Two replicas of model A replaced one by one by two of model B, streams running."""
+    version = {
+        json.loads((d / "manifest.json").read_text())["version"]: name
+        for d, name in ((tiny_model_dir, "A"), (tiny_model_dir_b, "B"))
+    }
+    assert len(version) == 2
+    new_ports = [free_port(), free_port()]
+    rec = failover.recording(repeats=2)
+    with failover.running(tiny_model_dir, 2, spare_ports=new_ports) as replicas:
+        rollout = asyncio.run(
+            failover.rolling_update(replicas, tiny_model_dir_b, new_ports, 4, rec)
+        )
+    print(rollout.steps)
+    assert [step["exit_code"] for step in rollout.steps] == [0, 0]
+    for outcome in rollout.outcomes:
+        report = outcome.report
+        assert report.gave_up is None and report.finished and report.close_code == 1000
+        assert sum(c.sent_samples for c in report.connections) == len(rec.pcm)
+        # every stream was on an old replica and ends on a new one
+        assert 2 <= len(report.connections) <= 3
+        assert [c.close_code for c in report.connections[:-1]] == [1013] * (
+            len(report.connections) - 1
+        )
+        models = [version[m["model_version"]] for m in report.of_type("result")]
+        assert models == sorted(models), "a stream went back to the old model"
+        assert models[0] == "A" and models[-1] == "B"
+        # Every utterance got a result (an utterance open at a move may get two).
+        for start, end in rec.utterances_ms:
+            assert any(
+                r["start_ms"] < end and r["end_ms"] > start for r in report.of_type("result")
+            ), (start, end)

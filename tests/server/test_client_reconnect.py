@@ -11,6 +11,7 @@ import functools
 import http
 import json
 import socket
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ import pytest
 import websockets
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
+from websockets.sync.server import ServerConnection as SyncConnection
+from websockets.sync.server import serve as sync_serve
 
 import server.client
 from server.cli import main
@@ -364,3 +367,46 @@ def test_cli_without_reconnect_fails_at_once_on_a_closed_port(
         code = main(["stream", str(wav), "--url", url, "--fast"])
     err = capsys.readouterr().err
     assert code == 1 and "cannot stream to" in err and "reconnecting" not in err
+
+
+def test_cli_reconnect_goes_on_after_busy_and_prints_recording_times(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wav = tmp_path / "a.wav"
+    wav.write_bytes(wav_bytes(np.zeros(RATE, dtype=np.float32)))
+    monkeypatch.setattr(
+        server.client, "Reconnect", functools.partial(Reconnect, initial_s=0.01, max_s=0.01)
+    )
+    connections: list[int] = []
+
+    def handler(ws: SyncConnection) -> None:
+        connections.append(len(connections))
+        ws.send(ready(str(len(connections))))
+        if len(connections) == 1:
+            for _ in range(5):
+                ws.recv()
+            ws.send(json.dumps({"type": "error", "code": "busy", "message": "stopping"}))
+            ws.close(1013)
+            return
+        ws.send(json.dumps({"type": "speech_start", "t_ms": 10}))
+        for message in ws:
+            if isinstance(message, str):
+                ws.send(json.dumps({"type": "end", "segments": 0, "audio_ms": 0}))
+                ws.close(1000)
+                return
+
+    with sync_serve(handler, "127.0.0.1", 0, max_queue=None) as srv:
+        thread = threading.Thread(target=srv.serve_forever, daemon=True)
+        thread.start()
+        url = f"ws://127.0.0.1:{srv.socket.getsockname()[1]}/v1/stream"
+        code = main(["stream", str(wav), "--url", url, "--fast", "--reconnect", "--json"])
+        srv.shutdown()
+        thread.join(10)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert connections == [0, 1]
+    assert "closed 1013; reconnecting in 0.0 s" in err
+    printed = [json.loads(line) for line in out.splitlines()]
+    assert [m["type"] for m in printed] == ["ready", "error", "ready", "speech_start", "end"]
+    # the second connection began where the first stopped sending, at least 5 frames in
+    assert printed[3]["t_ms"] >= 10 + 5 * 40

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.vad.test_segmenter import FRAME, Scripted, energy_segmenter, frames_for
+from tests.vad.test_segmenter import FRAME, Scripted, config, energy_segmenter, frames_for
 from vad.config import SegmenterConfig
 from vad.events import InProgress, Segment
 from vad.segmenter import Segmenter
@@ -49,7 +49,7 @@ def test_classifiable_means_the_segment_cannot_end_too_short(voiced: int, overha
     # A detector that overhangs (voiced frames at noise level) makes the end move back.
     pattern = "n" * 20 + "x" * voiced + "n" * 40
     flags = "0" * 20 + "1" * (voiced + overhang) + "0" * (40 - overhang)
-    segmenter = Segmenter(SegmenterConfig(), Scripted(flags))
+    segmenter = Segmenter(config(), Scripted(flags))
     seen_classifiable = False
     final: Segment | None = None
     for frame in frames_for(pattern):
