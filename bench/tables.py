@@ -113,12 +113,43 @@ def live_capacity(data: dict[str, Any]) -> str:
                 f"{r['server_rss_mb_peak']:.0f}", "yes" if r["passed"] else "no",
             ])  # fmt: skip
         layout = model["layout"]
+        lone = layout.get("lone_intra_op_threads")
+        lone_text = "" if lone is None else f", lone segment on {lone} thread(s)"
+        kind = model.get("conversation", "half")
+        speech = data["speech_fraction"]
+        fraction = speech.get(kind) if isinstance(speech, dict) else speech
         parts.append(
-            f"**{model['model']}**, {layout['workers']} workers × "
-            f"{layout['intra_op_threads']} intra-op thread(s): largest passing K = "
-            f"**{model['max_k_passing']}**\n\n" + table(LIVE_HEADER, rows)
+            f"**{model['model']}**, {kind} conversation ({fraction:.0%} speech), "
+            f"{layout['workers']} workers × {layout['intra_op_threads']} intra-op thread(s)"
+            f"{lone_text}: largest passing K = **{model['max_k_passing']}** speakers"
+            + (
+                f", {model['speech_s_per_s_at_capacity']:.1f} s of speech served per s"
+                if "speech_s_per_s_at_capacity" in model
+                else ""
+            )
+            + "\n\n"
+            + table(LIVE_HEADER, rows)
+            + partials_note(model.get("partials"))
         )
     return "\n\n".join(parts)
+
+
+def partials_note(partials: dict[str, Any] | None) -> str:
+    if not partials:
+        return ""
+    dropped = sum(partials["partials_dropped"].values())
+    change = partials["finals_p95_change_s"]
+    first = partials["one_speaker_first_label_s"]
+    return (
+        f"\n\nWith partials (interim_ms={partials['interim_ms']}) at K={partials['k']}: finals' "
+        f"p95 {optional(partials['finals_p95_on_s'], '{:.2f}')} s vs "
+        f"{optional(partials['finals_p95_off_s'], '{:.2f}')} s without "
+        f"({optional(None if change is None else change * 1000, '{:+.0f}')} ms), "
+        f"{partials['skipped_on']} skipped; partials {partials['partials_computed']:.0f} "
+        f"computed, {dropped:.0f} dropped. One speaker: first label after an utterance "
+        f"starts p50 {optional(first['p50'], '{:.2f}')} s, "
+        f"p95 {optional(first['p95'], '{:.2f}')} s."
+    )
 
 
 def vad_cost(data: dict[str, Any]) -> str:

@@ -2,8 +2,10 @@
 
 Feeds a conversation (espeak utterances and pauses, about half speech) through
 ``vad.StreamSegmenter`` in 20 ms pcm_s16le chunks, as the WebSocket session does, at the
-model's 16 kHz and at browser rates that need resampling. Measures this process's CPU
-time (user + system) per second of audio; repeated, with the spread.
+model's 16 kHz and at browser rates that need resampling, with each voice detector
+(Silero VAD on ONNX Runtime, webrtcvad). Measures this process's CPU time (user +
+system) per second of audio; repeated, with the spread. The Silero model is loaded
+before the clock starts (a server loads it once at start).
 
     .venv/bin/python -m bench.vad_cost [--quick] [--repeats 5] [--seconds 120]
 """
@@ -20,7 +22,7 @@ import soxr
 
 from bench import report
 from bench.audio import SAMPLE_RATE_HZ, conversation, to_pcm16
-from vad import Segment, SegmenterConfig, StreamSegmenter
+from vad import DETECTORS, Segment, SegmenterConfig, StreamSegmenter, make_detector
 
 NAME = "vad_cost"
 CHUNK_MS = 20
@@ -31,6 +33,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--rates", type=int, nargs="+", default=[16000, 44100, 48000])
+    parser.add_argument("--detectors", nargs="+", choices=DETECTORS, default=list(DETECTORS))
     args = parser.parse_args(argv)
     if args.quick:
         args.repeats, args.seconds, args.rates = 1, 10.0, [16000, 48000]
@@ -43,8 +46,8 @@ def chunks(audio: np.ndarray, rate_hz: int) -> list[bytes]:
     return [pcm[i : i + step] for i in range(0, len(pcm), step)]
 
 
-def run_once(frames: list[bytes], rate_hz: int) -> tuple[float, int, int]:
-    stream = StreamSegmenter(SegmenterConfig(), rate_hz)
+def run_once(frames: list[bytes], rate_hz: int, config: SegmenterConfig) -> tuple[float, int, int]:
+    stream = StreamSegmenter(config, rate_hz, detector=make_detector(config))
     segments = too_short = 0
     start = time.process_time()
     for frame in frames:
@@ -63,17 +66,38 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     audio, spans = conversation(args.seconds)
     audio_s = audio.size / SAMPLE_RATE_HZ
     rows = []
+    for detector in args.detectors:
+        config = SegmenterConfig(detector=detector)
+        make_detector(config)  # load the shared Silero session outside the timing
+        rows += measure_detector(args, audio, audio_s, config)
+    return {
+        "audio_seconds": audio_s,
+        "utterances": len(spans),
+        "speech_fraction": sum(e - s for s, e in spans) / audio_s,
+        "chunk_ms": CHUNK_MS,
+        "repeats": args.repeats,
+        "config": "vad.SegmenterConfig() defaults but the detector (its own frame)",
+        "rows": rows,
+    }
+
+
+def measure_detector(
+    args: argparse.Namespace, audio: np.ndarray, audio_s: float, config: SegmenterConfig
+) -> list[dict[str, Any]]:
+    rows = []
     for rate in args.rates:
         resampled = audio if rate == SAMPLE_RATE_HZ else soxr.resample(audio, SAMPLE_RATE_HZ, rate)
         frames = chunks(resampled.astype(np.float32), rate)
         costs = []
         segments = too_short = 0
         for _ in range(args.repeats):
-            cpu_s, segments, too_short = run_once(frames, rate)
+            cpu_s, segments, too_short = run_once(frames, rate, config)
             costs.append(cpu_s / audio_s)
         stats = report.summary([c * 1000 for c in costs])
         rows.append(
             {
+                "detector": config.detector,
+                "frame_ms": config.frame_ms,
                 "input_rate_hz": rate,
                 "cpu_ms_per_audio_s": stats,
                 "streams_per_core": 1000 / stats["median"],
@@ -81,15 +105,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 "too_short": too_short,
             }
         )
-    return {
-        "audio_seconds": audio_s,
-        "utterances": len(spans),
-        "speech_fraction": sum(e - s for s, e in spans) / audio_s,
-        "chunk_ms": CHUNK_MS,
-        "repeats": args.repeats,
-        "config": "vad.SegmenterConfig() defaults (webrtcvad, 30 ms frames, aggressiveness 2)",
-        "rows": rows,
-    }
+    return rows
 
 
 def plot(data: dict[str, Any], out_dir: Path) -> None:
@@ -100,7 +116,8 @@ def plot(data: dict[str, Any], out_dir: Path) -> None:
         [m - r["cpu_ms_per_audio_s"]["min"] for m, r in zip(med, rows, strict=True)],
         [r["cpu_ms_per_audio_s"]["max"] - m for m, r in zip(med, rows, strict=True)],
     ]
-    ax.bar([f"{r['input_rate_hz']} Hz" for r in rows], med, yerr=err, capsize=4)
+    labels = [f"{r['detector']}\n{r['input_rate_hz']} Hz" for r in rows]
+    ax.bar(labels, med, yerr=err, capsize=4)
     ax.set_ylabel("CPU ms per second of audio (median, min-max)")
     ax.set_title("VAD + resampling + segmentation cost per stream")
     report.save_figure(fig, out_dir, NAME)

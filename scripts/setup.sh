@@ -8,19 +8,26 @@ mode="${1:-serve}"
 python="${PYTHON:-python3}"
 
 need_apt=()
-if [ "$mode" = dev ]; then
-    # One list of the system programs the suite and the benchmarks run: scripts/system-packages.txt.
-    while read -r program package; do
-        case "$program" in ''|'#'*) continue ;; esac
-        command -v "$program" >/dev/null 2>&1 || need_apt+=("$package")
-    done < scripts/system-packages.txt
-fi
+# One list of system programs: scripts/system-packages.txt. `dev` needs every one (the suite
+# and the benchmarks run them); `serve` needs only those marked "serve" (npm, which installs
+# the page's chart library).
+while read -r program package modes; do
+    case "$program" in ''|'#'*) continue ;; esac
+    [ "$mode" = dev ] || [[ " $modes " == *" $mode "* ]] || continue
+    command -v "$program" >/dev/null 2>&1 || need_apt+=("$package")
+done < scripts/system-packages.txt
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: installing system packages: ${need_apt[*]}"
     sudo_cmd=""
     [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
     $sudo_cmd apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+
+# The browser app's library (uPlot), pinned with its integrity hash in web/package-lock.json,
+# installed into web/node_modules, which the server serves at /lib/ (docs/web.md).
+if [ ! -f web/node_modules/.package-lock.json ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
+    npm ci --prefix web --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error
 fi
 
 [ -x .venv/bin/python ] || "$python" -m venv .venv

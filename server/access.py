@@ -104,11 +104,12 @@ class ConnectionLimit(Exception):
 
 
 class ConnectionLimiter:
-    """Counts open sessions in total and per client address."""
+    """Counts what is open (sessions, uploads) in total and per client address."""
 
-    def __init__(self, max_total: int, max_per_client: int) -> None:
+    def __init__(self, max_total: int, max_per_client: int, noun: str = "connections") -> None:
         self.max_total = max_total
         self.max_per_client = max_per_client
+        self.noun = noun
         self._per_client: Counter[str] = Counter()
         self._total = 0
 
@@ -119,10 +120,10 @@ class ConnectionLimiter:
     @contextmanager
     def hold(self, client: str) -> Iterator[None]:
         if self._total >= self.max_total:
-            raise ConnectionLimit(f"server is at its limit of {self.max_total} connections")
+            raise ConnectionLimit(f"server is at its limit of {self.max_total} {self.noun}")
         if self._per_client[client] >= self.max_per_client:
             raise ConnectionLimit(
-                f"client {client} is at its limit of {self.max_per_client} connections"
+                f"client {client} is at its limit of {self.max_per_client} {self.noun}"
             )
         self._total += 1
         self._per_client[client] += 1

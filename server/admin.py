@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from server.access import bearer_token, token_matches
@@ -27,9 +27,13 @@ async def switch_model(request: Request) -> Response:
     if not token_matches(admin, bearer_token(request.headers)):
         return http_error(401, "unauthorized", "a valid admin token is required (Bearer)")
     try:
-        body = await read_limited(request.stream(), ADMIN_BODY_BYTES)
+        body = await read_limited(
+            request.stream(), ADMIN_BODY_BYTES, service.settings.body_timeout_s
+        )
     except UploadError as exc:
         return http_error(exc.status, exc.code, str(exc))
+    except ClientDisconnect:
+        return Response(status_code=400)
     target: Path | None = None
     if body.strip():
         try:
@@ -43,7 +47,7 @@ async def switch_model(request: Request) -> Response:
     return JSONResponse({"model": manifest.public()})
 
 
-def _model_dir_from(body: bytes) -> Path:
+def _model_dir_from(body: bytearray) -> Path:
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -5,39 +5,54 @@ from __future__ import annotations
 import logging
 import time
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from server.connection import authorized, http_error, service_of
-from server.recording import Recording, classify_recording
+from server.access import ConnectionLimit
+from server.connection import authorized, client_of, http_error, service_of
+from server.recording import classify_recording
 from server.service import Service
-from server.upload import UploadError, read_limited, upload_bytes
+from server.upload import Data, UploadError, read_limited, upload_bytes
 
 log = logging.getLogger(__name__)
+
+
+# Seconds a client told ``busy`` waits before it tries an upload again.
+UPLOAD_RETRY_AFTER_S = 5
 
 
 async def classify(request: Request) -> Response:
     service = service_of(request)
     started = time.monotonic()
     try:
-        recording = await _classify_upload(request, service)
+        if not authorized(request, service):
+            raise UploadError(401, "unauthorized", "a valid access token is required")
+        client = client_of(request, service)
+        with service.uploads.hold(client):
+            recording = await classify_recording(service, _upload(request, service), client)
+    except ConnectionLimit as exc:
+        service.metrics.uploads.labels(status="503").inc()
+        retry = {"Retry-After": str(UPLOAD_RETRY_AFTER_S)}
+        return http_error(503, "busy", f"{exc}; try again later", retry)
     except UploadError as exc:
         service.metrics.uploads.labels(status=str(exc.status)).inc()
         return http_error(exc.status, exc.code, str(exc))
+    except ClientDisconnect:  # nobody is left to answer: not a fault of the server
+        log.info("the client went away during its upload")
+        service.metrics.uploads.labels(status="disconnected").inc()
+        return Response(status_code=400)
     service.metrics.uploads.labels(status="200").inc()
     log.info(
         "classified upload of %d ms in %.3f s", recording.duration_ms, time.monotonic() - started
     )
     body = recording.body()
-    return JSONResponse(
-        {"duration_ms": body.pop("duration_ms"), "model": service.manifest.summary(), **body}
-    )
+    model = service.manifest.summary()
+    return JSONResponse({"duration_ms": body.pop("duration_ms"), "model": model, **body})
 
 
-async def _classify_upload(request: Request, service: Service) -> Recording:
+async def _upload(request: Request, service: Service) -> Data:
+    """The uploaded file: the body, or the view of its ``file`` part."""
     settings = service.settings
-    if not authorized(request, service):
-        raise UploadError(401, "unauthorized", "a valid access token is required")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > settings.max_upload_bytes:
         raise UploadError(
@@ -48,10 +63,8 @@ async def _classify_upload(request: Request, service: Service) -> Recording:
     content_type = request.headers.get("content-type", "")
     if not content_type:
         raise UploadError(415, "unsupported_media_type", "request has no content type")
-    body = await read_limited(request.stream(), settings.max_upload_bytes)
-    data = upload_bytes(body, content_type)
-    del body
-    return await classify_recording(service, data)
+    body = await read_limited(request.stream(), settings.max_upload_bytes, settings.body_timeout_s)
+    return upload_bytes(body, content_type)
 
 
 async def model_info(request: Request) -> Response:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from starlette.applications import Starlette
-from starlette.responses import PlainTextResponse
+from starlette.responses import FileResponse, PlainTextResponse
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
@@ -18,6 +19,9 @@ from server.admin import switch_model
 from server.service import ClassifierLoader, Service
 from server.settings import Settings
 from server.stream import stream
+from server.weblib import is_hidden, library_file, missing_libraries
+
+log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
@@ -30,7 +34,15 @@ class WebFiles:
         self._allowed = {r.path: sorted(r.methods or ()) for r in api if isinstance(r, Route)}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        allowed = self._allowed.get(scope["path"])
+        path = scope["path"]
+        library = library_file(WEB_DIR, path)
+        if scope["type"] == "http" and (library is not None or is_hidden(path)):
+            if library is not None and library.is_file():
+                await FileResponse(library)(scope, receive, send)
+            else:
+                await PlainTextResponse("Not Found", 404)(scope, receive, send)
+            return
+        allowed = self._allowed.get(path)
         if allowed is not None and scope["type"] == "http":
             headers = {"Allow": ", ".join(allowed)}
             await PlainTextResponse("Method Not Allowed", 405, headers=headers)(
@@ -46,6 +58,10 @@ def create_app(settings: Settings, loader: ClassifierLoader | None = None) -> St
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await asyncio.to_thread(service.start)
+        if settings.token is None:
+            log.warning(
+                "EMOSTREAM_TOKEN is not set: anyone who can reach this server may use /v1/*"
+            )
         try:
             yield
         finally:
@@ -62,6 +78,8 @@ def create_app(settings: Settings, loader: ClassifierLoader | None = None) -> St
         Route("/admin/model", switch_model, methods=["POST"]),
     ]
     if WEB_DIR.is_dir():
+        for missing in missing_libraries(WEB_DIR):
+            log.warning("web/node_modules/%s is missing: run scripts/setup.sh", missing)
         web = WebFiles(StaticFiles(directory=WEB_DIR, html=True), routes)
         routes.append(Mount("/", web, name="web"))
     app = Starlette(routes=routes, lifespan=lifespan)

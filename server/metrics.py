@@ -41,6 +41,31 @@ class Metrics:
         self.in_progress = Gauge(
             "emostream_inference_in_progress", "Segments being classified.", registry=r
         )
+        self.pool_dropped = Counter(
+            "emostream_pool_dropped",
+            "Jobs the inference pool did not run, by priority class and reason "
+            "(full: refused; displaced: gave its place to better work; deadline: waited too long).",
+            ["priority", "reason"],
+            registry=r,
+        )
+        self.layout_runs = Counter(
+            "emostream_layout_runs",
+            "Model runs by layout (lone: a segment alone on the wide session; shared: one "
+            "thread per worker).",
+            ["layout"],
+            registry=r,
+        )
+        self.partials_computed = Counter(
+            "emostream_partials_computed", "Partial results computed and sent.", registry=r
+        )
+        self.partials_dropped = Counter(
+            "emostream_partials_dropped",
+            "Partial results not computed or not sent, by reason (pool: refused or displaced "
+            "by the inference pool; superseded: a newer one replaced it while it waited; "
+            "final: its segment ended first; error: the model failed).",
+            ["reason"],
+            registry=r,
+        )
         self.uploads = Counter(
             "emostream_uploads", "Uploaded files by HTTP status.", ["status"], registry=r
         )

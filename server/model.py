@@ -49,6 +49,9 @@ class Manifest(_Strict):
     graph: GraphSpec
     metrics: dict[str, Any] = Field(default_factory=dict)
     provenance: dict[str, Any] = Field(default_factory=dict)
+    # True for a model trained only to show the service working (the bundled one, on synthetic
+    # speech): the browser app then says its labels mean little. Absent means False.
+    demo: bool = False
 
     @field_validator("labels")
     @classmethod

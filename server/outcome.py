@@ -9,7 +9,8 @@ import numpy as np
 import soxr
 
 import vad
-from server.pool import InferenceFailed, InferencePool, Overloaded
+from server.inference import Audio
+from server.pool import InferenceFailed, InferencePool, Overloaded, Prediction, Priority
 from server.protocol import Error, Result, SegmentOutcome, Skipped
 
 log = logging.getLogger(__name__)
@@ -18,37 +19,57 @@ SEGMENT_RATE_HZ = 16000
 
 
 async def classify_segment(
-    pool: InferencePool, index: int, segment: vad.Segment, known_at: float
+    pool: InferencePool,
+    index: int,
+    segment: vad.Segment,
+    known_at: float,
+    *,
+    priority: Priority = "final",
+    client: str = "",
+    stream: str = "",
 ) -> tuple[SegmentOutcome, Error | None]:
     """The outcome of one segment; an inference fault also yields an ``internal`` error."""
     if segment.too_short:
         return _skip(pool, index, segment, "too_short"), None
-    audio = segment.audio
-    rate = pool.classifier.manifest.sample_rate
-    if rate != SEGMENT_RATE_HZ:
-        audio = soxr.resample(audio, SEGMENT_RATE_HZ, rate).astype(np.float32)
     try:
-        prediction = await pool.classify(audio)
+        prediction = await pool.classify(
+            model_rate(segment.audio, pool), priority=priority, client=client, stream=stream
+        )
     except Overloaded:
         return _skip(pool, index, segment, "overloaded"), None
     except InferenceFailed as exc:
         log.error("inference failed on segment %d: %s", index, exc, exc_info=exc.__cause__)
         error = Error("internal", f"inference failed on segment {index}; the stream goes on")
         return _skip(pool, index, segment, "error"), error
-    labels = prediction.manifest.labels
-    scores = {label: round(float(p), 6) for label, p in zip(labels, prediction.scores, strict=True)}
-    best = int(np.argmax(prediction.scores))
+    label, confidence, scores = readout(prediction)
     result = Result(
         segment=index,
         start_ms=segment.start_ms,
         end_ms=segment.end_ms,
-        label=labels[best],
-        confidence=scores[labels[best]],
+        label=label,
+        confidence=confidence,
         scores=scores,
         model_version=prediction.manifest.version,
         latency_ms=round((time.monotonic() - known_at) * 1000),
     )
     return result, None
+
+
+def model_rate(audio: Audio, pool: InferencePool) -> Audio:
+    """Segment audio (at SEGMENT_RATE_HZ) at the served model's rate."""
+    rate = pool.classifier.manifest.sample_rate
+    if rate == SEGMENT_RATE_HZ:
+        return audio
+    resampled: Audio = soxr.resample(audio, SEGMENT_RATE_HZ, rate).astype(np.float32)
+    return resampled
+
+
+def readout(prediction: Prediction) -> tuple[str, float, dict[str, float]]:
+    """The label, its confidence and every label's score, rounded for the wire."""
+    labels = prediction.manifest.labels
+    scores = {label: round(float(p), 6) for label, p in zip(labels, prediction.scores, strict=True)}
+    best = labels[int(np.argmax(prediction.scores))]
+    return best, scores[best], scores
 
 
 def _skip(pool: InferencePool, index: int, segment: vad.Segment, reason: str) -> Skipped:

@@ -1,19 +1,43 @@
-"""A bounded inference pool: fixed worker threads, bounded admission, queue deadline."""
+"""The inference pool: fixed worker threads, bounded admission by priority, fair across clients.
+
+Work waits in one queue per priority class (``final`` live segments, then ``upload``
+segments, then ``provisional`` work such as partial results). A free worker takes the
+oldest job of the best class that has any, serving that class round-robin across
+client addresses and, within an address, across its streams, so a client that sends
+many segments at once only delays its own. When the pool is full a newcomer takes the
+place of the newest waiting job of a worse class, or of the client that holds the most
+places in its own class while it holds fewer; otherwise it is refused (``Overloaded``).
+Provisional work never displaces anything, holds no place once it runs, and runs on at
+most ``workers - 1`` workers (one when there is a single worker), so a final segment
+finds a worker free sooner.
+
+The adaptive layout: a job that would run alone (no other job running or waiting) runs
+on the ``lone`` classifier, an ONNX Runtime session with more intra-op threads, when
+one is configured; otherwise each worker uses one ``shared`` session thread. A job that
+arrives while a lone run is in progress starts at once on the shared session (the cores
+are briefly oversubscribed) rather than waiting for it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 from server.inference import Audio, Classifier, Scores
 from server.metrics import Metrics
 from server.model import Manifest
 
+Priority = Literal["final", "upload", "provisional"]
+PRIORITIES: tuple[Priority, ...] = get_args(Priority)  # best first
+
 
 class Overloaded(Exception):
-    """The pool is saturated, or the segment waited longer than the queue timeout."""
+    """The pool is saturated, the job gave its place to better work, or it waited too long."""
 
 
 class InferenceFailed(Exception):
@@ -26,8 +50,84 @@ class Prediction:
     manifest: Manifest
 
 
+@dataclass(eq=False, slots=True)
+class _Job:
+    audio: Audio
+    rank: int  # index in PRIORITIES
+    client: str
+    stream: str
+    admitted_at: float
+    future: asyncio.Future[Prediction]
+    seq: int = field(default=0)
+
+
+class _FairQueue:
+    """The waiting jobs of one class: round-robin over clients, then over a client's streams."""
+
+    def __init__(self) -> None:
+        self._clients: OrderedDict[str, OrderedDict[str, deque[_Job]]] = OrderedDict()
+        self.size = 0
+
+    def push(self, job: _Job) -> None:
+        streams = self._clients.setdefault(job.client, OrderedDict())
+        streams.setdefault(job.stream, deque()).append(job)
+        self.size += 1
+
+    def pop(self) -> _Job:
+        client, streams = next(iter(self._clients.items()))
+        stream, jobs = next(iter(streams.items()))
+        job = jobs.popleft()
+        self._served(client, streams, stream, jobs)
+        return job
+
+    def remove(self, job: _Job) -> bool:
+        streams = self._clients.get(job.client)
+        jobs = streams.get(job.stream) if streams is not None else None
+        if streams is None or jobs is None or job not in jobs:
+            return False
+        jobs.remove(job)
+        self.size -= 1
+        if not jobs:
+            del streams[job.stream]
+        if not streams:
+            del self._clients[job.client]
+        return True
+
+    def _served(
+        self, client: str, streams: OrderedDict[str, deque[_Job]], stream: str, jobs: deque[_Job]
+    ) -> None:
+        self.size -= 1
+        if jobs:
+            streams.move_to_end(stream)
+        else:
+            del streams[stream]
+        if streams:
+            self._clients.move_to_end(client)
+        else:
+            del self._clients[client]
+
+    def count(self, client: str) -> int:
+        return sum(len(jobs) for jobs in self._clients.get(client, {}).values())
+
+    def newest_of_busiest(self) -> tuple[_Job, int] | None:
+        """The newest job of the client that has the most jobs waiting, and that count."""
+        if not self._clients:
+            return None
+        client = max(self._clients, key=self.count)
+        newest = max((jobs[-1] for jobs in self._clients[client].values()), key=lambda j: j.seq)
+        return newest, self.count(client)
+
+    def newest(self) -> _Job | None:
+        tails = [jobs[-1] for streams in self._clients.values() for jobs in streams.values()]
+        return max(tails, key=lambda j: j.seq) if tails else None
+
+
 class InferencePool:
-    """ONNX Runtime releases the GIL while it runs, so worker threads use the cores in parallel."""
+    """ONNX Runtime releases the GIL while it runs, so worker threads use the cores in parallel.
+
+    The scheduling state lives on the event loop that calls ``classify``; worker threads
+    only run the classifier.
+    """
 
     def __init__(
         self,
@@ -37,58 +137,196 @@ class InferencePool:
         queue_size: int,
         queue_timeout_s: float,
         metrics: Metrics,
+        lone: Classifier | None = None,
     ) -> None:
         self._classifier = classifier
+        self._lone = lone
+        self._workers = workers
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inference")
         self._capacity = workers + queue_size
+        self._max_provisional = max(1, workers - 1)
         self._queue_timeout_s = queue_timeout_s
         self._metrics = metrics
-        self._outstanding = 0
+        self._queues = [_FairQueue() for _ in PRIORITIES]
+        self._running = [0] * len(PRIORITIES)
+        self._seq = 0
+        self._closed = False
 
     @property
     def classifier(self) -> Classifier:
         return self._classifier
 
     @property
+    def lone(self) -> Classifier | None:
+        return self._lone
+
+    @property
     def metrics(self) -> Metrics:
         return self._metrics
 
     @property
-    def accepting(self) -> bool:
-        return self._outstanding < self._capacity
+    def open(self) -> bool:
+        """The pool takes work (it may still refuse a job while it is momentarily full)."""
+        return not self._closed
 
-    def swap(self, classifier: Classifier) -> Classifier:
-        """Serve ``classifier`` from now on; segments already admitted finish on the old one."""
-        old, self._classifier = self._classifier, classifier
+    @property
+    def accepting(self) -> bool:
+        """There is a free place for a job right now."""
+        return self._admitted < self._capacity
+
+    @property
+    def waiting(self) -> int:
+        return sum(q.size for q in self._queues)
+
+    @property
+    def _admitted(self) -> int:
+        # Provisional work that is running holds a worker but no place: it cannot be
+        # displaced, so counting it would let a partial cost a final its place.
+        return self.waiting + sum(self._running[: PRIORITIES.index("provisional")])
+
+    def swap(self, classifier: Classifier, lone: Classifier | None = None) -> Classifier:
+        """Serve ``classifier`` (and ``lone``) from now on; admitted jobs may finish on the old."""
+        old, self._classifier, self._lone = self._classifier, classifier, lone
         return old
 
-    async def classify(self, audio: Audio) -> Prediction:
-        if self._outstanding >= self._capacity:
-            raise Overloaded(f"inference pool is full ({self._capacity} segments admitted)")
+    async def classify(
+        self,
+        audio: Audio,
+        *,
+        priority: Priority = "final",
+        client: str = "",
+        stream: str = "",
+    ) -> Prediction:
+        """Classify ``audio`` as work of ``priority`` for ``stream`` of ``client`` (an address).
+
+        Raises ``Overloaded`` when refused or displaced, ``InferenceFailed`` when the model
+        fails. Cancelling the call gives up the job's place if it has not started.
+        """
+        if priority not in PRIORITIES:
+            raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, got {priority!r}")
+        if self._closed:
+            raise Overloaded("inference pool is closed")
         loop = asyncio.get_running_loop()
-        self._outstanding += 1
-        self._metrics.queue_depth.inc()
-        future = self._executor.submit(self._run, self._classifier, audio, time.monotonic())
-        future.add_done_callback(lambda f: loop.call_soon_threadsafe(self._release, f))
-        return await asyncio.wrap_future(future)
+        job = _Job(
+            audio,
+            PRIORITIES.index(priority),
+            client,
+            stream,
+            time.monotonic(),
+            loop.create_future(),
+        )
+        self._admit(job)
+        self._dispatch()
+        try:
+            return await job.future
+        except asyncio.CancelledError:
+            if self._queues[job.rank].remove(job):
+                self._publish_depth()
+            raise
 
-    def _release(self, future: Future[Prediction]) -> None:
-        self._outstanding -= 1
-        if future.cancelled():
-            self._metrics.queue_depth.dec()
+    def _admit(self, job: _Job) -> None:
+        if self._admitted >= self._capacity:
+            victim = self._victim_for(job)
+            if victim is None:
+                self._drop(PRIORITIES[job.rank], "full")
+                raise Overloaded(f"inference pool is full ({self._capacity} segments admitted)")
+            self._queues[victim.rank].remove(victim)
+            self._drop(PRIORITIES[victim.rank], "displaced")
+            if not victim.future.done():
+                victim.future.set_exception(
+                    Overloaded(f"gave its place in the full pool to {PRIORITIES[job.rank]} work")
+                )
+        self._seq += 1
+        job.seq = self._seq
+        self._queues[job.rank].push(job)
+        self._publish_depth()
 
-    def _run(self, classifier: Classifier, audio: Audio, admitted_at: float) -> Prediction:
-        self._metrics.queue_depth.dec()
-        waited_s = time.monotonic() - admitted_at
-        self._metrics.queue_wait_seconds.observe(waited_s)
-        if waited_s > self._queue_timeout_s:
-            raise Overloaded(f"segment waited {waited_s:.2f} s for a worker")
+    def _victim_for(self, job: _Job) -> _Job | None:
+        if PRIORITIES[job.rank] == "provisional":
+            return None
+        for rank in range(len(PRIORITIES) - 1, job.rank, -1):  # worst class first
+            newest = self._queues[rank].newest()
+            if newest is not None:
+                return newest
+        busiest = self._queues[job.rank].newest_of_busiest()
+        if busiest is None:
+            return None
+        victim, held = busiest
+        mine = self._queues[job.rank].count(job.client)
+        return victim if held >= mine + 2 else None
+
+    def _dispatch(self) -> None:
+        while sum(self._running) < self._workers:
+            job = self._next_job()
+            if job is None:
+                break
+            waited_s = time.monotonic() - job.admitted_at
+            self._metrics.queue_wait_seconds.observe(waited_s)
+            if waited_s > self._queue_timeout_s:
+                self._drop(PRIORITIES[job.rank], "deadline")
+                job.future.set_exception(
+                    Overloaded(f"segment waited {waited_s:.2f} s for a worker")
+                )
+                continue
+            alone = sum(self._running) == 0 and self.waiting == 0
+            classifier = self._lone if alone and self._lone is not None else self._classifier
+            self._metrics.layout_runs.labels(
+                layout="lone" if classifier is self._lone else "shared"
+            ).inc()
+            self._running[job.rank] += 1
+            future = self._executor.submit(self._run, classifier, job.audio)
+            future.add_done_callback(self._on_done(job))
+        self._publish_depth()
+
+    def _next_job(self) -> _Job | None:
+        for rank, queue in enumerate(self._queues):
+            if queue.size == 0:
+                continue
+            if PRIORITIES[rank] == "provisional" and self._running[rank] >= self._max_provisional:
+                return None
+            job = queue.pop()
+            if job.future.done():  # its caller gave up
+                continue
+            return job
+        return None
+
+    def _on_done(self, job: _Job) -> Callable[[Future[Prediction]], None]:
+        loop = job.future.get_loop()
+
+        def done(future: Future[Prediction]) -> None:  # on the worker thread
+            loop.call_soon_threadsafe(self._finished, job, future)
+
+        return done
+
+    def _finished(self, job: _Job, future: Future[Prediction]) -> None:
+        self._running[job.rank] -= 1
+        if not job.future.done():
+            exc = future.exception()
+            if exc is None:
+                job.future.set_result(future.result())
+            else:
+                job.future.set_exception(exc)
+        self._dispatch()
+
+    def _run(self, classifier: Classifier, audio: Audio) -> Prediction:
         with self._metrics.in_progress.track_inprogress(), self._metrics.inference_seconds.time():
             try:
                 scores = classifier.predict(audio)
-            except Exception as exc:  # any fault of the model run is reported for this segment only
+            except Exception as exc:  # any fault of the model run is reported for this job only
                 raise InferenceFailed(f"{type(exc).__name__}: {exc}") from exc
         return Prediction(scores, classifier.manifest)
 
+    def _drop(self, priority: Priority, reason: str) -> None:
+        self._metrics.pool_dropped.labels(priority=priority, reason=reason).inc()
+
+    def _publish_depth(self) -> None:
+        self._metrics.queue_depth.set(self.waiting)
+
     def close(self) -> None:
+        self._closed = True
+        for queue in self._queues:
+            while queue.size:
+                job = queue.pop()
+                if not job.future.done():
+                    job.future.set_exception(Overloaded("inference pool is closed"))
         self._executor.shutdown(wait=True, cancel_futures=True)

@@ -25,6 +25,8 @@ ENCODINGS: tuple[str, ...] = get_args(Encoding)
 
 MIN_SAMPLE_RATE_HZ = 8000
 MAX_SAMPLE_RATE_HZ = 48000
+MIN_INTERIM_MS = 250
+MAX_INTERIM_MS = 3000
 
 
 class ProtocolError(ValueError):
@@ -40,11 +42,19 @@ class StreamParams:
     sample_rate: int = 16000
     encoding: Encoding = "pcm_s16le"
     token: str | None = None
+    interim_ms: int = 0
+
+
+def _small_int(text: str) -> int:
+    """A plain decimal of at most 6 digits, else -1 (int() refuses very long digit strings)."""
+    if text.isascii() and text.isdigit() and len(text) <= 6:
+        return int(text)
+    return -1
 
 
 def parse_stream_params(query: Mapping[str, str]) -> StreamParams:
     rate_text = query.get("sample_rate", "16000")
-    if not rate_text.isdigit() or not (MIN_SAMPLE_RATE_HZ <= int(rate_text) <= MAX_SAMPLE_RATE_HZ):
+    if not MIN_SAMPLE_RATE_HZ <= _small_int(rate_text) <= MAX_SAMPLE_RATE_HZ:
         raise ProtocolError(
             "bad_request",
             f"sample_rate must be an integer from {MIN_SAMPLE_RATE_HZ} to "
@@ -56,7 +66,15 @@ def parse_stream_params(query: Mapping[str, str]) -> StreamParams:
             "bad_request",
             f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding[:40]!r}",
         )
-    return StreamParams(int(rate_text), encoding, query.get("token"))  # type: ignore[arg-type]
+    interim_text = query.get("interim_ms", "0")
+    interim_ms = _small_int(interim_text)
+    if interim_ms != 0 and not MIN_INTERIM_MS <= interim_ms <= MAX_INTERIM_MS:
+        raise ProtocolError(
+            "bad_request",
+            f"interim_ms must be 0 (off) or an integer from {MIN_INTERIM_MS} to "
+            f"{MAX_INTERIM_MS}, got {interim_text[:40]!r}",
+        )
+    return StreamParams(int(rate_text), encoding, query.get("token"), interim_ms)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +96,8 @@ def parse_client_message(text: str) -> ClientMessage:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ProtocolError("bad_message", f"text frame is not JSON: {exc.msg}") from exc
+    except RecursionError:  # the decoder recurses once per level of nesting
+        raise ProtocolError("bad_message", "text frame is JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise ProtocolError(
             "bad_message", f"text frame must be a JSON object, got {type(data).__name__}"
@@ -101,6 +121,7 @@ class Ready:
     sample_rate: int
     encoding: str
     limits: dict[str, int]
+    interim_ms: int = 0
     protocol: int = PROTOCOL_VERSION
     type: str = field(default="ready", init=False)
 
@@ -131,6 +152,21 @@ class Result:
 
 
 @dataclass(frozen=True, slots=True)
+class Partial:
+    """A provisional classification of segment ``segment`` so far (opt-in with interim_ms)."""
+
+    segment: int
+    start_ms: int
+    end_ms: int
+    label: str
+    confidence: float
+    scores: dict[str, float]
+    model_version: str
+    latency_ms: int
+    type: str = field(default="partial", init=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Skipped:
     segment: int
     start_ms: int
@@ -153,7 +189,7 @@ class EndOfStream:
     type: str = field(default="end", init=False)
 
 
-ServerMessage = Ready | SpeechStart | SpeechEnd | Result | Skipped | Error | EndOfStream
+ServerMessage = Ready | SpeechStart | SpeechEnd | Result | Partial | Skipped | Error | EndOfStream
 SegmentOutcome = Result | Skipped
 
 

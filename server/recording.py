@@ -6,7 +6,11 @@ The one pipeline behind ``POST /v1/classify`` and ``emostream classify``.
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import time
+import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +21,11 @@ import vad
 from server.outcome import SEGMENT_RATE_HZ, classify_segment, summarize
 from server.protocol import SegmentOutcome, outcome_body
 from server.service import Service
-from server.upload import decode_audio
+from server.upload import Data, decode_audio
+
+_SEGMENTER_BLOCK_SAMPLES = 10 * SEGMENT_RATE_HZ
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,27 +42,82 @@ class Recording:
         }
 
 
-async def classify_recording(service: Service, data: bytes) -> Recording:
-    """Decode an audio file held in memory and classify it; ``UploadError`` when it is refused."""
+async def classify_recording(
+    service: Service, source: Awaitable[Data], client: str = ""
+) -> Recording:
+    """Decode the audio file ``source`` gives and classify it; ``UploadError`` when refused.
+
+    The file's bytes are held here alone and released once decoded, so an upload's peak
+    memory is its file plus its decoded audio, not several copies of both.
+    """
     settings = service.settings
-    decoded = await asyncio.to_thread(decode_audio, data, SEGMENT_RATE_HZ, settings.max_upload_ms)
-    del data  # the caller's reference may outlive this call, ours need not
-    outcomes = await classify_audio(service, decoded.audio)
-    return Recording(decoded.duration_ms, outcomes)
+    data = await source
+    decode = functools.partial(
+        decode_audio, data, SEGMENT_RATE_HZ, settings.max_upload_ms, settings.max_upload_samples
+    )
+    del data
+    decoded = await asyncio.get_running_loop().run_in_executor(service.decoder, decode)
+    del decode
+    duration_ms = decoded.duration_ms
+    segments = await _segment(service, decoded.audio)
+    del decoded  # from here on the segments hold what is classified
+    return Recording(duration_ms, await _classify(service, segments, client))
 
 
-async def classify_audio(service: Service, audio: npt.NDArray[np.float32]) -> list[SegmentOutcome]:
+async def classify_audio(
+    service: Service, audio: npt.NDArray[np.float32], client: str = ""
+) -> list[SegmentOutcome]:
     """Segment a whole recording at 16 kHz like a stream and classify every segment in order."""
-    segmenter = vad.StreamSegmenter(service.segmenter_config, SEGMENT_RATE_HZ, "pcm_f32le")
-    events = await asyncio.to_thread(lambda: segmenter.feed_audio(audio) + segmenter.finish())
+    return await _classify(service, await _segment(service, audio), client)
+
+
+async def _segment(service: Service, audio: npt.NDArray[np.float32]) -> list[vad.Segment]:
+    segmenter = vad.StreamSegmenter(
+        service.segmenter_config, SEGMENT_RATE_HZ, "pcm_f32le", detector=service.new_detector()
+    )
+
+    def run() -> list[vad.Event]:
+        # Block by block: the segmenter's working copies stay the size of one block.
+        events: list[vad.Event] = []
+        blocks = range(0, audio.shape[0], _SEGMENTER_BLOCK_SAMPLES)
+        for start in [*blocks, None]:
+            try:
+                if start is None:
+                    events += segmenter.finish()
+                else:
+                    events += segmenter.feed_audio(audio[start : start + _SEGMENTER_BLOCK_SAMPLES])
+            except vad.DetectorError as exc:
+                # As in a stream, the failed frames counted as unvoiced and the rest goes
+                # on; the reply has no error channel for this, so it is logged.
+                log.error("recording: %s", exc, exc_info=exc.cause)
+                events += exc.events
+        return events
+
+    events = await asyncio.get_running_loop().run_in_executor(service.decoder, run)
     segments = [e for e in events if isinstance(e, vad.Segment)]
     service.metrics.segments.labels(source="upload").inc(len(segments))
-    # At most one segment per worker in flight, so one upload cannot crowd out live streams.
+    return segments
+
+
+async def _classify(
+    service: Service, segments: list[vad.Segment], client: str
+) -> list[SegmentOutcome]:
+    # At most one segment per worker in flight, at the pool's upload priority (after live
+    # segments), so one upload cannot crowd out live streams.
     gate = asyncio.Semaphore(service.settings.workers)
+    upload = f"upload-{uuid.uuid4().hex[:16]}"
 
     async def one(index: int, segment: vad.Segment) -> SegmentOutcome:
         async with gate:
-            outcome, _ = await classify_segment(service.pool, index, segment, time.monotonic())
+            outcome, _ = await classify_segment(
+                service.pool,
+                index,
+                segment,
+                time.monotonic(),
+                priority="upload",
+                client=client,
+                stream=upload,
+            )
         return outcome
 
     return list(await asyncio.gather(*(one(i, s) for i, s in enumerate(segments))))

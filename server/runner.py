@@ -8,29 +8,44 @@ import re
 import signal
 import socket
 from typing import Any
+from urllib.parse import unquote_plus
 
 import uvicorn
 from starlette.applications import Starlette
 
 from server.service import Service
 from server.settings import Settings
-from server.transport import WebSocketProtocol
+from server.transport import WebSocketProtocol, http_protocol
 
 log = logging.getLogger(__name__)
 
+# After the drain (shutdown_timeout_s), what uvicorn gives requests still running before it
+# cancels them: the whole stop takes at most shutdown_timeout_s + FINAL_GRACE_S (and the
+# model's release), which compose's stop_grace_period and Kubernetes' grace period cover.
+FINAL_GRACE_S = 2
+
 
 class RedactSecrets(logging.Filter):
-    """Hides the values of secret query parameters in uvicorn's request lines."""
+    """Hides the values of secret query parameters in uvicorn's request lines.
 
-    _secret = re.compile(r"([?&](?:token|access_token)=)[^&\s\"]*", re.IGNORECASE)
+    A parameter is secret by its decoded name, as the app reads it: ``?%74oken=`` is a token.
+    """
+
+    _parameter = re.compile(r"([?&])([^=&\s\"?#]+)=([^&\s\"#]*)")
+    _secret_names = frozenset({"token", "access_token"})
+
+    def _redact(self, text: str) -> str:
+        def hide(match: re.Match[str]) -> str:
+            if unquote_plus(match.group(2)).lower() not in self._secret_names:
+                return match.group(0)
+            return f"{match.group(1)}{match.group(2)}=[redacted]"
+
+        return self._parameter.sub(hide, text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(
-                self._secret.sub(r"\1[redacted]", a) if isinstance(a, str) else a
-                for a in record.args
-            )
-        record.msg = self._secret.sub(r"\1[redacted]", str(record.msg))
+            record.args = tuple(self._redact(a) if isinstance(a, str) else a for a in record.args)
+        record.msg = self._redact(str(record.msg))
         return True
 
 
@@ -46,6 +61,7 @@ def uvicorn_config(app: Starlette, settings: Settings, host: str, port: int) -> 
         app,
         host=host,
         port=port,
+        http=http_protocol(settings.header_timeout_s),
         ws=WebSocketProtocol,
         # Compression would let a tiny wire frame become a full-size frame of PCM.
         ws_per_message_deflate=False,
@@ -53,9 +69,11 @@ def uvicorn_config(app: Starlette, settings: Settings, host: str, port: int) -> 
         ws_max_size=settings.max_frame_bytes + 4096,
         ws_ping_interval=settings.ws_ping_interval_s,
         ws_ping_timeout=settings.ws_ping_timeout_s,
+        # Beyond the sessions' own caps, at most this many HTTP requests at once (then 503).
+        limit_concurrency=settings.max_connections + settings.max_http_requests,
         proxy_headers=False,  # the app reads X-Forwarded-For itself, from trusted proxies only
         server_header=False,
-        timeout_graceful_shutdown=int(settings.shutdown_timeout_s) + 1,
+        timeout_graceful_shutdown=FINAL_GRACE_S,
         log_level=settings.log_level,
         access_log=False,
     )

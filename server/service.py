@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
+import vad
 from server.access import ConnectionLimiter
 from server.inference import Classifier, OnnxClassifier, ThreadOptions
 from server.metrics import Metrics
@@ -33,19 +35,37 @@ class Service:
         self.settings = settings
         self.metrics = Metrics()
         self.limiter = ConnectionLimiter(settings.max_connections, settings.max_connections_per_ip)
+        self.uploads = ConnectionLimiter(
+            settings.max_uploads, settings.max_uploads_per_ip, "uploads in progress"
+        )
+        # Uploads are decoded and segmented here, never on the inference workers' cores alone.
+        self.decoder = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
         self.sessions: set[Drainable] = set()
         self.draining = False
         self._loader = loader or self._load_onnx
+        self._custom_loader = loader is not None
         self._pool: InferencePool | None = None
         self._swap_lock = asyncio.Lock()
         self.segmenter_config = settings.segmenter_config()
 
     def _load_onnx(self, model_dir: Path) -> Classifier:
+        return self._onnx(model_dir, self.settings.intra_op_threads)
+
+    def _onnx(self, model_dir: Path, intra_op_threads: int) -> Classifier:
         threads = ThreadOptions(
-            intra_op_threads=self.settings.intra_op_threads,
-            graph_optimization=self.settings.graph_optimization,
+            intra_op_threads=intra_op_threads, graph_optimization=self.settings.graph_optimization
         )
         return OnnxClassifier(model_dir, threads)
+
+    def _load(self, model_dir: Path) -> tuple[Classifier, Classifier | None]:
+        """The shared classifier and, for the adaptive layout, the one for a lone segment.
+
+        A test loader gets no lone session: it has no thread settings."""
+        shared = self._loader(model_dir)
+        lone_threads = self.settings.lone_intra_op_threads
+        if self._custom_loader or lone_threads <= self.settings.intra_op_threads:
+            return shared, None
+        return shared, self._onnx(model_dir, lone_threads)
 
     @property
     def pool(self) -> InferencePool:
@@ -55,16 +75,24 @@ class Service:
 
     @property
     def ready(self) -> bool:
-        return self._pool is not None and not self.draining and self._pool.accepting
+        # A momentarily full pool is still ready: a proxy must not take a busy replica out.
+        return self._pool is not None and not self.draining and self._pool.open
 
     @property
     def manifest(self) -> Manifest:
         return self.pool.classifier.manifest
 
+    def new_detector(self) -> vad.Detector:
+        """A fresh voice detector for one stream (Silero: state on the shared session)."""
+        return vad.make_detector(self.segmenter_config, self.settings.vad_model_path)
+
     def start(self) -> None:
-        classifier = self._loader(self.settings.model_dir)
+        # Loads and checks the Silero model now: a bad file stops the server at start.
+        self.new_detector()
+        classifier, lone = self._load(self.settings.model_dir)
         self._pool = InferencePool(
             classifier,
+            lone=lone,
             workers=self.settings.workers,
             queue_size=self.settings.queue_size,
             queue_timeout_s=self.settings.queue_timeout_ms / 1000,
@@ -79,6 +107,7 @@ class Service:
         )
 
     def stop(self) -> None:
+        self.decoder.shutdown(wait=True, cancel_futures=True)
         if self._pool is not None:
             self._pool.close()
             self._pool = None
@@ -92,11 +121,11 @@ class Service:
         target = model_dir or self.settings.model_dir
         async with self._swap_lock:
             try:
-                classifier = await asyncio.to_thread(self._loader, target)
+                classifier, lone = await asyncio.to_thread(self._load, target)
             except ValueError:
                 self.metrics.model_swaps.labels(outcome="refused").inc()
                 raise
-            old = self.pool.swap(classifier)
+            old = self.pool.swap(classifier, lone)
         self.metrics.model_swaps.labels(outcome="switched").inc()
         self.metrics.set_model(classifier.manifest.name, classifier.manifest.version)
         log.info(

@@ -12,6 +12,8 @@ from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 import vad
+from server.access import client_address
+from server.interim import Interim
 from server.outcome import classify_segment
 from server.protocol import (
     CLOSE_NORMAL,
@@ -77,7 +79,10 @@ class Session:
         self._settings = service.settings
         self._params = params
         self._segmenter = vad.StreamSegmenter(
-            service.segmenter_config, params.sample_rate, params.encoding
+            service.segmenter_config,
+            params.sample_rate,
+            params.encoding,
+            detector=service.new_detector(),
         )
         self._outbox: asyncio.Queue[ServerMessage | Close] = asyncio.Queue(OUTBOX_SIZE)
         self._slots = asyncio.Semaphore(self._settings.max_pending_segments)
@@ -90,6 +95,23 @@ class Session:
         self._closed = asyncio.Event()
         self._wall_deadline = float("inf")
         self._delivery_s = self._settings.idle_timeout_ms / 1000
+        peer = websocket.client.host if websocket.client else None
+        self._client = client_address(
+            peer, websocket.headers.get("x-forwarded-for"), self._settings.trusted_proxies
+        )
+        self._interim = (
+            Interim(
+                params.interim_ms,
+                service.segmenter_config.sample_rate_hz,
+                service.pool,
+                service.metrics,
+                self._outbox.put,
+                client=self._client,
+                stream=self.id,
+            )
+            if params.interim_ms
+            else None
+        )
 
     # Called by the service on graceful shutdown.
     def request_shutdown(self) -> None:
@@ -111,6 +133,9 @@ class Session:
             if isinstance(ending, Close):
                 ending = await writer  # it delivers everything queued before the close
         finally:
+            partial = self._interim.close() if self._interim is not None else None
+            if partial is not None:
+                self._tasks.add(partial)
             for task in (*self._tasks, reader, writer):
                 task.cancel()
             # asyncio.wait, not gather: a cancellation of this task while waiting must arrive
@@ -166,6 +191,7 @@ class Session:
                 "max_stream_ms": s.max_stream_ms,
                 "idle_timeout_ms": s.idle_timeout_ms,
             },
+            interim_ms=self._params.interim_ms,
         )
 
     def _timeout_reason(self) -> str:
@@ -204,7 +230,12 @@ class Session:
         except vad.FrameError as exc:
             await self._outbox.put(Error("bad_frame", f"{exc}; frame dropped"))
             return
-        await self._handle(events)
+        except vad.DetectorError as exc:
+            await self._detector_failed(exc)
+        else:
+            await self._handle(events)
+        if self._interim is not None:
+            self._interim.update(self._segments, self._segmenter.in_progress())
         if self._segmenter.audio_ms > self._settings.max_stream_ms:
             await self._finish()
             message = f"stream exceeded max_stream_ms {self._settings.max_stream_ms}"
@@ -225,9 +256,20 @@ class Session:
 
     async def _finish(self) -> None:
         """Close the pending utterance and wait until every segment's outcome is queued."""
-        await self._handle(self._segmenter.finish())
+        try:
+            await self._handle(self._segmenter.finish())
+        except vad.DetectorError as exc:
+            await self._detector_failed(exc)
         if self._last is not None:
             await self._last
+
+    async def _detector_failed(self, exc: vad.DetectorError) -> None:
+        """The stream goes on: the failed frames counted as unvoiced, the detector starts
+        afresh; the client hears of it as an ``internal`` error."""
+        log.error("session %s: %s", self.id, exc, exc_info=exc.cause)
+        message = "voice detector failed on this audio; the stream goes on"
+        await self._outbox.put(Error("internal", message))
+        await self._handle(exc.events)
 
     async def _handle(self, events: list[vad.Event]) -> None:
         for event in events:
@@ -239,6 +281,8 @@ class Session:
                 await self._submit(event)
 
     async def _submit(self, segment: vad.Segment) -> None:
+        if self._interim is not None:
+            self._interim.end_segment()  # before its final can be queued
         await self._slots.acquire()
         index, self._segments = self._segments, self._segments + 1
         self._service.metrics.segments.labels(source="stream").inc()
@@ -257,7 +301,9 @@ class Session:
     async def _classify(
         self, index: int, segment: vad.Segment, known_at: float, previous: asyncio.Task[None] | None
     ) -> None:
-        outcome, error = await classify_segment(self._service.pool, index, segment, known_at)
+        outcome, error = await classify_segment(
+            self._service.pool, index, segment, known_at, client=self._client, stream=self.id
+        )
         if previous is not None:
             await previous  # outcomes leave in segment order
         if isinstance(outcome, Result):

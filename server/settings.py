@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -11,10 +12,31 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 import vad
+from server.upload import MAX_DECODED_SAMPLES
 
 BUNDLED_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+# EMOSTREAM_<setting> -> SegmenterConfig field. Defaults and bounds are the config's own
+# (one definition, in vad/config.py); the settings only rename them.
+VAD_SETTINGS = {
+    "vad_detector": "detector",
+    "vad_threshold": "speech_threshold",
+    "vad_threshold_hysteresis": "threshold_hysteresis",
+    "vad_aggressiveness": "aggressiveness",
+    "vad_frame_ms": "frame_ms",
+    "vad_start_ms": "start_ms",
+    "vad_hangover_ms": "hangover_ms",
+    "vad_pre_padding_ms": "pre_padding_ms",
+    "vad_post_padding_ms": "post_padding_ms",
+    "max_segment_ms": "max_segment_ms",
+    "min_segment_ms": "min_segment_ms",
+}
+_VAD = vad.SegmenterConfig()
+_CONFIG_NAME = re.compile(r"\b(" + "|".join(VAD_SETTINGS.values()) + r")\b")
+_SETTING_OF = {field: setting for setting, field in VAD_SETTINGS.items()}
 
 
 def _split_csv(value: object) -> object:
@@ -30,20 +52,26 @@ class Settings(BaseSettings):
     model_dir: Path = BUNDLED_MODEL_DIR
     workers: int = Field(default=2, ge=1, le=64)
     intra_op_threads: int = Field(default=1, ge=1, le=64)
+    lone_intra_op_threads: int = Field(default=2, ge=0, le=64)
     graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
     queue_size: int = Field(default=64, ge=0, le=10_000)
     queue_timeout_ms: int = Field(default=2000, ge=1, le=60_000)
     max_pending_segments: int = Field(default=4, ge=1, le=1000)
 
-    # Segmentation
-    vad_aggressiveness: int = Field(default=2, ge=0, le=3)
-    vad_frame_ms: int = 30
-    vad_start_ms: int = Field(default=240, ge=10, le=5000)
-    vad_hangover_ms: int = Field(default=600, ge=10, le=10_000)
-    vad_pre_padding_ms: int = Field(default=200, ge=0, le=2000)
-    vad_post_padding_ms: int = Field(default=100, ge=0, le=2000)
-    max_segment_ms: int = Field(default=3000, ge=500, le=30_000)
-    min_segment_ms: int = Field(default=500, ge=0, le=30_000)
+    # Segmentation: see VAD_SETTINGS and vad.SegmenterConfig for the bounds
+    vad_detector: vad.DetectorName = _VAD.detector
+    vad_threshold: float = _VAD.speech_threshold
+    vad_threshold_hysteresis: float = _VAD.threshold_hysteresis
+    vad_aggressiveness: int = _VAD.aggressiveness
+    vad_frame_ms: int = vad.config.DETECTOR_FRAME_MS
+    vad_start_ms: int = _VAD.start_ms
+    vad_hangover_ms: int = _VAD.hangover_ms
+    vad_pre_padding_ms: int = _VAD.pre_padding_ms
+    vad_post_padding_ms: int = _VAD.post_padding_ms
+    max_segment_ms: int = _VAD.max_segment_ms
+    min_segment_ms: int = _VAD.min_segment_ms
+    # A Silero ONNX file elsewhere than the pinned package's (it must still be that file).
+    vad_model_path: Path | None = None
 
     # Limits
     max_connections: int = Field(default=200, ge=1, le=100_000)
@@ -53,6 +81,13 @@ class Settings(BaseSettings):
     idle_timeout_ms: int = Field(default=30_000, ge=100)
     max_upload_bytes: int = Field(default=26_214_400, ge=1024)
     max_upload_ms: int = Field(default=600_000, ge=1000)
+    max_upload_samples: int = Field(default=MAX_DECODED_SAMPLES, ge=16_000)
+    max_uploads: int = Field(default=4, ge=1, le=1000)
+    max_uploads_per_ip: int = Field(default=2, ge=1, le=1000)
+    decode_workers: int = Field(default=1, ge=1, le=16)
+    max_http_requests: int = Field(default=64, ge=1, le=100_000)
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    body_timeout_s: float = Field(default=60.0, gt=0)
     ws_ping_interval_s: float = Field(default=20.0, gt=0)
     ws_ping_timeout_s: float = Field(default=20.0, gt=0)
     shutdown_timeout_s: float = Field(default=10.0, ge=0)
@@ -64,13 +99,6 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[IpNetwork], NoDecode] = Field(default_factory=list)
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-
-    @field_validator("vad_frame_ms")
-    @classmethod
-    def _frame(cls, value: int) -> int:
-        if value not in (10, 20, 30):
-            raise ValueError(f"vad_frame_ms must be 10, 20 or 30, got {value}")
-        return value
 
     @field_validator("token", "admin_token", mode="before")
     @classmethod
@@ -115,22 +143,15 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _segmenter_fits(self) -> Settings:
-        if self.min_segment_ms >= self.max_segment_ms:
-            raise ValueError(
-                f"min_segment_ms ({self.min_segment_ms}) must be below "
-                f"max_segment_ms ({self.max_segment_ms})"
-            )
-        self.segmenter_config()  # the VAD's own checks name the conflicting values
+        self.segmenter_config()  # the VAD's own checks, in the settings' names
         return self
 
     def segmenter_config(self) -> vad.SegmenterConfig:
-        return vad.SegmenterConfig(
-            frame_ms=self.vad_frame_ms,  # type: ignore[arg-type]
-            aggressiveness=self.vad_aggressiveness,
-            start_ms=self.vad_start_ms,
-            hangover_ms=self.vad_hangover_ms,
-            pre_padding_ms=self.vad_pre_padding_ms,
-            post_padding_ms=self.vad_post_padding_ms,
-            max_segment_ms=self.max_segment_ms,
-            min_segment_ms=self.min_segment_ms,
-        )
+        values = {field: getattr(self, setting) for setting, field in VAD_SETTINGS.items()}
+        try:
+            return vad.SegmenterConfig(**values)
+        except ValueError as exc:
+            message = _CONFIG_NAME.sub(
+                lambda m: "EMOSTREAM_" + _SETTING_OF[m.group(1)].upper(), str(exc)
+            )
+            raise ValueError(message) from None

@@ -1,5 +1,10 @@
-"""uvicorn's WebSocket protocol with two additions: the app may abort a connection, and
-pongs are not queued for a client that does not read.
+"""uvicorn's protocols with what facing slow or hostile clients needs.
+
+HTTP: a request's headers must arrive within a deadline (uvicorn has none; a connection
+that sends nothing, or headers byte by byte, would be held forever).
+
+WebSocket: the app may abort a connection, and pongs are not queued for a client that
+does not read.
 
 ASGI has no way to drop a connection without a close handshake, and a close handshake
 cannot finish with a client that does not read (uvicorn would hold its socket until the
@@ -9,11 +14,16 @@ connection scope's extensions; ``abort_transport`` calls it.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
+from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
+
+log = logging.getLogger(__name__)
 
 ABORT_EXTENSION = "emostream.transport.abort"
 
@@ -50,3 +60,45 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         output = self.conn.data_to_send()
         if self.writable.is_set():
             self.transport.write(b"".join(output))
+
+
+class HttpProtocol(H11Protocol):
+    """Closes a connection whose request headers have not all arrived ``header_timeout_s``
+    after it opened or after its previous response (``http_protocol`` sets the value)."""
+
+    header_timeout_s = 10.0
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_header_timer()
+
+    def data_received(self, data: bytes) -> None:
+        if self.cycle is None or self.cycle.response_complete:
+            self._arm_header_timer()  # waiting for the next request's headers
+        headers = self.headers
+        super().data_received(data)
+        if self.headers is not headers:  # a request's headers are complete
+            self._cancel_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+    def _arm_header_timer(self) -> None:
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_late)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        log.debug("closed a connection: no request headers within %g s", self.header_timeout_s)
+        self.transport.close()
+
+
+def http_protocol(header_timeout_s: float) -> type[HttpProtocol]:
+    return type("HttpProtocol", (HttpProtocol,), {"header_timeout_s": header_timeout_s})

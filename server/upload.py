@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -20,12 +21,20 @@ MIN_FILE_RATE_HZ = 1000
 MAX_FILE_RATE_HZ = 384_000
 # libsndfile's frame count for a stream of unknown length (SF_COUNT_MAX).
 _UNKNOWN_FRAMES = 2**63 - 1
+# Decoded samples (frames × channels) a file may hold: 10 minutes of 48 kHz stereo. This
+# bounds the decoding work, which duration alone does not (384 kHz × 8 channels is 64 times
+# as much work per second as 48 kHz mono).
+MAX_DECODED_SAMPLES = 600 * 48_000 * 2
 # Samples (frames × channels) decoded at a time.
 _BLOCK_SAMPLES = 1 << 18
 # WAV chunks looked at before the data chunk. Writers that stream to a pipe cannot fill in
 # its size: they leave 0, or a huge placeholder (sox and espeak-ng 0x7FFFF000, others 2**32-1).
 _MAX_WAV_CHUNKS = 64
 _PLACEHOLDER_WAV_SIZE = 0x7FFFF000
+
+
+# A file held in memory: the request body, or a view of the part of it that is the file.
+Data = bytes | bytearray | memoryview
 
 
 class UploadError(ValueError):
@@ -37,25 +46,43 @@ class UploadError(ValueError):
         self.code = code
 
 
-async def read_limited(chunks: AsyncIterator[bytes], max_bytes: int) -> bytes:
+async def read_limited(chunks: AsyncIterator[bytes], max_bytes: int, timeout_s: float) -> bytearray:
+    """The whole body, refused past ``max_bytes`` or when it has not all come in ``timeout_s``."""
     body = bytearray()
-    async for chunk in chunks:
-        body += chunk
-        if len(body) > max_bytes:
-            raise UploadError(413, "too_large", f"request body exceeds {max_bytes} bytes")
-    return bytes(body)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in chunks:
+                body += chunk
+                if len(body) > max_bytes:
+                    raise UploadError(413, "too_large", f"request body exceeds {max_bytes} bytes")
+    except TimeoutError:
+        raise UploadError(
+            408,
+            "bad_request",
+            f"request body not received within {timeout_s:g} s ({len(body)} bytes came)",
+        ) from None
+    return body
 
 
 @dataclass
 class _Part:
     headers: dict[bytes, bytes] = field(default_factory=dict)
-    data: bytearray = field(default_factory=bytearray)
+    # Where the part's data lies in the body, or a copy of a piece the parser held back.
+    pieces: list[slice | bytes] = field(default_factory=list)
+
+    def data(self, body: Data) -> Data:
+        """The part's data: a view of the body when it is in one piece (no copy)."""
+        view = memoryview(body)
+        if len(self.pieces) == 1 and isinstance(self.pieces[0], slice):
+            return view[self.pieces[0]]
+        return b"".join(view[p] if isinstance(p, slice) else p for p in self.pieces)
 
 
 class _PartCollector:
     """Collects the parts of a multipart body in memory (never in temporary files)."""
 
-    def __init__(self) -> None:
+    def __init__(self, body: Data) -> None:
+        self._body = body
         self.parts: list[_Part] = []
         self.complete = False
         self._field = b""
@@ -87,22 +114,28 @@ class _PartCollector:
         self._field, self._value = b"", b""
 
     def _data(self, data: bytes, start: int, end: int) -> None:
-        self.parts[-1].data += data[start:end]
+        pieces = self.parts[-1].pieces
+        if data is not self._body:  # a boundary look-behind the parser gives back
+            pieces.append(bytes(data[start:end]))
+        elif pieces and isinstance(pieces[-1], slice) and pieces[-1].stop == start:
+            pieces[-1] = slice(pieces[-1].start, end)
+        else:
+            pieces.append(slice(start, end))
 
     def _end(self) -> None:
         self.complete = True
 
 
-def multipart_file(body: bytes, content_type: str) -> bytes:
+def multipart_file(body: Data, content_type: str) -> Data:
     """The contents of the ``file`` field of a multipart/form-data body."""
     _, options = parse_options_header(content_type)
     boundary = options.get(b"boundary")
     if not boundary:
         raise UploadError(400, "bad_request", "multipart/form-data body has no boundary")
-    collector = _PartCollector()
+    collector = _PartCollector(body)
     parser = MultipartParser(boundary, collector.callbacks())  # type: ignore[arg-type]
     try:
-        parser.write(body)
+        parser.write(body)  # type: ignore[arg-type]  # any buffer: it is only indexed
         parser.finalize()
     except MultipartParseError as exc:
         raise UploadError(400, "bad_request", f"malformed multipart body: {exc}") from exc
@@ -111,11 +144,11 @@ def multipart_file(body: bytes, content_type: str) -> bytes:
     for part in collector.parts:
         _, disposition = parse_options_header(part.headers.get(b"content-disposition", b""))
         if disposition.get(b"name") == UPLOAD_FIELD.encode():
-            return bytes(part.data)
+            return part.data(body)
     raise UploadError(400, "bad_request", f"multipart body has no {UPLOAD_FIELD!r} field")
 
 
-def upload_bytes(body: bytes, content_type: str) -> bytes:
+def upload_bytes(body: Data, content_type: str) -> Data:
     """The audio file carried by a request body, by its content type."""
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type == "multipart/form-data":
@@ -137,11 +170,15 @@ class DecodedAudio:
     duration_ms: int
 
 
-def decode_audio(data: bytes, target_rate_hz: int, max_duration_ms: int) -> DecodedAudio:
+def decode_audio(
+    data: Data, target_rate_hz: int, max_duration_ms: int, max_samples: int = MAX_DECODED_SAMPLES
+) -> DecodedAudio:
     """Decode a WAV/FLAC/OGG file in memory to mono float32 at ``target_rate_hz``.
 
     The file is read block by block, mixed to mono and resampled as it goes, so memory
     follows the decoded length (bounded by ``max_duration_ms``), never what a header claims.
+    A file whose frames × channels pass ``max_samples`` is refused: before decoding when
+    its header gives its length, as soon as the count passes the limit otherwise.
     """
     if not data:
         raise UploadError(400, "bad_audio", "the uploaded file is empty")
@@ -149,14 +186,44 @@ def decode_audio(data: bytes, target_rate_hz: int, max_duration_ms: int) -> Deco
     if truncation is not None:
         raise UploadError(400, "bad_audio", truncation)
     try:
-        with sf.SoundFile(io.BytesIO(data)) as f:
-            return _decode(f, target_rate_hz, max_duration_ms)
+        with sf.SoundFile(_Reader(data)) as f:
+            return _decode(f, target_rate_hz, max_duration_ms, max_samples)
     except sf.SoundFileError as exc:
         reason = exc.error_string if isinstance(exc, sf.LibsndfileError) else str(exc)
         raise UploadError(400, "bad_audio", f"cannot decode audio: {reason}") from exc
 
 
-def _decode(f: sf.SoundFile, target_rate_hz: int, max_duration_ms: int) -> DecodedAudio:
+class _Reader:
+    """A read-only file over a buffer without copying it (``io.BytesIO`` copies all but bytes)."""
+
+    def __init__(self, data: Data) -> None:
+        self._view = memoryview(data).cast("B")
+        self._position = 0
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}
+        self._position = max(0, base[whence] + offset)
+        return self._position
+
+    def read(self, size: int = -1) -> bytes:
+        end = len(self._view) if size < 0 else self._position + size
+        data = bytes(self._view[self._position : end])
+        self._position += len(data)
+        return data
+
+    def readinto(self, buffer: memoryview) -> int:
+        piece = self._view[self._position : self._position + len(buffer)]
+        buffer[: len(piece)] = piece
+        self._position += len(piece)
+        return len(piece)
+
+
+def _decode(
+    f: sf.SoundFile, target_rate_hz: int, max_duration_ms: int, max_samples: int
+) -> DecodedAudio:
     rate, channels = f.samplerate, f.channels
     if not MIN_FILE_RATE_HZ <= rate <= MAX_FILE_RATE_HZ:
         raise UploadError(
@@ -166,36 +233,59 @@ def _decode(f: sf.SoundFile, target_rate_hz: int, max_duration_ms: int) -> Decod
         )
     if channels < 1:
         raise UploadError(400, "bad_audio", f"the file declares {channels} channels")
-    max_frames = max_duration_ms * rate // 1000
-    if _UNKNOWN_FRAMES > f.frames > max_frames:
-        raise _too_long(f.frames * 1000 // rate, max_duration_ms)
+    max_frames = min(max_duration_ms * rate // 1000, max_samples // channels)
+    known = f.frames < _UNKNOWN_FRAMES
+    if known and f.frames > max_frames:
+        raise _too_much(f.frames, rate, channels, max_duration_ms, max_samples)
     resampler = (
         soxr.ResampleStream(rate, target_rate_hz, 1, dtype="float32")
         if rate != target_rate_hz
         else None
     )
     block_frames = max(1, _BLOCK_SAMPLES // channels)
-    pieces: list[npt.NDArray[np.float32]] = []
+    # The output is filled in place: one array the size of the decoded audio, no pieces to join.
+    expected = (f.frames if known else max_frames) * target_rate_hz // rate
+    out = _Output(expected + 1024 if known else min(expected, 1 << 20))
     frames = 0
     while True:
         block = f.read(block_frames, dtype="float32", always_2d=True)
         frames += block.shape[0]
         if frames > max_frames:
-            raise _too_long(frames * 1000 // rate, max_duration_ms)
+            raise _too_much(frames, rate, channels, max_duration_ms, max_samples)
         mono = np.ascontiguousarray(block.mean(axis=1, dtype=np.float32))
+        del block
         if not np.isfinite(mono).all():
             raise UploadError(400, "bad_audio", "the file holds NaN or infinite samples")
-        last = block.shape[0] < block_frames
-        pieces.append(mono if resampler is None else resampler.resample_chunk(mono, last=last))
+        last = mono.shape[0] < block_frames
+        out.append(mono if resampler is None else resampler.resample_chunk(mono, last=last))
         if last:
             break
     if frames == 0:
         raise UploadError(400, "bad_audio", "the file holds no audio samples")
-    audio: npt.NDArray[np.float32] = np.concatenate(pieces).astype(np.float32, copy=False)
-    return DecodedAudio(audio, rate, frames * 1000 // rate)
+    return DecodedAudio(out.audio(), rate, frames * 1000 // rate)
 
 
-def wav_truncation(data: bytes) -> str | None:
+class _Output:
+    """A float32 buffer filled block by block; it grows (by half) only past its first size."""
+
+    def __init__(self, capacity: int) -> None:
+        self._data = np.empty(max(capacity, 1), dtype=np.float32)
+        self._size = 0
+
+    def append(self, piece: npt.NDArray[np.float32]) -> None:
+        end = self._size + piece.shape[0]
+        if end > self._data.shape[0]:
+            grown = np.empty(max(end, self._data.shape[0] * 3 // 2), dtype=np.float32)
+            grown[: self._size] = self._data[: self._size]
+            self._data = grown
+        self._data[self._size : end] = piece
+        self._size = end
+
+    def audio(self) -> npt.NDArray[np.float32]:
+        return self._data[: self._size]
+
+
+def wav_truncation(data: Data) -> str | None:
     """Why a RIFF/WAVE file is cut short (its data chunk runs past the end), else None.
 
     libsndfile quietly decodes what is there; a cut recording is refused instead.
@@ -219,9 +309,15 @@ def wav_truncation(data: bytes) -> str | None:
     return None
 
 
-def _too_long(duration_ms: int, max_duration_ms: int) -> UploadError:
-    return UploadError(
-        413,
-        "too_large",
-        f"audio lasts {duration_ms} ms, more than the limit of {max_duration_ms} ms",
-    )
+def _too_much(
+    frames: int, rate: int, channels: int, max_duration_ms: int, max_samples: int
+) -> UploadError:
+    duration_ms = frames * 1000 // rate
+    if duration_ms > max_duration_ms:
+        message = f"audio lasts {duration_ms} ms, more than the limit of {max_duration_ms} ms"
+    else:
+        message = (
+            f"audio of {frames} frames × {channels} channels at {rate} Hz is more than "
+            f"{max_samples} samples to decode"
+        )
+    return UploadError(413, "too_large", message)

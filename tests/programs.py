@@ -24,7 +24,7 @@ def listed_programs() -> dict[str, str]:
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
-        program, package = line.split()
+        program, package, *_modes = line.split()
         programs[program] = package
     return programs
 

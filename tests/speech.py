@@ -50,3 +50,9 @@ def wav_bytes(audio: Float, sample_rate: int = 16000, subtype: str = "PCM_16") -
     buf = io.BytesIO()
     sf.write(buf, audio, sample_rate, format="WAV", subtype=subtype)
     return buf.getvalue()
+
+
+def short_word(seconds: float = 0.15, sample_rate: int = 16000) -> Float:
+    """The start of a spoken word: real speech, too short to make a classified segment
+    (with the padding it stays under the default 500 ms minimum)."""
+    return espeak("Oh.", rate_wpm=190, sample_rate=sample_rate)[: round(seconds * sample_rate)]

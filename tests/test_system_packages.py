@@ -101,7 +101,7 @@ def test_setup_installs_from_the_list() -> None:
     assert "scripts/system-packages.txt" in setup
     # setup's own reading of the list gives the same packages as the tests' reading.
     script = (
-        'while read -r program package; do case "$program" in ""|"#"*) continue ;; esac; '
+        'while read -r program package modes; do case "$program" in ""|"#"*) continue ;; esac; '
         'echo "$program $package"; done < scripts/system-packages.txt'
     )
     out = subprocess.run(
@@ -109,6 +109,23 @@ def test_setup_installs_from_the_list() -> None:
     ).stdout
     pairs = dict(line.split() for line in out.splitlines())
     assert pairs == listed_programs()
+
+
+def test_serve_mode_needs_only_npm() -> None:
+    # `scripts/setup.sh serve` (./serve on a fresh machine) installs npm for the page's library.
+    setup = (REPO / "scripts" / "setup.sh").read_text(encoding="utf-8")
+    loop = setup[
+        setup.index("while read -r program") : setup.index("done < scripts/system-packages.txt")
+    ]
+    script = (
+        "mode=serve; need_apt=(); command() { return 1; }; "
+        + loop
+        + 'done < scripts/system-packages.txt; echo "${need_apt[@]}"'
+    )
+    out = subprocess.run(
+        ["bash", "-c", script], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    assert out.split() == ["npm"]
 
 
 def test_readme_names_the_listed_packages() -> None:

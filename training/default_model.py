@@ -189,7 +189,9 @@ def record(
         "command": "python -m training.default_model --out models/default",
         "validated_on_human_speech": False,
     }
-    updated = manifest.model_copy(update={"metrics": metrics, "provenance": provenance})
+    updated = manifest.model_copy(
+        update={"metrics": metrics, "provenance": provenance, "demo": True}
+    )
     write_manifest(model_dir, updated)
     return updated
 

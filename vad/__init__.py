@@ -1,27 +1,36 @@
-"""Voice-activity segmentation of audio streams (webrtcvad, soxr); no model code here."""
+"""Voice-activity segmentation of audio streams (Silero VAD or webrtcvad, soxr)."""
 
-from vad.config import SegmenterConfig
-from vad.detector import Detector, EnergyDetector, WebRtcDetector
-from vad.events import Event, Segment, SpeechEnd, SpeechStart
+from vad.config import DETECTORS, DetectorName, SegmenterConfig
+from vad.detector import Detector, DetectorError, EnergyDetector, WebRtcDetector, make_detector
+from vad.events import Event, InProgress, Segment, SpeechEnd, SpeechStart
 from vad.framing import Encoding, FrameError, Reframer, decode_pcm
 from vad.resample import Resampler
 from vad.segmenter import Segmenter
+from vad.silero import SileroDetector, SileroModel, VadModelError
 from vad.stream import StreamSegmenter
 
 __all__ = [
+    "DETECTORS",
     "Detector",
+    "DetectorError",
+    "DetectorName",
     "Encoding",
     "EnergyDetector",
     "Event",
     "FrameError",
+    "InProgress",
     "Reframer",
     "Resampler",
     "Segment",
     "Segmenter",
     "SegmenterConfig",
+    "SileroDetector",
+    "SileroModel",
     "SpeechEnd",
     "SpeechStart",
     "StreamSegmenter",
+    "VadModelError",
     "WebRtcDetector",
     "decode_pcm",
+    "make_detector",
 ]

@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from vad.detector import WEBRTC_RATES_HZ
 
-FRAME_MS_CHOICES = (10, 20, 30)
+DetectorName = Literal["silero", "webrtc"]
+DETECTORS: tuple[DetectorName, ...] = get_args(DetectorName)
+WEBRTC_FRAME_MS = (10, 20, 30)
+SILERO_FRAME_MS = 32  # 512 samples at 16 kHz, the only frame Silero VAD takes there
+SILERO_RATE_HZ = 16000
+NATIVE_FRAME_MS = {"silero": SILERO_FRAME_MS, "webrtc": 30}
+MAX_SEGMENT_LIMIT_MS = 60_000
+DETECTOR_FRAME_MS = 0  # frame_ms meaning "the detector's own frame"
 
 
 @dataclass(frozen=True)
 class SegmenterConfig:
+    detector: DetectorName = "silero"
     sample_rate_hz: int = 16000
-    frame_ms: Literal[10, 20, 30] = 30
+    frame_ms: int = DETECTOR_FRAME_MS  # 32 ms for Silero, 30 ms for webrtcvad
     aggressiveness: int = 2
+    speech_threshold: float = 0.5
+    threshold_hysteresis: float = 0.15
     start_ms: int = 240
     start_ratio: float = 0.6
     hangover_ms: int = 600
@@ -29,11 +39,29 @@ class SegmenterConfig:
     end_trim_margin_db: float = 6.0
 
     def __post_init__(self) -> None:
-        self._check_choice("sample_rate_hz", self.sample_rate_hz, WEBRTC_RATES_HZ)
-        self._check_choice("frame_ms", self.frame_ms, FRAME_MS_CHOICES)
+        self._check_choice("detector", self.detector, DETECTORS)
+        if self.frame_ms == DETECTOR_FRAME_MS:
+            object.__setattr__(self, "frame_ms", NATIVE_FRAME_MS[self.detector])
+        if self.detector == "silero":
+            self._check_choice("sample_rate_hz", self.sample_rate_hz, (SILERO_RATE_HZ,))
+            self._check_choice("frame_ms", self.frame_ms, (SILERO_FRAME_MS,))
+        else:
+            self._check_choice("sample_rate_hz", self.sample_rate_hz, WEBRTC_RATES_HZ)
+            self._check_choice("frame_ms", self.frame_ms, WEBRTC_FRAME_MS)
         self._check_choice("aggressiveness", self.aggressiveness, (0, 1, 2, 3))
+        if not 0.0 < self.speech_threshold < 1.0:
+            raise ValueError(f"speech_threshold must be in (0, 1), got {self.speech_threshold}")
+        if not 0.0 <= self.threshold_hysteresis < self.speech_threshold:
+            raise ValueError(
+                f"threshold_hysteresis must be in [0, speech_threshold), "
+                f"got {self.threshold_hysteresis}"
+            )
         for name in ("start_ms", "hangover_ms", "max_segment_ms"):
             self._check_at_least(name, 1)
+        if self.max_segment_ms > MAX_SEGMENT_LIMIT_MS:
+            raise ValueError(
+                f"max_segment_ms must be at most {MAX_SEGMENT_LIMIT_MS}, got {self.max_segment_ms}"
+            )
         for name in (
             "pre_padding_ms",
             "post_padding_ms",
@@ -50,16 +78,21 @@ class SegmenterConfig:
             raise ValueError(f"start_ratio must be in (0, 1], got {self.start_ratio}")
         if not 0.0 <= self.stop_ratio < 1.0:
             raise ValueError(f"stop_ratio must be in [0, 1), got {self.stop_ratio}")
+        if self.min_segment_ms >= self.max_segment_ms:
+            raise ValueError(
+                f"min_segment_ms ({self.min_segment_ms}) must be below "
+                f"max_segment_ms ({self.max_segment_ms})"
+            )
         tail_ms = max(self.stop_frames * self.frame_ms, self.post_padding_ms) + self.frame_ms
         self._check_fits_segment("hangover_ms and post_padding_ms", tail_ms)
         lead_in_ms = self.start_frames * self.frame_ms + self.pre_padding_ms + self.frame_ms
         self._check_fits_segment("start_ms + pre_padding_ms", lead_in_ms)
-        self._check_fits_segment("min_segment_ms", self.min_segment_ms)
         self._check_fits_segment("cut_search_ms", self.cut_search_ms)
 
-    def _check_choice(self, name: str, value: object, choices: tuple[int, ...]) -> None:
+    def _check_choice(self, name: str, value: object, choices: tuple[object, ...]) -> None:
         if value not in choices:
-            raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+            detector = "" if name in ("detector", "aggressiveness") else f" for {self.detector}"
+            raise ValueError(f"{name} must be one of {choices}{detector}, got {value!r}")
 
     def _check_at_least(self, name: str, minimum: int) -> None:
         value = getattr(self, name)

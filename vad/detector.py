@@ -1,14 +1,22 @@
-"""Per-frame voice detectors: webrtcvad, and a deterministic energy threshold."""
+"""Per-frame voice detectors: Silero (vad.silero), webrtcvad, and an energy threshold."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 import webrtcvad
 
+if TYPE_CHECKING:
+    from vad.config import SegmenterConfig
+    from vad.events import Event
+
+# One stream's detector: a frame of int16 samples in, voiced or not out. A detector with
+# state has a reset() that the segmenter calls when its stream starts over.
 Detector = Callable[[npt.NDArray[np.int16]], bool]
 WEBRTC_RATES_HZ = (8000, 16000, 32000, 48000)
 _FULL_SCALE_POWER = 32768.0**2
@@ -61,3 +69,25 @@ class EnergyDetector:
 
     def __call__(self, frame: npt.NDArray[np.int16]) -> bool:
         return bool(frame_energy(frame) >= self._threshold_power)
+
+
+class DetectorError(RuntimeError):
+    """The detector raised on a frame; ``events`` are what the stream produced anyway
+    (that frame counted as unvoiced), ``cause`` is the detector's exception."""
+
+    def __init__(self, events: Sequence[Event], cause: BaseException) -> None:
+        super().__init__(f"voice detector failed: {type(cause).__name__}: {cause}")
+        self.events: list[Event] = list(events)
+        self.cause = cause
+
+
+def make_detector(config: SegmenterConfig, silero_model: Path | None = None) -> Detector:
+    """A fresh detector for one stream as config says; Silero streams share one model
+    session per process (loaded and checked on first use, see vad.silero)."""
+    if config.detector == "webrtc":
+        return WebRtcDetector(config.aggressiveness, config.sample_rate_hz)
+    from vad.silero import SileroDetector, shared_model
+
+    return SileroDetector(
+        shared_model(silero_model), config.speech_threshold, config.threshold_hysteresis
+    )

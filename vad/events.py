@@ -47,4 +47,24 @@ class Segment:
         return (self.start_sample, self.end_sample, self.too_short)
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class InProgress:
+    """The segment still being spoken, as far as it would reach if the utterance ended now.
+
+    ``audio`` is a read-only view of the segmenter's own buffer (no copy): it is valid only
+    until the next frame is pushed, so a caller that keeps it must copy it first.
+    ``joined_samples`` counts all audio that has joined the segment, including trailing
+    silence not (yet) part of it; ``classifiable`` is true only when the segment can no
+    longer end shorter than the minimum segment length, whatever audio follows.
+    """
+
+    start_sample: int
+    end_sample: int
+    start_ms: int
+    end_ms: int
+    joined_samples: int
+    audio: npt.NDArray[np.int16]
+    classifiable: bool
+
+
 Event = SpeechStart | SpeechEnd | Segment

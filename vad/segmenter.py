@@ -9,8 +9,8 @@ import numpy as np
 import numpy.typing as npt
 
 from vad.config import SegmenterConfig
-from vad.detector import Detector, WebRtcDetector, frame_energy
-from vad.events import Event, Segment, SpeechEnd, SpeechStart
+from vad.detector import Detector, DetectorError, frame_energy, make_detector
+from vad.events import Event, InProgress, Segment, SpeechEnd, SpeechStart
 from vad.framing import to_float
 from vad.ring import SampleRing
 
@@ -48,6 +48,10 @@ class _Utterance:
     audio: npt.NDArray[np.int16]  # audio[:filled] holds [seg_start, seg_start + filled)
     filled: int
     stop_window: _Window
+    cuts: int = 0
+    # End of the first voiced frame after the last cut; None while there is none.
+    voiced_after_cut: int | None = None
+    voiced_before_cut: int = 0  # end of the last voiced frame before the last cut
 
 
 class Segmenter:
@@ -57,6 +61,9 @@ class Segmenter:
     """
 
     def __init__(self, config: SegmenterConfig, detector: Detector | None = None) -> None:
+        """detector: a fresh one per stream; None makes config.detector's own (for Silero,
+        per-stream state on the process's shared model). Its reset(), if any, is called
+        by reset()."""
         self.config = config
         self._given_detector = detector
         self._frame = config.frame_samples
@@ -83,13 +90,31 @@ class Segmenter:
     def in_speech(self) -> bool:
         return self._utterance is not None
 
-    def reset(self) -> None:
-        """Start over as a new stream; a default webrtcvad detector starts afresh too."""
-        self._detect: Detector = (
-            self._given_detector
-            if self._given_detector is not None
-            else WebRtcDetector(self.config.aggressiveness, self.config.sample_rate_hz)
+    def in_progress(self) -> InProgress | None:
+        """The segment in progress so far, or None outside an utterance."""
+        utterance = self._utterance
+        if utterance is None:
+            return None
+        start = utterance.seg_start
+        end = max(start, min(utterance.last_voiced_end + self._post_padding, self._position))
+        view = utterance.audio[: end - start]
+        view.flags.writeable = False
+        # The end may still move back over trailing voiced frames (see _trimmed_voiced_end)
+        # but never by more than end_trim_frames, nor before the audio already pushed.
+        shortest = end - start - self._trim_frames * self._frame
+        return InProgress(
+            start,
+            end,
+            self._ms(start),
+            self._ms(end),
+            self._position - start,
+            view,
+            shortest >= self._min_segment,
         )
+
+    def reset(self) -> None:
+        """Start over as a new stream; the detector starts afresh too."""
+        self._reset_detector()
         self._position = 0
         self._floor = 0  # no new segment may start before the end of the last one
         self._start_window = _Window(self.config.start_frames, fill=False)
@@ -97,9 +122,22 @@ class Segmenter:
         self._energies.clear()
         self._preroll.clear()
 
+    def _reset_detector(self) -> None:
+        given = self._given_detector
+        if given is None:
+            self._detect: Detector = make_detector(self.config)
+            return
+        self._detect = given
+        reset = getattr(given, "reset", None)
+        if callable(reset):
+            reset()
+
     def push(self, frame: npt.NDArray[np.int16]) -> list[Event]:
-        """Process exactly one frame of config.frame_ms."""
-        return self._push(self._checked(frame), allow_cut=True)
+        """Process exactly one frame of config.frame_ms.
+
+        If the detector raises, the frame counts as unvoiced, the detector starts afresh
+        and DetectorError carries the events of this frame (the stream may go on)."""
+        return self._push(self._checked(frame), self._position + self._frame)
 
     def flush(self) -> list[Event]:
         """End the utterance in progress now; [] when there is none."""
@@ -107,13 +145,18 @@ class Segmenter:
 
     def finish(self, last_frame: npt.NDArray[np.int16] | None, valid_samples: int) -> list[Event]:
         """End of stream: push a zero-padded last frame, of which only valid_samples are real
-        audio, then close any utterance; nothing reported extends past the real audio."""
+        audio, then close any utterance; nothing reported extends past the real audio.
+
+        On a detector fault the DetectorError's events include the close."""
         if last_frame is None:
             return self._end(self._position)
         if not 0 < valid_samples <= self._frame:
             raise ValueError(f"valid_samples must be in 1..{self._frame}, got {valid_samples}")
         audio_end = self._position + valid_samples
-        events = self._push(self._checked(last_frame), allow_cut=False, audio_end=audio_end)
+        try:
+            events = self._push(self._checked(last_frame), audio_end)
+        except DetectorError as exc:
+            raise DetectorError(exc.events + self._end(audio_end), exc.cause) from exc.cause
         return events + self._end(audio_end)
 
     def _checked(self, frame: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]:
@@ -124,24 +167,43 @@ class Segmenter:
             )
         return frame
 
-    def _push(
-        self, frame: npt.NDArray[np.int16], allow_cut: bool, audio_end: int | None = None
-    ) -> list[Event]:
-        voiced = bool(self._detect(frame))
+    def _push(self, frame: npt.NDArray[np.int16], audio_end: int) -> list[Event]:
+        fault: Exception | None = None
+        try:
+            voiced = bool(self._detect(frame))
+        except Exception as exc:  # noqa: BLE001 - re-raised below as DetectorError
+            fault, voiced = exc, False
+            self._reset_detector()
+        events = self._advance(frame, voiced, audio_end)
+        if fault is not None:
+            raise DetectorError(events, fault) from fault
+        return events
+
+    def _advance(self, frame: npt.NDArray[np.int16], voiced: bool, audio_end: int) -> list[Event]:
+        """audio_end: where this frame's real audio ends (before a final zero padding)."""
+        events: list[Event] = []
+        utterance = self._utterance
+        if utterance is not None and utterance.filled + audio_end - self._position > (
+            self._max_segment
+        ):
+            # Cut only when audio that does not fit has arrived: a stream that ends exactly
+            # at the limit keeps one whole segment instead of a cut and a sliver.
+            events = self._cut(utterance)
         self._energies.append((self._position, frame_energy(frame)))
         self._preroll.write(frame)
         self._position += self._frame
-        utterance = self._utterance
         if utterance is None:
-            return self._maybe_start(voiced, allow_cut)
+            return self._maybe_start(voiced)
         utterance.audio[utterance.filled : utterance.filled + self._frame] = frame
         utterance.filled += self._frame
         utterance.stop_window.append(voiced)
         if voiced:
             utterance.last_voiced_end = self._position
+            if utterance.voiced_after_cut is None:
+                utterance.voiced_after_cut = self._position
         elif self._stopped(utterance):
-            return self._end(self._position if audio_end is None else audio_end)
-        return self._maybe_cut(utterance) if allow_cut else []
+            return events + self._end(min(self._position, audio_end))
+        return events
 
     def _stopped(self, utterance: _Utterance) -> bool:
         """Few enough voiced frames in the hangover window, and the post-padding is in."""
@@ -150,7 +212,7 @@ class Segmenter:
             and self._position >= utterance.last_voiced_end + self._post_padding
         )
 
-    def _maybe_start(self, voiced: bool, allow_cut: bool) -> list[Event]:
+    def _maybe_start(self, voiced: bool) -> list[Event]:
         window = self._start_window
         window.append(voiced)
         if not voiced or window.voiced < self.config.start_voiced_frames:
@@ -161,57 +223,71 @@ class Segmenter:
         stop_window = _Window(self.config.stop_frames, fill=True)
         for flag in window.latest(age):  # frames before these count as voiced
             stop_window.append(flag)
-        audio = np.empty(self._max_segment, dtype=np.int16)
+        # Room for one zero-padded last frame beyond the limit; what is reported stays within.
+        audio = np.empty(self._max_segment + self._frame, dtype=np.int16)
         filled = self._preroll.read_into(audio, seg_start)
         self._utterance = _Utterance(
             speech_start, seg_start, speech_start, self._position, audio, filled, stop_window
         )
         self._start_window = _Window(self.config.start_frames, fill=False)
-        events: list[Event] = [self._speech_start(speech_start)]
-        if allow_cut:
-            events += self._maybe_cut(self._utterance)
-        return events
+        return [self._speech_start(speech_start)]
 
-    def _maybe_cut(self, utterance: _Utterance) -> list[Event]:
-        limit = utterance.seg_start + self._max_segment
-        if self._position + self._frame <= limit:
-            return []
-        cut = self._cut_position(utterance, limit)
+    def _cut(self, utterance: _Utterance) -> list[Event]:
+        cut = self._cut_position(utterance)
         length = cut - utterance.seg_start
         segment = self._segment(utterance.seg_start, cut, utterance.audio[:length])
         rest = utterance.filled - length
         utterance.audio[:rest] = utterance.audio[length : utterance.filled]
         utterance.filled = rest
         utterance.seg_start = utterance.cut_floor = cut
+        utterance.cuts += 1
+        utterance.voiced_before_cut = min(utterance.last_voiced_end, cut)
+        utterance.voiced_after_cut = (
+            utterance.last_voiced_end if utterance.last_voiced_end > cut else None
+        )
         return [segment]
 
-    def _cut_position(self, utterance: _Utterance, limit: int) -> int:
-        """The middle of the quietest frame in the search window before limit that still
-        leaves voiced audio for the next segment; the end of the last voiced frame if none."""
-        lowest = max(utterance.cut_floor, limit - self._cut_search)
+    def _cut_position(self, utterance: _Utterance) -> int:
+        """Where to cut the full segment, always leaving room for the next frame.
+
+        In a pause (the newest frame unvoiced): post_padding_ms after the last voiced
+        frame, so that the segment ends like an utterance and, if the pause turns out to
+        be the end, nothing but padding is left over (and that is not reported).
+        While voiced: the middle of the quietest frame in the search window that still
+        leaves voiced audio for the next segment."""
+        limit = utterance.seg_start + self._max_segment
+        room = self._position + self._frame - self._max_segment  # the cut must be at or after
+        last_voiced = utterance.last_voiced_end
+        if last_voiced < self._position and last_voiced > utterance.seg_start:
+            return max(room, min(last_voiced + self._post_padding, self._position))
+        lowest = max(utterance.cut_floor, limit - self._cut_search, room - 1)
         best: tuple[float, int] | None = None
         for frame_start, energy in self._energies:
             middle = frame_start + self._frame // 2
-            eligible = lowest < middle <= limit and middle < utterance.last_voiced_end
+            eligible = lowest < middle <= limit and middle < last_voiced
             if eligible and (best is None or energy <= best[0]):
                 best = (energy, middle)
-        if best is not None:
-            return best[1]
-        if utterance.last_voiced_end > utterance.seg_start:
-            return utterance.last_voiced_end
-        return self._position
+        return best[1] if best is not None else self._position
 
     def _end(self, audio_end: int) -> list[Event]:
         utterance = self._utterance
         if utterance is None:
             return []
         voiced_end = min(self._trimmed_voiced_end(utterance), audio_end)
+        self._utterance = None
+        after_cut = utterance.voiced_after_cut
+        if utterance.cuts and (after_cut is None or voiced_end < after_cut):
+            # After the last cut the detector found no voice, or the overhang trim took
+            # back all it found: padding and trailing noise, not a segment of its own.
+            self._floor = utterance.seg_start
+            voiced_end = utterance.voiced_before_cut
+            return [SpeechEnd(voiced_end, self._ms(voiced_end))]
+        speech_end = SpeechEnd(voiced_end, self._ms(voiced_end))
         end = max(utterance.seg_start, min(voiced_end + self._post_padding, audio_end))
         length = end - utterance.seg_start
         segment = self._segment(utterance.seg_start, end, utterance.audio[:length])
-        self._utterance = None
         self._floor = end
-        return [segment, SpeechEnd(voiced_end, self._ms(voiced_end))]
+        return [segment, speech_end]
 
     def _trimmed_voiced_end(self, utterance: _Utterance) -> int:
         """The last voiced frame's end, moved back over trailing frames that the detector

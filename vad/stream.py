@@ -6,9 +6,17 @@ import numpy as np
 import numpy.typing as npt
 
 from vad.config import SegmenterConfig
-from vad.detector import Detector
-from vad.events import Event
-from vad.framing import Encoding, Reframer, check_encoding, decode_pcm, sanitize, to_int16
+from vad.detector import Detector, DetectorError
+from vad.events import Event, InProgress
+from vad.framing import (
+    Encoding,
+    FrameError,
+    Reframer,
+    check_encoding,
+    decode_pcm,
+    sanitize,
+    to_int16,
+)
 from vad.resample import Resampler
 from vad.segmenter import Segmenter
 
@@ -42,6 +50,7 @@ class StreamSegmenter:
         self._segmenter = Segmenter(config, detector)
         self._input_samples = 0
         self._finished = False
+        self._native_s16 = encoding == "pcm_s16le" and in_rate_hz == config.sample_rate_hz
 
     @property
     def input_samples(self) -> int:
@@ -56,8 +65,27 @@ class StreamSegmenter:
     def in_speech(self) -> bool:
         return self._segmenter.in_speech
 
+    def in_progress(self) -> InProgress | None:
+        """The segment in progress so far (a view of the segmenter's buffer), or None."""
+        return self._segmenter.in_progress()
+
     def feed_bytes(self, data: bytes) -> list[Event]:
-        """Raises FrameError for a partial sample, before anything of data is processed."""
+        """Raises FrameError for a partial sample, before anything of data is processed.
+
+        pcm_s16le at the segmenter's own rate goes to the frames as the client's int16
+        samples, with no conversion at all; anything else is decoded to float once,
+        resampled and rounded to int16 once."""
+        if self._native_s16:
+            if len(data) % 2:
+                raise FrameError(
+                    f"binary frame of {len(data)} bytes is not a whole number of "
+                    "2-byte pcm_s16le samples"
+                )
+            if self._finished:
+                raise RuntimeError("the stream has finished; no more audio is accepted")
+            samples = np.frombuffer(data, dtype="<i2").astype(np.int16)
+            self._input_samples += len(samples)
+            return self._frames(samples)
         return self._feed(decode_pcm(data, self.encoding))
 
     def feed_audio(self, audio: npt.NDArray[np.floating]) -> list[Event]:
@@ -73,13 +101,25 @@ class StreamSegmenter:
         return self._segmenter.flush()
 
     def finish(self) -> list[Event]:
-        """End of stream: drain the resampler and the last partial frame, close any utterance."""
+        """End of stream: drain the resampler and the last partial frame, close any utterance.
+
+        A detector fault raises DetectorError with every event, the close included."""
         if self._finished:
             return []
-        events = self._segment(self._resampler.flush())
+        fault: DetectorError | None = None
+        try:
+            events = self._segment(self._resampler.flush())
+        except DetectorError as exc:
+            fault, events = exc, exc.events
         self._finished = True
         valid_samples = self._reframer.pending_samples
-        return events + self._segmenter.finish(self._reframer.flush(), valid_samples)
+        try:
+            events += self._segmenter.finish(self._reframer.flush(), valid_samples)
+        except DetectorError as exc:
+            fault, events = fault or exc, events + exc.events
+        if fault is not None:
+            raise DetectorError(events, fault.cause) from fault.cause
+        return events
 
     def _feed(self, audio: npt.NDArray[np.float32]) -> list[Event]:
         if self._finished:
@@ -88,7 +128,19 @@ class StreamSegmenter:
         return self._segment(self._resampler.process(audio))
 
     def _segment(self, audio: npt.NDArray[np.float32]) -> list[Event]:
+        return self._frames(to_int16(audio))
+
+    def _frames(self, samples: npt.NDArray[np.int16]) -> list[Event]:
+        """Every frame is segmented even if the detector fails on some; then DetectorError
+        (the first fault) carries all the events."""
         events: list[Event] = []
-        for frame in self._reframer.push(to_int16(audio)):
-            events += self._segmenter.push(frame)
+        fault: DetectorError | None = None
+        for frame in self._reframer.push(samples):
+            try:
+                events += self._segmenter.push(frame)
+            except DetectorError as exc:
+                fault = fault or exc
+                events += exc.events
+        if fault is not None:
+            raise DetectorError(events, fault.cause) from fault.cause
         return events

@@ -1,46 +1,54 @@
-// The page: wires microphone capture, the live stream, uploads and the views together.
-import { MicrophoneError, startCapture } from "./capture.js";
+// The page: wires the DOM to the page state (state.js), microphone capture, the live stream,
+// uploads, the chart and the sessions kept in this browser.
+import { ArchiveError, describe, newRecord, SessionArchive } from "./archive.js";
+import { describeSettings, listMicrophones, MicrophoneError, startCapture } from "./capture.js";
+import { ScoreChart } from "./chart.js";
 import { parseModel } from "./protocol.js";
 import { SessionResults } from "./results.js";
+import { PageState, RATE_HZ } from "./state.js";
 import { LiveStream } from "./stream.js";
 import { classifyAudio, UploadError } from "./upload.js";
-import { percent, renderBars, renderLegend, renderReadout, renderSummary, renderTable, renderTimeline, titleCase } from "./view.js";
+import { colourOf, percent, renderBars, renderLegend, renderReadout, renderSessions, renderSummary, renderTable, titleCase } from "./view.js";
 import { concatPcm16, encodeWav } from "./wav.js";
 
-const RATE_HZ = 16000;
 const FRAME_MS = 40;
 const MAX_RECORDING_MS = 600000;
+const DEFAULT_INTERIM_MS = 1000;
+const MIC_KEY = "emostream.microphone";
 
 const $ = (id) => document.getElementById(id);
 const els = {
-  start: $("start"), status: $("conn-status"), model: $("model-info"),
+  start: $("start"), status: $("conn-status"), model: $("model-info"), mic: $("mic"), demo: $("demo-notice"), demoText: $("demo-text"),
   speaking: $("speaking"), speakingText: $("speaking-text"), level: $("level"), levelFill: $("level-fill"),
   message: $("message"), messageTitle: $("message-title"), messageText: $("message-text"), messageActions: $("message-actions"),
   current: $("current"), currentSwatch: $("current-swatch"), currentLabel: $("current-label"), currentConf: $("current-conf"), currentMeta: $("current-meta"),
   smooth: $("smooth"), bars: $("bars"), announcer: $("announcer"),
-  timelineRaw: $("timeline-raw"), timelineSmooth: $("timeline-smooth"), timelineSmoothRow: $("timeline-smooth-row"), timelineEmpty: $("timeline-empty"), axis: $("timeline-axis"), legend: $("legend"),
+  chart: $("chart"), chartMissing: $("chart-missing"), timelineEmpty: $("timeline-empty"), legend: $("legend"),
+  follow: $("follow"), span: $("span"), zoomIn: $("zoom-in"), zoomOut: $("zoom-out"), panBack: $("pan-back"), panForward: $("pan-forward"), showAll: $("show-all"),
   table: $("segments-body"), summaryBar: $("summary-bar"), summaryList: $("summary-list"), summaryTotal: $("summary-total"),
-  exportJson: $("export-json"), exportCsv: $("export-csv"), clear: $("clear"),
+  exportJson: $("export-json"), exportCsv: $("export-csv"), exportVtt: $("export-vtt"), clear: $("clear"), sessions: $("sessions"),
   file: $("file"), drop: $("drop"), uploadStatus: $("upload-status"),
-  contextRate: $("context-rate"), captured: $("captured"), sessionId: $("session-id"), framesSent: $("frames-sent"),
+  deviceLabel: $("device-label"), appliedSettings: $("applied-settings"), contextRate: $("context-rate"), interim: $("interim"),
+  captured: $("captured"), sessionId: $("session-id"), framesSent: $("frames-sent"),
 };
 
 const params = new URLSearchParams(location.search);
 const token = params.get("token") || null;
-const results = new SessionResults();
+const interimMs = /^\d+$/.test(params.get("interim_ms") ?? "") ? Number(params.get("interim_ms")) : DEFAULT_INTERIM_MS;
 
-const app = { mode: "idle", stopping: false, capture: null, stream: null, recording: null, early: [], offsetMs: 0, audioEndMs: 0, capturedSamples: 0, frames: 0, lastRenderMs: 0 };
-
-// Where the next session or upload goes on the timeline: after all audio so far.
-function timelineEndMs() {
-  return Math.max(results.endMs(), app.audioEndMs);
-}
+const state = new PageState({ onChange: (what) => changed(what) });
+// What is not page state but the page's connections to the outside: one of each at a time.
+const live = { capture: null, stream: null, recording: null, early: [], stopping: false, lastDrawMs: 0 };
+const saved = { archive: null, record: newRecord(), writes: Promise.resolve() };
+let chart = null;
+let manifestVersion = null;
 
 function streamUrl() {
   const url = new URL("v1/stream", location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   url.searchParams.set("sample_rate", String(RATE_HZ));
   url.searchParams.set("encoding", "pcm_s16le");
+  if (interimMs > 0) url.searchParams.set("interim_ms", String(interimMs));
   if (token) url.searchParams.set("token", token);
   return url.toString();
 }
@@ -79,14 +87,9 @@ function setBusy(busy) {
   els.start.setAttribute("aria-disabled", String(busy));
 }
 
-function setStatus(state, text) {
-  els.status.dataset.state = state;
+function setStatus(status, text) {
+  els.status.dataset.state = status;
   els.status.textContent = text;
-}
-
-function setSpeaking(value) {
-  els.speaking.dataset.speaking = String(value);
-  els.speakingText.textContent = app.mode === "idle" ? "Microphone off" : value ? "Speaking" : "Listening";
 }
 
 function announce(text) {
@@ -94,106 +97,226 @@ function announce(text) {
 }
 
 function setModel(model) {
-  results.setModel(model);
+  state.results.setModel(model);
   els.model.textContent = `Model: ${model.name} · version ${model.version}`;
   renderLegend(els.legend, model.labels);
+  if (chart) chart.setLabels(model.labels);
   render();
 }
 
 // ---- rendering -------------------------------------------------------------
 
+const SPEECH_TEXT = { off: "Microphone off", listening: "Listening", speaking: "Speaking", analysing: "Analysing…" };
+
+function changed(what) {
+  if (what === "speech" || what === "mode") renderSpeech();
+  if (what === "results" || what === "partial" || what === "mode" || what === "ready") render();
+  if (what === "results") persist();
+}
+
+function renderSpeech() {
+  els.speaking.dataset.speaking = String(state.speech === "speaking");
+  els.speaking.dataset.speech = state.speech;
+  els.speakingText.textContent = SPEECH_TEXT[state.speech];
+}
+
 function currentView() {
+  const results = state.results;
+  if (state.partial && state.partial.label !== null) {
+    const p = state.partial;
+    return { entry: p, label: p.label, confidence: p.confidence, scores: p.scores, smoothed: false, provisional: true };
+  }
   if (els.smooth.checked) {
     const smoothed = results.smoothed();
     const last = smoothed[smoothed.length - 1];
-    return last ? { ...last, smoothed: true } : null;
+    return last ? { ...last, smoothed: true, provisional: false } : null;
   }
   const classified = results.classified();
   const last = classified[classified.length - 1];
-  return last ? { entry: last, label: last.label, confidence: last.confidence, scores: last.scores, smoothed: false } : null;
+  return last ? { entry: last, label: last.label, confidence: last.confidence, scores: last.scores, smoothed: false, provisional: false } : null;
 }
 
-function nowMs() {
-  return app.mode === "idle" ? 0 : app.offsetMs + (app.capturedSamples * 1000) / RATE_HZ;
+function chartPoints() {
+  if (els.smooth.checked) return state.results.smoothed().map((item) => ({ startMs: item.entry.startMs, endMs: item.entry.endMs, scores: item.scores }));
+  return state.results.classified();
+}
+
+function drawChart() {
+  if (!chart) return;
+  els.chart.dataset.series = els.smooth.checked ? "smoothed" : "raw";
+  chart.update({ points: chartPoints(), partial: state.partial && state.partial.scores ? state.partial : null, progress: state.progress(), nowMs: state.nowMs() });
 }
 
 function render() {
+  const results = state.results;
   const view = currentView();
   renderReadout(els, view, results.labels);
-  renderBars(els.bars, view ? view.scores : null, results.labels);
-  renderTimeline(els, results, els.smooth.checked, nowMs());
+  renderBars(els.bars, view ? view.scores : null, results.labels, Boolean(view && view.provisional));
+  drawChart();
   renderTable(els.table, results);
   renderSummary(els, results);
   const empty = results.entries.length === 0;
+  els.timelineEmpty.hidden = !empty;
   els.exportJson.disabled = empty;
   els.exportCsv.disabled = empty;
-  els.clear.disabled = empty || app.mode !== "idle";
+  els.exportVtt.disabled = empty;
+  els.clear.disabled = empty || state.mode !== "idle";
 }
 
-function addSegments(segments, offsetMs, source, origin) {
-  for (const segment of segments) results.add(segment, offsetMs, source, origin);
-  render();
+// Finals only are announced: a screen reader must not chatter through every partial.
+function announceLatest() {
   const view = currentView();
-  if (view) announce(`${titleCase(view.label)}, ${percent(view.confidence)}${view.smoothed ? " (smoothed)" : ""}`);
+  if (view && !view.provisional) announce(`${titleCase(view.label)}, ${percent(view.confidence)}${view.smoothed ? " (smoothed)" : ""}`);
+  else {
+    const last = state.results.classified().at(-1);
+    if (last) announce(`${titleCase(last.label)}, ${percent(last.confidence)}`);
+  }
+}
+
+// ---- sessions kept in this browser -----------------------------------------------
+
+function persist() {
+  const { archive, record } = saved;
+  if (!archive || state.results.entries.length === 0) return;
+  const snapshot = state.results.snapshot();
+  Object.assign(record, { ...snapshot, audioEndMs: Math.round(state.nowMs()), updatedAt: new Date().toISOString() });
+  const copy = structuredClone(record);
+  saved.writes = saved.writes
+    .then(() => archive.save(copy))
+    .then(() => {
+      archive.setCurrent(copy.id);
+      return listSessions();
+    })
+    .catch((error) => storageFailed(error));
+}
+
+function storageFailed(error) {
+  if (!(error instanceof ArchiveError)) throw error;
+  showMessage("warning", "Results are not being kept in this browser", `${error.message}. Export the session before you close the page.`);
+}
+
+async function listSessions() {
+  if (!saved.archive) return;
+  const rows = (await saved.archive.list()).map(describe);
+  renderSessions(els.sessions, rows, saved.archive.currentId(), { open: openSession, export: exportSession, remove: deleteSession });
+}
+
+function restore(record) {
+  saved.record = record;
+  try {
+    state.load(record);
+  } catch (error) {
+    if (!(error instanceof RangeError)) throw error;
+    showMessage("warning", "A saved session could not be reopened", error.message);
+    saved.record = newRecord();
+    state.load({ model: state.results.model });
+  }
+  if (state.results.model) setModel(state.results.model);
+}
+
+async function openSession(id) {
+  if (state.mode !== "idle") return;
+  const record = await saved.archive.get(id);
+  if (!record) return;
+  await saved.writes;
+  restore(record);
+  saved.archive.setCurrent(id);
+  if (chart) chart.showAll();
+  await listSessions();
+  announce("Session reopened");
+}
+
+async function exportSession(id) {
+  const record = await saved.archive.get(id);
+  if (!record) return;
+  const results = new SessionResults();
+  if (record.model) results.setModel(record.model);
+  for (const entry of record.entries) results.restore(entry);
+  download(JSON.stringify(results.toJSON(), null, 2), "application/json", "json", record.createdAt);
+}
+
+async function deleteSession(id) {
+  await saved.writes;
+  const shown = saved.record.id === id;
+  if (shown && state.mode !== "idle") return;
+  await saved.archive.delete(id);
+  if (shown) newSession();
+  await listSessions();
+  announce("Session deleted");
+}
+
+function newSession() {
+  saved.record = newRecord();
+  if (saved.archive) saved.archive.setCurrent(null);
+  state.load({ model: state.results.model });
+  listSessions();
 }
 
 // ---- live session ------------------------------------------------------------
 
 function onFrame(pcm, level) {
-  if (!["starting", "live", "stopping", "recording"].includes(app.mode)) return;
-  app.capturedSamples += pcm.length;
-  const capturedMs = Math.round((app.capturedSamples * 1000) / RATE_HZ);
+  if (!state.capturing) return;
+  state.captured(pcm.length);
+  const capturedMs = state.capturedMs();
   els.captured.dataset.ms = String(capturedMs);
   els.captured.textContent = `${(capturedMs / 1000).toFixed(1)} s`;
   const db = level.rms > 0 ? 20 * Math.log10(level.rms) : -100;
   const meter = Math.max(0, Math.min(100, Math.round(((db + 60) / 60) * 100)));
   els.levelFill.style.width = `${meter}%`;
   els.level.setAttribute("aria-valuenow", String(meter));
-  if (app.mode === "starting") {
-    app.early.push(pcm);
-  } else if (app.mode === "live" || app.mode === "stopping") {
-    if (app.stream) app.stream.send(pcm);
-    app.frames += 1;
-    els.framesSent.textContent = String(app.frames);
-  } else if (app.mode === "recording") {
-    app.recording.frames.push(pcm);
-    app.recording.samples += pcm.length;
-    if (app.recording.samples >= (MAX_RECORDING_MS * RATE_HZ) / 1000) stop();
+  if (state.mode === "starting") {
+    live.early.push(pcm);
+  } else if (state.mode === "live" || state.mode === "stopping") {
+    if (live.stream) live.stream.send(pcm);
+    state.sent();
+    els.framesSent.textContent = String(state.framesSent);
+  } else if (state.mode === "recording") {
+    live.recording.frames.push(pcm);
+    live.recording.samples += pcm.length;
+    if (live.recording.samples >= (MAX_RECORDING_MS * RATE_HZ) / 1000) stop();
   }
-  if (nowMs() - app.lastRenderMs >= 500) {
-    app.lastRenderMs = nowMs();
-    renderTimeline(els, results, els.smooth.checked, nowMs());
+  if (capturedMs - live.lastDrawMs >= 500) {
+    live.lastDrawMs = capturedMs;
+    drawChart();
   }
 }
 
 function onStreamMessage(msg, baseMs) {
   switch (msg.type) {
     case "ready":
-      setModel(msg.model);
       els.sessionId.textContent = msg.session;
+      els.interim.textContent = msg.interimMs > 0 ? `every ${msg.interimMs} ms of speech` : "off";
+      setModel(msg.model);
+      if (manifestVersion !== null && msg.model.version !== manifestVersion) loadModel();
+      state.ready({ session: msg.session, interimMs: msg.interimMs });
       break;
     case "speech_start":
-      setSpeaking(true);
+      state.speechStarted(msg.tMs, baseMs);
       break;
     case "speech_end":
-      setSpeaking(false);
+      state.speechEnded(msg.tMs);
+      break;
+    case "partial":
+      state.partialArrived(msg, baseMs);
       break;
     case "result":
     case "skipped":
-      addSegments([msg], app.offsetMs + baseMs, "live", "");
+      state.finalArrived(msg, baseMs);
+      renderSpeech();
+      announceLatest();
       break;
     default:
-      break;
+      break; // message types this page does not know are ignored (protocol forward compatibility)
   }
 }
 
 const retryActions = () => [
-  { label: "Retry now", run: () => app.stream && app.stream.retryNow() },
+  { label: "Retry now", run: () => live.stream && live.stream.retryNow() },
   { label: "Stop", run: () => stop() },
 ];
 
-function onStreamState(state, detail) {
-  switch (state) {
+function onStreamState(streamState, detail) {
+  switch (streamState) {
     case "connecting":
       setStatus("connecting", detail.attempt > 1 ? `Reconnecting (attempt ${detail.attempt})…` : "Connecting…");
       break;
@@ -203,7 +326,7 @@ function onStreamState(state, detail) {
       break;
     case "waiting": {
       const seconds = Math.max(1, Math.round(detail.delayMs / 1000));
-      setSpeaking(false);
+      state.connectionLost();
       if (detail.reason === "busy") {
         setStatus("waiting", "Server busy");
         showMessage("connection", "The server is busy or restarting", `It cannot take this session right now. Trying again in ${seconds} s — keep talking, the last few seconds are kept.`, retryActions());
@@ -236,12 +359,12 @@ function failStream(detail) {
 }
 
 function startRecordingFallback() {
-  const { frames, startSample } = app.stream.takeQueued();
-  app.stream = null;
-  app.mode = "recording";
-  app.recording = { frames, samples: frames.reduce((n, f) => n + f.length, 0), offsetMs: app.offsetMs + (startSample * 1000) / RATE_HZ };
+  const { frames, startSample } = live.stream.takeQueued();
+  live.stream = null;
+  live.recording = { frames, samples: frames.reduce((n, f) => n + f.length, 0), offsetMs: state.offsetMs + (startSample * 1000) / RATE_HZ };
+  state.connectionLost();
+  state.setMode("recording");
   setStatus("recording", "Recording (offline)");
-  setSpeaking(false);
   showMessage(
     "recording",
     "Live analysis is not available here",
@@ -251,53 +374,58 @@ function startRecordingFallback() {
 }
 
 async function start() {
-  if (app.mode !== "idle") return;
+  if (state.mode !== "idle") return;
   clearMessage();
   setBusy(true);
   setStatus("connecting", "Opening microphone…");
-  Object.assign(app, { mode: "starting", early: [], offsetMs: timelineEndMs(), capturedSamples: 0, frames: 0, lastRenderMs: 0 });
+  live.early = [];
+  live.lastDrawMs = 0;
+  state.begin();
   let capture;
   try {
-    capture = await startCapture({ onFrame, onEnded: micEnded, targetRateHz: RATE_HZ, frameMs: FRAME_MS });
+    capture = await startCapture({ onFrame, onEnded: micEnded, targetRateHz: RATE_HZ, frameMs: FRAME_MS, deviceId: els.mic.value });
   } catch (error) {
-    app.mode = "idle";
+    state.end();
     if (!(error instanceof MicrophoneError)) throw error;
     setBusy(false);
     setStatus("idle", "Not connected");
     showMicError(error);
     return;
   }
-  Object.assign(app, { mode: "live", capture });
+  live.capture = capture;
+  els.deviceLabel.textContent = capture.deviceLabel || "(unnamed)";
+  els.appliedSettings.textContent = describeSettings(capture.settings);
   els.contextRate.textContent = `${capture.contextRateHz} Hz → ${RATE_HZ} Hz, ${FRAME_MS} ms frames`;
   els.start.textContent = "Stop";
   els.start.dataset.running = "true";
+  els.mic.disabled = true;
   setBusy(false);
   setUploadEnabled(false);
-  setSpeaking(false);
-  app.stream = new LiveStream({
+  state.setMode("live");
+  live.stream = new LiveStream({
     url: streamUrl(),
     sampleRateHz: RATE_HZ,
     onState: onStreamState,
     onMessage: onStreamMessage,
     onProtocolError: (error) => showMessage("warning", "Unexpected message from the server", error.message),
   });
-  for (const pcm of app.early) app.stream.send(pcm);
-  app.early = [];
-  app.stream.start();
-  render();
+  for (const pcm of live.early) live.stream.send(pcm);
+  live.early = [];
+  live.stream.start();
+  refreshMicrophones(); // labels become readable once permission is granted
 }
 
 async function stop() {
-  const mode = app.mode;
-  if ((mode !== "live" && mode !== "recording") || app.stopping) return;
-  app.stopping = true;
-  if (mode === "live") app.mode = "stopping";
+  const mode = state.mode;
+  if ((mode !== "live" && mode !== "recording") || live.stopping) return;
+  live.stopping = true;
+  if (mode === "live") state.setMode("stopping");
   setBusy(true);
   setStatus("stopping", mode === "live" ? "Finishing…" : "Uploading…");
-  await app.capture.stop(); // the last partial frame still reaches onFrame
-  app.mode = mode === "live" ? "stopping" : "uploading";
-  if (mode === "live" && app.stream) {
-    await app.stream.finish();
+  await live.capture.stop(); // the last partial frame still reaches onFrame
+  state.setMode(mode === "live" ? "stopping" : "uploading");
+  if (mode === "live" && live.stream) {
+    await live.stream.finish();
     clearMessage("connection");
   } else if (mode === "recording") {
     await uploadRecording();
@@ -306,24 +434,24 @@ async function stop() {
 }
 
 function teardown(statusText) {
-  app.audioEndMs = Math.max(app.audioEndMs, nowMs());
-  if (app.capture) app.capture.stop();
-  if (app.stream) app.stream.close();
-  Object.assign(app, { mode: "idle", stopping: false, capture: null, stream: null, recording: null });
+  if (live.capture) live.capture.stop();
+  if (live.stream) live.stream.close();
+  Object.assign(live, { capture: null, stream: null, recording: null, stopping: false });
+  state.end();
   els.start.textContent = "Start listening";
   els.start.dataset.running = "false";
   els.start.disabled = !globalThis.isSecureContext;
+  els.mic.disabled = false;
   setBusy(false);
   els.levelFill.style.width = "0%";
   els.level.setAttribute("aria-valuenow", "0");
-  setSpeaking(false);
   setStatus("idle", statusText);
   setUploadEnabled(true);
-  render();
+  persist();
 }
 
 async function uploadRecording() {
-  const { frames, offsetMs } = app.recording;
+  const { frames, offsetMs } = live.recording;
   const pcm = concatPcm16(frames);
   if (pcm.length === 0) {
     showMessage("error", "Nothing was recorded", "The recording is empty, so there is nothing to analyse.");
@@ -336,7 +464,7 @@ async function uploadRecording() {
 
 function micEnded() {
   showMessage("error", "The microphone stopped", "It was unplugged, switched off or taken by another app. Check it and press Start again.", [{ label: "Start again", run: () => start() }]);
-  if (app.mode === "live") stop();
+  if (state.mode === "live") stop();
   else teardown("Stopped");
 }
 
@@ -355,6 +483,21 @@ function showMicError(error) {
   showMessage("error", title, text || error.message, actions);
 }
 
+async function refreshMicrophones() {
+  let mics;
+  try {
+    mics = await listMicrophones();
+  } catch (error) {
+    console.warn("microphones cannot be listed:", error.message);
+    return;
+  }
+  const chosen = els.mic.value || localStorage.getItem(MIC_KEY) || "";
+  const options = [new Option("Default microphone", "")];
+  mics.forEach((mic, i) => options.push(new Option(mic.label || `Microphone ${i + 1}`, mic.deviceId)));
+  els.mic.replaceChildren(...options);
+  els.mic.value = mics.some((mic) => mic.deviceId === chosen) ? chosen : "";
+}
+
 // ---- uploads ---------------------------------------------------------------
 
 function setUploadEnabled(enabled) {
@@ -365,9 +508,9 @@ function setUploadEnabled(enabled) {
 async function classifyInto(blob, name, offsetMs, source, done) {
   try {
     const reply = await classifyAudio(blob, name, { url: apiUrl("v1/classify"), token });
-    if (!results.model) setModel(reply.model);
-    app.audioEndMs = Math.max(app.audioEndMs, offsetMs + reply.durationMs);
-    addSegments(reply.segments, offsetMs, source, name);
+    if (!state.results.model) setModel(reply.model);
+    state.uploaded(reply.segments, offsetMs, reply.durationMs, source, name);
+    announceLatest();
     const classified = reply.segments.filter((s) => s.label !== null).length;
     done(`${name}: ${(reply.durationMs / 1000).toFixed(1)} s, ${reply.segments.length} segments (${classified} classified).`);
   } catch (error) {
@@ -377,24 +520,23 @@ async function classifyInto(blob, name, offsetMs, source, done) {
 }
 
 async function uploadFile(file) {
-  if (app.mode !== "idle") return;
-  app.mode = "uploading";
+  if (state.mode !== "idle") return;
+  state.setMode("uploading");
   setUploadEnabled(false);
   els.start.disabled = true;
   els.uploadStatus.textContent = `Analysing ${file.name}…`;
-  await classifyInto(file, file.name, timelineEndMs(), "upload", (text) => (els.uploadStatus.textContent = text));
+  await classifyInto(file, file.name, state.timelineEndMs(), "upload", (text) => (els.uploadStatus.textContent = text));
   if (els.uploadStatus.textContent.startsWith("Analysing")) els.uploadStatus.textContent = "";
-  app.mode = "idle";
   teardown(els.status.textContent);
 }
 
 // ---- export ----------------------------------------------------------------
 
-function download(text, type, extension) {
+function download(text, type, extension, at = new Date().toISOString()) {
   const url = URL.createObjectURL(new Blob([text], { type }));
   const link = document.createElement("a");
   link.href = url;
-  link.download = `emostream-${new Date().toISOString().replaceAll(":", "-").slice(0, 19)}.${extension}`;
+  link.download = `emostream-${at.replaceAll(":", "-").slice(0, 19)}.${extension}`;
   document.body.append(link);
   link.click();
   link.remove();
@@ -406,24 +548,83 @@ function download(text, type, extension) {
 async function loadModel() {
   try {
     const response = await fetch(apiUrl("v1/model"), { headers: token ? { Authorization: `Bearer ${token}` } : {} });
-    if (response.ok) setModel(parseModel(await response.json()));
-    else if (response.status === 401) showMessage("error", "Access token needed", "This server needs an access token. Open the link you were given (it ends in ?token=…).");
+    if (response.ok) {
+      const manifest = await response.json();
+      const model = parseModel(manifest);
+      manifestVersion = model.version;
+      showDemoNotice(manifest);
+      setModel(model);
+    } else if (response.status === 401) showMessage("error", "Access token needed", "This server needs an access token. Open the link you were given (it ends in ?token=…).");
   } catch (error) {
     els.model.textContent = "Model: not reachable";
     console.warn("model info unavailable:", error.message);
   }
 }
 
+// The manifest's "demo" field (docs/model-format.md) marks a model whose labels mean little.
+function showDemoNotice(manifest) {
+  const demo = manifest.demo === true;
+  els.demo.hidden = !demo;
+  if (demo) els.demoText.textContent = `The model on this server (${manifest.name}) is a demo, trained on synthetic speech only.`;
+}
+
+async function loadChart() {
+  try {
+    chart = await ScoreChart.load(els.chart, { labels: state.results.labels, colourOf: (label) => colourOf(label, state.results.labels), onUserMove: (follow) => (els.follow.checked = follow) });
+  } catch (error) {
+    els.chartMissing.hidden = false;
+    els.chart.hidden = true;
+    console.warn("chart library unavailable:", error.message);
+    return;
+  }
+  drawChart();
+}
+
+function typingIn(target) {
+  return target instanceof Element && Boolean(target.closest("input, select, textarea, button, a, summary, [contenteditable=''], [contenteditable='true']"));
+}
+
 function wire() {
-  els.start.addEventListener("click", () => (app.mode === "idle" ? start() : stop()));
+  els.start.addEventListener("click", () => (state.mode === "idle" ? start() : stop()));
+  // Space starts and stops, unless a control that uses Space itself has the focus.
+  document.addEventListener("keydown", (event) => {
+    if (event.code !== "Space" || event.repeat || event.ctrlKey || event.altKey || event.metaKey || typingIn(event.target)) return;
+    if (els.start.disabled || els.start.getAttribute("aria-disabled") === "true") return;
+    event.preventDefault();
+    els.start.click();
+  });
+  window.addEventListener("beforeunload", (event) => {
+    if (!state.capturing) return;
+    event.preventDefault();
+    event.returnValue = ""; // older browsers need it set to show the "leave page?" prompt
+  });
+  // A link to a folded section (the demo notice's "How to load a real model") unfolds it.
+  const unfold = () => {
+    const target = location.hash.length > 1 ? document.getElementById(location.hash.slice(1)) : null;
+    if (target instanceof HTMLDetailsElement) target.open = true;
+  };
+  window.addEventListener("hashchange", unfold);
+  unfold();
+  els.mic.addEventListener("change", () => localStorage.setItem(MIC_KEY, els.mic.value));
+  if (navigator.mediaDevices) navigator.mediaDevices.addEventListener("devicechange", () => refreshMicrophones());
   els.smooth.addEventListener("change", () => render());
-  els.exportJson.addEventListener("click", () => download(JSON.stringify(results.toJSON(), null, 2), "application/json", "json"));
-  els.exportCsv.addEventListener("click", () => download(results.toCSV(), "text/csv", "csv"));
+  els.follow.addEventListener("change", () => chart && chart.setFollow(els.follow.checked));
+  els.span.addEventListener("change", () => {
+    els.follow.checked = true;
+    if (chart) chart.setSpan(Number(els.span.value));
+  });
+  els.zoomIn.addEventListener("click", () => chart && chart.move({ factor: 0.5 }));
+  els.zoomOut.addEventListener("click", () => chart && chart.move({ factor: 2 }));
+  els.panBack.addEventListener("click", () => chart && chart.move({ shiftMs: -(chart.window.endMs - chart.window.startMs) / 2 }));
+  els.panForward.addEventListener("click", () => chart && chart.move({ shiftMs: (chart.window.endMs - chart.window.startMs) / 2 }));
+  els.showAll.addEventListener("click", () => chart && chart.showAll());
+  matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => chart && (chart.build(), drawChart()));
+  els.exportJson.addEventListener("click", () => download(JSON.stringify(state.results.toJSON(), null, 2), "application/json", "json"));
+  els.exportCsv.addEventListener("click", () => download(state.results.toCSV(), "text/csv", "csv"));
+  els.exportVtt.addEventListener("click", () => download(state.results.toVTT(), "text/vtt", "vtt"));
   els.clear.addEventListener("click", () => {
-    results.clear();
-    app.audioEndMs = 0;
-    render();
-    announce("Timeline cleared");
+    newSession();
+    announce("New session started; the previous one is kept below");
   });
   els.file.addEventListener("change", () => {
     const [file] = els.file.files;
@@ -443,11 +644,30 @@ function wire() {
   });
 }
 
-function init() {
+async function openArchive() {
+  try {
+    saved.archive = await SessionArchive.open();
+  } catch (error) {
+    if (!(error instanceof ArchiveError)) throw error;
+    els.sessions.replaceChildren();
+    showMessage("warning", "Results are not being kept in this browser", `${error.message}. Export the session before you close the page.`);
+    return;
+  }
+  const id = saved.archive.currentId();
+  const record = id ? await saved.archive.get(id).catch(() => null) : null;
+  if (record) restore(record);
+  await listSessions();
+}
+
+async function init() {
   wire();
   teardown("Not connected");
+  renderSpeech();
   if (!globalThis.isSecureContext) showMicError(new MicrophoneError("insecure", ""));
-  loadModel();
+  await Promise.all([loadChart(), openArchive()]);
+  await loadModel();
+  refreshMicrophones();
+  document.body.dataset.ready = "true";
 }
 
 init();

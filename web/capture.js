@@ -9,9 +9,32 @@ export class MicrophoneError extends Error {
   }
 }
 
-const CONSTRAINTS = {
-  audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false, channelCount: { ideal: 1 } },
-};
+// The voice as it is: the browser's speech processing would change what the model hears.
+export function constraints(deviceId = "") {
+  const audio = { echoCancellation: false, noiseSuppression: false, autoGainControl: false, channelCount: { ideal: 1 } };
+  if (deviceId) audio.deviceId = { exact: deviceId };
+  return { audio };
+}
+
+// Audio inputs as {deviceId, label}; labels are empty until the site has microphone permission.
+export async function listMicrophones() {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.enumerateDevices) return [];
+  const devices = await navigator.mediaDevices.enumerateDevices();
+  return devices.filter((d) => d.kind === "audioinput" && d.deviceId !== "default" && d.deviceId !== "communications").map((d) => ({ deviceId: d.deviceId, label: d.label }));
+}
+
+// What the browser actually applied (getSettings), for the technical details.
+export function describeSettings(settings) {
+  const parts = [];
+  if (settings.sampleRate) parts.push(`${settings.sampleRate} Hz`);
+  if (settings.channelCount) parts.push(`${settings.channelCount} channel${settings.channelCount === 1 ? "" : "s"}`);
+  if (settings.sampleSize) parts.push(`${settings.sampleSize}-bit`);
+  for (const [key, name] of [["echoCancellation", "echo cancellation"], ["noiseSuppression", "noise suppression"], ["autoGainControl", "auto gain"]]) {
+    if (typeof settings[key] === "boolean") parts.push(`${name} ${settings[key] ? "on" : "off"}`);
+  }
+  if (typeof settings.latency === "number") parts.push(`latency ${Math.round(settings.latency * 1000)} ms`);
+  return parts.join(", ") || "not reported by this browser";
+}
 
 function classify(error) {
   switch (error && error.name) {
@@ -29,7 +52,7 @@ function classify(error) {
   }
 }
 
-async function getStream() {
+async function getStream(deviceId) {
   if (!globalThis.isSecureContext) {
     throw new MicrophoneError("insecure", "This page was opened over plain HTTP, where browsers do not allow microphone access.");
   }
@@ -37,15 +60,15 @@ async function getStream() {
     throw new MicrophoneError("unsupported", "This browser cannot capture audio from a microphone.");
   }
   try {
-    return await navigator.mediaDevices.getUserMedia(CONSTRAINTS);
+    return await navigator.mediaDevices.getUserMedia(constraints(deviceId));
   } catch (error) {
     throw classify(error);
   }
 }
 
 // Starts capture; onFrame(Int16Array pcm, {rms, peak}) for each frame of frameMs at targetRateHz.
-export async function startCapture({ onFrame, onEnded, targetRateHz = 16000, frameMs = 40 }) {
-  const stream = await getStream();
+export async function startCapture({ onFrame, onEnded, targetRateHz = 16000, frameMs = 40, deviceId = "" }) {
+  const stream = await getStream(deviceId);
   let context;
   try {
     context = new AudioContext({ latencyHint: "interactive" });
@@ -81,6 +104,7 @@ export async function startCapture({ onFrame, onEnded, targetRateHz = 16000, fra
     contextRateHz: context.sampleRate,
     targetRateHz,
     deviceLabel: track ? track.label : "",
+    settings: track && track.getSettings ? track.getSettings() : {},
     // Delivers the last partial frame, then releases the microphone.
     async stop() {
       if (stopped) return;

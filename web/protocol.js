@@ -51,9 +51,10 @@ function span(obj, where) {
   return { segment: integer(obj, "segment", where), startMs, endMs };
 }
 
-// A classified segment ("result") or an unclassified one ("skipped"), from a stream or an upload.
+// A classified segment ("result"), a provisional one ("partial") or an unclassified one
+// ("skipped"), from a stream or an upload.
 export function parseSegment(obj, kind) {
-  const where = kind === "skipped" ? "skipped segment" : "result";
+  const where = kind === "skipped" ? "skipped segment" : kind === "partial" ? "partial" : "result";
   if (obj === null || typeof obj !== "object") throw new ProtocolError(`${where} is not an object`);
   const base = span(obj, where);
   if (kind === "skipped") {
@@ -80,6 +81,11 @@ export function parseModel(obj, where = "model") {
   return { name: text(obj, "name", where), version: text(obj, "version", where), labels: [...labels] };
 }
 
+// ready.interim_ms: the partial-result interval in force; absent from servers that predate it.
+function interimOf(msg) {
+  return msg.interim_ms === undefined ? 0 : integer(msg, "interim_ms", "ready");
+}
+
 // Parses one JSON text frame from /v1/stream; unknown types pass through untouched.
 export function parseServerMessage(raw) {
   let msg;
@@ -93,11 +99,12 @@ export function parseServerMessage(raw) {
   }
   switch (msg.type) {
     case "ready":
-      return { type: "ready", session: text(msg, "session", "ready"), model: parseModel(msg.model, "ready.model") };
+      return { type: "ready", session: text(msg, "session", "ready"), model: parseModel(msg.model, "ready.model"), interimMs: interimOf(msg) };
     case "speech_start":
     case "speech_end":
       return { type: msg.type, tMs: integer(msg, "t_ms", msg.type) };
     case "result":
+    case "partial":
     case "skipped":
       return { type: msg.type, ...parseSegment(msg, msg.type) };
     case "error":

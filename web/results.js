@@ -37,6 +37,24 @@ export class SessionResults {
     return entry;
   }
 
+  // Puts back an entry saved by snapshot(), already placed on the timeline.
+  restore(saved) {
+    if (saved === null || typeof saved !== "object") throw new RangeError("a saved segment is not an object");
+    const { startMs, endMs, segment, label, source } = saved;
+    if (!SOURCES.has(source)) throw new RangeError(`a saved segment has an unknown source ${JSON.stringify(source)}`);
+    if (!(Number.isInteger(startMs) && Number.isInteger(endMs) && 0 <= startMs && startMs <= endMs)) throw new RangeError(`a saved segment has a bad span ${startMs}–${endMs}`);
+    if (!Number.isInteger(segment) || segment < 0) throw new RangeError(`a saved segment has a bad number ${segment}`);
+    if (label !== null && !(saved.scores && typeof saved.scores === "object" && label in saved.scores)) throw new RangeError(`a saved segment's label ${JSON.stringify(label)} has no score`);
+    const entry = { ...pick(saved), index: this.entries.length };
+    this.entries.push(entry);
+    return entry;
+  }
+
+  // What is kept of a session (results only, never audio): plain data for IndexedDB.
+  snapshot() {
+    return { model: this.model, entries: this.entries.map(pick) };
+  }
+
   clear() {
     this.entries = [];
   }
@@ -119,6 +137,33 @@ export class SessionResults {
     ]);
     return [header, ...rows].map((row) => row.map(csvCell).join(",")).join("\r\n") + "\r\n";
   }
+
+  // WebVTT: one cue per segment, "label confidence" or why it was not classified.
+  toVTT() {
+    const cues = this.entries.map((entry, i) => {
+      const text = entry.label === null ? `(not classified: ${entry.skipped})` : `${entry.label} ${entry.confidence.toFixed(2)}`;
+      return `${i + 1}\n${vttTime(entry.startMs)} --> ${vttTime(entry.endMs)}\n${text}\n`;
+    });
+    return ["WEBVTT\n", ...cues].join("\n");
+  }
+}
+
+const FIELDS = ["segment", "startMs", "endMs", "label", "confidence", "scores", "latencyMs", "modelVersion", "skipped", "source", "origin"];
+
+function pick(entry) {
+  const out = {};
+  for (const field of FIELDS) out[field] = entry[field] ?? (field === "origin" ? "" : null);
+  if (out.scores) out.scores = { ...out.scores };
+  return out;
+}
+
+export function vttTime(ms) {
+  const total = Math.max(0, Math.round(ms));
+  const hours = Math.floor(total / 3600000);
+  const minutes = Math.floor(total / 60000) % 60;
+  const seconds = Math.floor(total / 1000) % 60;
+  const pad = (n, width = 2) => String(n).padStart(width, "0");
+  return `${pad(hours)}:${pad(minutes)}:${pad(seconds)}.${pad(total % 1000, 3)}`;
 }
 
 export function argmax(scores) {

@@ -1,4 +1,4 @@
-// Rendering: readout, score bars, timeline, segment table, summary. No state of its own.
+// Rendering: readout, score bars, segment table, summary, saved sessions. No state of its own.
 
 const COLOURS = { neutral: "#4b5563", happy: "#b45309", sad: "#1d4ed8", angry: "#b91c1c", fearful: "#6d28d9", disgust: "#047857", calm: "#0e7490", surprised: "#be185d" };
 const SPARE = ["#0f766e", "#9d174d", "#4338ca", "#a16207", "#15803d", "#7e22ce", "#c2410c", "#334155"];
@@ -41,6 +41,7 @@ function swatch(label, labels) {
 }
 
 export function renderReadout(els, view, labels) {
+  els.current.dataset.provisional = String(Boolean(view && view.provisional));
   if (!view) {
     els.currentLabel.textContent = "—";
     els.currentConf.textContent = "";
@@ -54,11 +55,16 @@ export function renderReadout(els, view, labels) {
   els.currentConf.textContent = percent(view.confidence);
   const entry = view.entry;
   const latency = entry.latencyMs === null ? "" : ` · latency ${Math.round(entry.latencyMs)} ms`;
-  const kind = view.smoothed ? "Smoothed over recent segments" : `Segment ${clock(entry.startMs)}–${clock(entry.endMs)}`;
+  const kind = view.provisional
+    ? `Provisional: segment in progress ${clock(entry.startMs)}–${clock(entry.endMs)}, not final yet`
+    : view.smoothed
+      ? "Smoothed over recent segments"
+      : `Segment ${clock(entry.startMs)}–${clock(entry.endMs)}`;
   els.currentMeta.textContent = `${kind}${latency}`;
 }
 
-export function renderBars(list, scores, labels) {
+export function renderBars(list, scores, labels, provisional = false) {
+  list.dataset.provisional = String(provisional);
   list.replaceChildren(
     ...labels.map((label) => {
       const value = scores && label in scores ? scores[label] : 0;
@@ -74,44 +80,6 @@ export function renderBars(list, scores, labels) {
   );
 }
 
-function tickStepMs(totalMs) {
-  for (const stepS of [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800]) if (totalMs / (stepS * 1000) <= 6) return stepS * 1000;
-  return 3600000;
-}
-
-function segmentBlock(entry, label, totalMs, labels, extra = "") {
-  const left = (entry.startMs / totalMs) * 100;
-  const width = Math.max(((entry.endMs - entry.startMs) / totalMs) * 100, 0.4);
-  if (label === null) {
-    const title = `${clock(entry.startMs)}–${clock(entry.endMs)}: not classified (${entry.skipped.replace("_", " ")})`;
-    return el("div", { class: "seg skipped", title, style: { left: `${left}%`, width: `${width}%` } });
-  }
-  const title = `${clock(entry.startMs)}–${clock(entry.endMs)}: ${label}${extra}`;
-  return el(
-    "div",
-    { class: "seg", title, dataset: { label }, style: { left: `${left}%`, width: `${width}%`, background: colourOf(label, labels) } },
-    el("span", { class: "seg-text", text: label.slice(0, 3) }),
-  );
-}
-
-export function renderTimeline(els, results, smoothedOn, nowMs) {
-  const labels = results.labels;
-  const totalMs = Math.max(results.endMs(), nowMs, 5000);
-  els.timelineRaw.replaceChildren(...results.entries.map((entry) => segmentBlock(entry, entry.label, totalMs, labels)));
-  els.timelineSmoothRow.hidden = !smoothedOn;
-  if (smoothedOn) {
-    els.timelineSmooth.replaceChildren(...results.smoothed().map((item) => segmentBlock(item.entry, item.label, totalMs, labels, " (smoothed)")));
-  }
-  const step = tickStepMs(totalMs);
-  const ticks = [];
-  for (let t = 0; t <= totalMs; t += step) {
-    const at = t / totalMs;
-    ticks.push(el("span", { class: at > 0.95 ? "tick end" : "tick", style: { left: `${at * 100}%` }, text: `${Math.round(t / 1000)} s` }));
-  }
-  els.axis.replaceChildren(...ticks);
-  els.timelineEmpty.hidden = results.entries.length > 0;
-}
-
 export function renderLegend(container, labels) {
   container.replaceChildren(...labels.map((label) => el("li", {}, swatch(label, labels), el("span", { text: titleCase(label) }))));
 }
@@ -120,15 +88,15 @@ export function renderTable(body, results) {
   const labels = results.labels;
   body.replaceChildren(
     ...results.entries.map((entry) => {
-      const emotion = entry.label === null ? el("td", { text: `not classified (${entry.skipped.replace("_", " ")})` }) : el("td", {}, swatch(entry.label, labels), el("span", { text: titleCase(entry.label) }));
+      const emotion = entry.label === null ? el("td", { "data-col": "Emotion", text: `not classified (${entry.skipped.replace("_", " ")})` }) : el("td", { "data-col": "Emotion" }, swatch(entry.label, labels), el("span", { text: titleCase(entry.label) }));
       return el(
         "tr",
         { dataset: { index: String(entry.index), source: entry.source, label: entry.label ?? "", skipped: entry.skipped ?? "" } },
-        el("td", { text: `${clock(entry.startMs)}–${clock(entry.endMs)}` }),
+        el("td", { "data-col": "Time", text: `${clock(entry.startMs)}–${clock(entry.endMs)}` }),
         emotion,
-        el("td", { class: "num", text: entry.confidence === null ? "–" : percent(entry.confidence) }),
-        el("td", { class: "num", text: entry.latencyMs === null ? "–" : `${Math.round(entry.latencyMs)} ms` }),
-        el("td", { text: entry.source === "live" ? "live" : entry.origin || entry.source }),
+        el("td", { class: "num", "data-col": "Confidence", text: entry.confidence === null ? "–" : percent(entry.confidence) }),
+        el("td", { class: "num", "data-col": "Latency", text: entry.latencyMs === null ? "–" : `${Math.round(entry.latencyMs)} ms` }),
+        el("td", { "data-col": "Source", text: entry.source === "live" ? "live" : entry.origin || entry.source }),
       );
     }),
   );
@@ -155,4 +123,36 @@ export function renderSummary(els, results) {
     ),
   );
   els.summaryTotal.textContent = totalMs > 0 ? `${(totalMs / 1000).toFixed(1)} s of speech classified in ${results.classified().length} segments` : "Nothing classified yet.";
+}
+
+function duration(ms) {
+  const totalS = Math.round(ms / 1000);
+  const minutes = Math.floor(totalS / 60);
+  return minutes > 0 ? `${minutes} min ${totalS % 60} s` : `${totalS} s`;
+}
+
+// rows: describe()d records; actions: {open(id), export(id), remove(id)}; currentId: shown now.
+export function renderSessions(list, rows, currentId, actions) {
+  if (rows.length === 0) {
+    list.replaceChildren(el("li", { class: "small", text: "No saved sessions yet." }));
+    return;
+  }
+  list.replaceChildren(
+    ...rows.map((row) => {
+      const when = new Date(row.createdAt).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+      const name = `${when}, ${duration(row.lengthMs)}`;
+      const button = (text, run, label) => {
+        const b = el("button", { type: "button", class: "quiet", "aria-label": `${label} ${name}`, text });
+        b.addEventListener("click", () => run(row.id));
+        return b;
+      };
+      const current = row.id === currentId;
+      return el(
+        "li",
+        { dataset: { id: row.id, current: String(current), segments: String(row.segments), lengthMs: String(row.lengthMs) } },
+        el("span", { class: "session-name" }, el("time", { datetime: row.createdAt, text: when }), el("span", { class: "small", text: ` · ${duration(row.lengthMs)} · ${row.classified} classified${current ? " · shown" : ""}` })),
+        el("span", { class: "session-actions" }, button("Open", actions.open, "Open"), button("Export", actions.export, "Export"), button("Delete", actions.remove, "Delete")),
+      );
+    }),
+  );
 }

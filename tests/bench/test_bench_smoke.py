@@ -77,7 +77,12 @@ def test_layout(tmp_path: Path, work_dir: Path) -> None:
 
 def test_vad_cost(tmp_path: Path, work_dir: Path) -> None:
     data = run_quick("vad_cost", tmp_path, work_dir)
-    assert [row["input_rate_hz"] for row in data["rows"]] == [16000, 48000]
+    assert [(row["detector"], row["input_rate_hz"]) for row in data["rows"]] == [
+        ("silero", 16000),
+        ("silero", 48000),
+        ("webrtc", 16000),
+        ("webrtc", 48000),
+    ]
     assert all(row["segments"] > 0 for row in data["rows"])
     assert all(row["cpu_ms_per_audio_s"]["median"] > 0 for row in data["rows"])
 
@@ -85,7 +90,9 @@ def test_vad_cost(tmp_path: Path, work_dir: Path) -> None:
 def test_end_to_end(tmp_path: Path, work_dir: Path) -> None:
     data = run_quick("end_to_end", tmp_path, work_dir)
     stacks = {row["stack"] for row in data["summary"]}
-    assert len(stacks) == 2
+    assert len(stacks) == 3  # the prototype, ours with a fixed and with the adaptive layout
+    assert any("fixed layout" in s for s in stacks)
+    assert any("lone segment on 2 threads" in s for s in stacks)
     for row in data["rows"]:
         assert row["error_count"] == 0
         assert row["requests"] > 0
@@ -93,12 +100,24 @@ def test_end_to_end(tmp_path: Path, work_dir: Path) -> None:
 
 def test_live_capacity(tmp_path: Path, work_dir: Path) -> None:
     data = run_quick("live_capacity", tmp_path, work_dir)
-    (model,) = data["models"]
-    assert [run["k"] for run in model["runs"]] == [1, 2]
-    for run in model["runs"]:
-        assert run["failed_clients"] == []
-        assert run["results"] > 0
-        assert run["utterance_latency_s"]["n"] > 0
+    assert [m["conversation"] for m in data["models"]] == ["half", "dense"]
+    assert data["speech_fraction"]["dense"] > data["speech_fraction"]["half"]
+    for model in data["models"]:
+        assert [run["k"] for run in model["runs"]] == [1, 2]
+        for run in model["runs"]:
+            assert run["failed_clients"] == []
+            assert run["results"] > 0
+            assert run["utterance_latency_s"]["n"] > 0
+            assert run["interim_ms"] == 0 and run["partials_received"] == 0
+            assert run["speech_s_per_s"] > 0
+        partials = model["partials"]
+        assert partials["interim_ms"] == 1000
+        assert partials["k"] in (1, 2)
+        on = partials["run"]
+        assert on["interim_ms"] == 1000
+        assert on["partials_received"] == on["partials_computed"]
+        assert on["partials_computed"] + sum(on["partials_dropped"].values()) > 0
+        assert partials["one_speaker_first_label_s"]["n"] > 0
 
 
 def test_memory(tmp_path: Path, work_dir: Path) -> None:
@@ -108,9 +127,31 @@ def test_memory(tmp_path: Path, work_dir: Path) -> None:
     assert data["rss_peak_active_mb"] >= data["rss_before_active_mb"]
 
 
+def test_upload_memory(tmp_path: Path, work_dir: Path) -> None:
+    data = run_quick("upload_memory", tmp_path, work_dir)
+    assert data["decoded_audio_mb"] == pytest.approx(60 * 16000 * 4 / 2**20)
+    assert data["one"]["uploads"] == 1 and data["one"]["segments"] > 0
+    assert data["one"]["peak_growth_mb"] > 0
+    assert data["concurrent"]["uploads"] == 2
+
+
 def test_op_profile(tmp_path: Path, work_dir: Path) -> None:
     data = run_quick("op_profile", tmp_path, work_dir)
     rows = {row["variant"]: row for row in data["rows"]}
     assert set(rows) == {"fp32", "int8-matmul"}
     assert "Conv" in rows["fp32"]["kernel_ms_by_op"]
     assert rows["fp32"]["kernel_ms_total"] > 0
+
+
+def test_failover(tmp_path: Path, work_dir: Path) -> None:
+    from tests.programs import require
+
+    require("caddy")
+    data = run_quick("failover", tmp_path, work_dir)
+    assert [row["kind"] for row in data["summary"]] == ["sigterm", "sigkill"]
+    for row in data["summary"]:
+        assert row["runs"] == 1
+        assert row["finished_streams"] == row["streams"] == 2
+        assert row["moved_streams"] >= 1
+        assert row["reconnect_gap_s"]["n"] == row["moved_streams"]
+        assert row["new_connections"] > 0

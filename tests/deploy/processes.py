@@ -124,9 +124,11 @@ class ServerProcess:
         cwd: Path = REPO,
         env: Mapping[str, str] | None = None,
         audit_hook: Path | None = None,
+        port: int = 0,
     ) -> None:
         launcher = _LAUNCHER.format(hook=str(audit_hook) if audit_hook else "")
-        command = [sys.executable, "-c", launcher, "serve", "--host", "127.0.0.1", "--port", "0"]
+        command = [sys.executable, "-c", launcher, "serve", "--host", "127.0.0.1"]
+        command += ["--port", str(port)]
         command += ["--model", str(model_dir)]
         self.proc = subprocess.Popen(
             command,

@@ -227,3 +227,15 @@ def test_token_never_reaches_the_logs(server: ServerProcess) -> None:
     first_message(f"{server.ws_url}?token=guess-{TOKEN[:6]}")
     assert TOKEN not in server.output.text
     assert f"guess-{TOKEN[:6]}" not in server.output.text
+
+
+def test_a_percent_encoded_token_name_is_redacted_too(server: ServerProcess) -> None:
+    # ``%74oken`` decodes to ``token``: the server authenticates with it, so the log must
+    # hide it just the same.
+    message, code = first_message(f"{server.ws_url}?%74oken={TOKEN}")
+    assert message["type"] == "ready" and code is None
+    refused, _ = first_message(f"{server.ws_url}?%74OKEN=wrong-{TOKEN[:5]}&sample_rate=16000")
+    assert refused["code"] == "unauthorized"
+    assert TOKEN not in server.output.text
+    assert f"wrong-{TOKEN[:5]}" not in server.output.text
+    assert "%74oken=[redacted]" in server.output.text

@@ -127,6 +127,14 @@ def test_load_balancing_and_health_checks(tmp_path: Path) -> None:
     active = proxy["health_checks"]["active"]
     assert active["uri"] == "/readyz"
     assert active["expect_status"] == 200
+    # a stopping or dead replica is out of rotation within 2 s, or at its first refusal
+    assert active["interval"] <= 2 * 10**9 and active["timeout"] <= active["interval"]
+    # passive checks would let a client's aborted requests take replicas out
+    assert "passive" not in proxy["health_checks"]
+    # a new connection is retried until the active check has noticed a dead replica
+    retries = proxy["load_balancing"]
+    assert retries["try_interval"] <= 250 * 10**6
+    assert retries["try_duration"] > active["interval"] + active["timeout"]
 
 
 def test_security_headers_apply_to_every_response(tmp_path: Path) -> None:

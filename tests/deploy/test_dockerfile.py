@@ -30,10 +30,20 @@ def parsed() -> dockerfile.Dockerfile:
     return dockerfile.parse(DOCKERFILE)
 
 
-def test_two_stages_on_a_slim_python(parsed: dockerfile.Dockerfile) -> None:
-    assert [s.name for s in parsed.stages] == ["builder", "runtime"]
-    for stage in parsed.stages:
+def test_python_stages_on_a_slim_python_and_a_node_stage_for_the_page(
+    parsed: dockerfile.Dockerfile,
+) -> None:
+    assert [s.name for s in parsed.stages] == ["web", "builder", "runtime"]
+    for stage in parsed.stages[1:]:
         assert re.fullmatch(r"python:3\.1[1-9]-slim(-\w+)?", stage.base), stage.base
+    web = parsed.stage("web")
+    assert re.fullmatch(r"node:\d+-\w+-slim", web.base), web.base
+    # the lock file pins the library and its integrity hash; npm ci refuses anything else
+    (install,) = web.all("RUN")
+    assert install.value.startswith("npm ci ") and "--ignore-scripts" in install.value
+    assert {i.value for i in web.all("COPY")} == {"web/package.json web/package-lock.json ./"}
+    copies = {i.value for i in parsed.stage("runtime").all("COPY")}
+    assert "--from=web /web/node_modules/ web/node_modules/" in copies
 
 
 def test_runtime_runs_as_a_non_root_user(parsed: dockerfile.Dockerfile) -> None:

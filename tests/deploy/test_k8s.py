@@ -207,6 +207,10 @@ def test_grace_period_covers_the_servers_drain(rendered: list[Obj], settings_fro
     assert pre_stop_s >= 3, "endpoint removal needs a few seconds to reach every proxy"
     needed_s = pre_stop_s + settings.shutdown_timeout_s + config.timeout_graceful_shutdown
     assert pod["terminationGracePeriodSeconds"] >= needed_s + 2
+    # A draining server no longer listens: liveness must not restart it meanwhile.
+    live = container(rendered)["livenessProbe"]
+    drain_s = settings.shutdown_timeout_s + config.timeout_graceful_shutdown
+    assert live["periodSeconds"] * live["failureThreshold"] > drain_s
     # and a rolling update never has fewer ready pods than wanted
     strategy = one(rendered, "Deployment")["spec"]["strategy"]
     assert strategy["rollingUpdate"]["maxUnavailable"] == 0

@@ -11,6 +11,7 @@ import contextlib
 import json
 import signal
 import socket
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,8 +22,11 @@ from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
 from websockets.uri import parse_uri
 
+from server.runner import FINAL_GRACE_S
+from server.settings import Settings
 from tests.deploy.processes import ServerProcess
 from tests.deploy.streams import FRAME_BYTES, Message, Stream, refused, utterance_pcm
+from tests.rawws import flood, frame, open_raw
 from tests.speech import silence, to_pcm16
 
 pytestmark = pytest.mark.slow
@@ -60,7 +64,15 @@ async def with_good_stream(url: str, client_ip: str, attack: Callable[[], object
     good = await Stream.open(url, **forwarded(client_ip))
     await good.send_audio(utterance_pcm())
     await good.wait_for("result", 1)
-    await attack()  # type: ignore[misc]
+    # Like a live microphone, the well-behaved stream keeps sending (silence) during the attack,
+    # so its idle timeout does not depend on how long the attack takes on a loaded machine.
+    keep_talking = asyncio.create_task(good.send_audio(to_pcm16(silence(60.0)), real_time=True))
+    try:
+        await attack()  # type: ignore[misc]
+    finally:
+        keep_talking.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keep_talking
     await good.send_audio(utterance_pcm())
     await good.finish()
     return good
@@ -337,3 +349,25 @@ def test_shutdown_finishes_the_utterance_then_closes_1013(
     assert error_codes(stream.messages) == ["busy"]
     assert stream.ws.close_code == CLOSE_TRY_AGAIN
     assert server.proc.wait(timeout=30) == 0  # a clean stop, not a death by signal
+
+
+def test_sigterm_with_a_stuck_session_exits_within_the_documented_stop_time(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    # Default drain and idle timeout: the stuck session (its client never reads, so its
+    # writer waits on a full socket) outlives the drain, and uvicorn's grace must be short.
+    server = start_server({"workers": "1"})
+    settings = Settings()
+    budget_s = settings.shutdown_timeout_s + FINAL_GRACE_S
+    sock = open_raw(server.http_url)
+    try:
+        _, reset_at = flood(sock, frame(0x2, b"\x01") * 512, seconds=4.0)
+        assert reset_at is None  # still stuck: the idle timeout (30 s) has not passed
+        started = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        code = server.proc.wait(timeout=60)
+        stopped_s = time.monotonic() - started
+    finally:
+        sock.close()
+    assert code == 0
+    assert stopped_s < budget_s + 3, f"stopped in {stopped_s:.1f} s, budget {budget_s} s"

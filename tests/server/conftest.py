@@ -60,12 +60,23 @@ def types(messages: list[dict[str, Any]]) -> list[str]:
 
 
 @pytest.fixture
-def make_client(tiny_model_dir: Path) -> Iterator[Any]:
+def vad_detector() -> str:
+    """The voice detector make_client's apps use; a module that runs its tests under every
+    detector overrides this with a parametrised fixture (see VAD_DETECTORS)."""
+    return "silero"
+
+
+VAD_DETECTORS = ("silero", "webrtc")
+
+
+@pytest.fixture
+def make_client(tiny_model_dir: Path, vad_detector: str) -> Iterator[Any]:
     """Build a TestClient for an app with the given settings (model defaults to the tiny one)."""
     clients: list[TestClient] = []
 
     def make(loader: ClassifierLoader | None = None, **settings: Any) -> TestClient:
         settings.setdefault("model_dir", tiny_model_dir)
+        settings.setdefault("vad_detector", vad_detector)
         client = TestClient(create_app(Settings(**settings), loader))
         client.__enter__()
         clients.append(client)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from starlette.testclient import TestClient
 from server.app import create_app
 from server.settings import Settings
 from server.upload import MAX_PARTS
-from tests.speech import espeak, silence, tone, wav_bytes
+from tests.speech import espeak, short_word, silence, tone, wav_bytes
 
 Float = npt.NDArray[np.float32]
 REPO = Path(__file__).resolve().parents[2]
@@ -30,7 +31,7 @@ Response = Any  # httpx's or httpx2's, whichever the TestClient uses
 
 @pytest.fixture(scope="module")
 def speech() -> Float:
-    """Two sentences (each under 3 s) and a 100 ms blip, separated by silences, 16 kHz."""
+    """Two sentences (each under 3 s) and a too-short word, separated by silences, 16 kHz."""
     return np.concatenate(
         [
             silence(0.5),
@@ -38,7 +39,7 @@ def speech() -> Float:
             silence(1.0),
             espeak("Please close the door.", rate_wpm=190),
             silence(1.0),
-            tone(0.1, 300.0),
+            short_word(),
             silence(1.0),
         ]
     )
@@ -203,7 +204,7 @@ def test_silent_file_has_no_segments_and_an_empty_summary(client: TestClient) ->
 
 
 def test_only_too_short_segments_give_an_empty_summary(client: TestClient) -> None:
-    blip = np.concatenate([silence(1.0), tone(0.15, 300.0), silence(1.0)])
+    blip = np.concatenate([silence(1.0), short_word(), silence(1.0)])
     reply = post_file(client, wav_bytes(blip)).json()
     assert [s.get("reason") for s in reply["segments"]] == ["too_short"]
     assert reply["summary"] == {"label": None, "confidence": None, "scores": {}}
@@ -408,6 +409,19 @@ def test_no_token_configured_means_open(client: TestClient) -> None:
     assert client.get("/v1/model").status_code == 200
 
 
+def test_an_open_server_says_so_once_at_start(
+    tiny_model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    for token in (None, "secret"):
+        caplog.clear()
+        with TestClient(create_app(Settings(model_dir=tiny_model_dir, token=token))) as c:
+            c.get("/healthz")
+            c.get("/v1/model")
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        open_warnings = [w for w in warnings if "EMOSTREAM_TOKEN is not set" in w]
+        assert len(open_warnings) == (1 if token is None else 0), warnings
+
+
 # Privacy: nothing is written to disk while an upload is classified.
 
 _AUDIT_SCRIPT = textwrap.dedent(
@@ -421,7 +435,8 @@ _AUDIT_SCRIPT = textwrap.dedent(
     from tests.speech import espeak, silence, wav_bytes
     import numpy as np
 
-    audio = np.concatenate([silence(0.3), espeak("Nothing of this is kept."), silence(0.8)])
+    speech = espeak("Nothing of this is kept.", sample_rate=44100)
+    audio = np.concatenate([silence(0.3, 44100), speech, silence(0.8, 44100)])
     wav = wav_bytes(audio, 44100)
     events = []
     WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
@@ -489,3 +504,26 @@ def test_audit_hook_would_see_a_temporary_file() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
     )
     assert int(out.stdout.strip()) >= 1
+
+
+def test_a_detector_fault_in_an_upload_is_logged_and_the_rest_classified(
+    client: TestClient,
+    speech: Float,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from server.service import Service
+    from tests.server.test_stream import FailingDetector
+
+    clean = post_file(client, wav_bytes(speech)).json()
+    real = Service.new_detector
+    monkeypatch.setattr(Service, "new_detector", lambda self: FailingDetector(real(self), {5}))
+    reply = post_file(client, wav_bytes(speech))
+    assert reply.status_code == 200
+
+    # Frame 5 is in the leading silence: counted unvoiced, it changes nothing.
+    def bounds(body: dict[str, Any]) -> list[tuple[int, int, str]]:
+        return [(s["start_ms"], s["end_ms"], s.get("label", "")) for s in body["segments"]]
+
+    assert bounds(reply.json()) == bounds(clean)
+    assert "voice detector failed: RuntimeError: scripted detector fault" in caplog.text

@@ -23,7 +23,7 @@ import soundfile as sf
 import websockets
 
 from server.cli import main
-from tests.speech import espeak, silence, to_pcm16, tone, wav_bytes
+from tests.speech import espeak, short_word, silence, to_pcm16, tone, wav_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 60.0
@@ -32,7 +32,7 @@ RUNNING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
 @pytest.fixture(scope="module")
 def speech() -> npt.NDArray[np.float32]:
-    """Two sentences and a 100 ms blip, separated by silences, 16 kHz."""
+    """Two sentences and 150 ms of a spoken word (real speech, too short), 16 kHz."""
     return np.concatenate(
         [
             silence(0.4),
@@ -40,7 +40,7 @@ def speech() -> npt.NDArray[np.float32]:
             silence(1.0),
             espeak("Please close the door.", rate_wpm=190),
             silence(1.0),
-            tone(0.1, 300.0),
+            short_word(),
             silence(0.8),
         ]
     )
@@ -143,16 +143,11 @@ def test_stream_prints_results_live(
     out = capsys.readouterr().out
     assert code == 0, out
     lines = out.strip().splitlines()
-    results = [line for line in lines if line.startswith("#")]
-    assert len(results) == 2
-    assert re.match(r"#0 +\d+\.\d\d–\s*\d+\.\d\d s  \w+ +0\.\d\d  \(\d+ ms\)", results[0])
-    skipped = json.loads(lines[-2])
-    assert skipped["type"] == "skipped"
-    assert skipped["reason"] == "too_short"
-    end = json.loads(lines[-1])
-    assert end["type"] == "end"
-    assert end["segments"] == 3
-    assert abs(end["audio_ms"] - 6000) < 1500
+    assert lines[0] == str(speech_wav)  # a header, then one line per segment, as they come
+    rows = [line.strip() for line in lines[1:]]
+    assert len(rows) == 3
+    assert re.match(r"#0 +\d+\.\d\d–\s*\d+\.\d\d s  \w+ +0\.\d\d  \(\d+ ms\)", rows[0])
+    assert re.match(r"#2 +\d+\.\d\d–\s*\d+\.\d\d s  \(skipped: too_short\)$", rows[2])
 
 
 def test_stream_json_prints_every_message(
@@ -179,6 +174,45 @@ def test_stream_json_prints_every_message(
     assert kinds[-1] == "end"
 
 
+def test_stream_prints_partials_marked_and_finals(
+    served: Served, speech_wav: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["stream", str(speech_wav), "--url", served.url, "--speed", "4", "--interim-ms", "250"]
+    code = main(argv)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    lines = [line.strip() for line in out.splitlines() if line.strip().startswith("#")]
+    partials = [line for line in lines if "(partial," in line]
+    finals = [line for line in lines if "(partial," not in line and "skipped" not in line]
+    assert len(finals) == 2
+    assert partials, out
+    assert all(
+        re.match(r"#\d +\d+\.\d\d–\s*\d+\.\d\d s  \w+ +[01]\.\d\d  \(partial, \d+ ms\)", p)
+        for p in partials
+    )
+    # Each segment's partials are printed before its final.
+    for final in finals:
+        number = final.split()[0]
+        assert lines.index(final) > max(
+            (
+                i
+                for i, line in enumerate(lines)
+                if line.startswith(number + " ") and "(partial," in line
+            ),
+            default=-1,
+        )
+
+
+@pytest.mark.parametrize("value", ["-1", "100", "99999", "abc", ""])
+def test_stream_interim_ms_must_be_valid(
+    speech_wav: Path, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["stream", str(speech_wav), "--interim-ms", value])
+    assert info.value.code == 2
+    assert "interim-ms must be 0 or an integer from 250 to 3000" in capsys.readouterr().err
+
+
 def test_stream_console_script(served: Served, speech_wav: Path) -> None:
     command = [str(REPO / ".venv/bin/emostream"), "stream", str(speech_wav)]
     completed = subprocess.run(
@@ -189,7 +223,9 @@ def test_stream_console_script(served: Served, speech_wav: Path) -> None:
         check=False,
     )
     assert completed.returncode == 0, completed.stderr
-    assert len([x for x in completed.stdout.splitlines() if x.startswith("#")]) == 2
+    assert (
+        len([x for x in completed.stdout.splitlines() if re.match(r" +#\d .* \(\d+ ms\)$", x)]) == 2
+    )
 
 
 def test_stream_with_a_token_the_server_does_not_need(
@@ -219,7 +255,7 @@ def test_stream_token_and_refusal(
     try:
         assert main(["stream", str(speech_wav), "--url", server.url, "--fast"]) == 1
         captured = capsys.readouterr()
-        assert '"code": "unauthorized"' in captured.out
+        assert "the server said unauthorized" in captured.err
         assert "the server closed with 1008" in captured.err
         ok = ["stream", str(speech_wav), "--url", server.url, "--fast", "--token", "s3cret"]
         assert main(ok) == 0
@@ -416,3 +452,64 @@ def unused_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
     return port
+
+
+@pytest.fixture
+def truncated_vad_model(tmp_path: Path) -> Path:
+    from vad.silero import packaged_model_path
+
+    path = tmp_path / "silero_vad.onnx"
+    path.write_bytes(packaged_model_path().read_bytes()[:4096])
+    return path
+
+
+def test_serve_with_a_bad_vad_model_stops_at_start(
+    tiny_model_dir: Path, truncated_vad_model: Path
+) -> None:
+    env = {**os.environ, "EMOSTREAM_VAD_MODEL_PATH": str(truncated_vad_model)}
+    completed = subprocess.run(
+        [sys.executable, "-m", "server", "serve", "--model", str(tiny_model_dir), "--port", "0"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )
+    assert completed.returncode != 0
+    assert f"Silero VAD model file {truncated_vad_model} has sha256" in completed.stderr
+    assert "truncated: 4096 of 2327524 bytes" in completed.stderr
+
+
+@pytest.mark.parametrize("problem", ["missing", "truncated"])
+def test_classify_with_a_bad_vad_model_exits_2(
+    tiny_model_dir: Path,
+    speech_wav: Path,
+    truncated_vad_model: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    problem: str,
+) -> None:
+    path = truncated_vad_model if problem == "truncated" else truncated_vad_model.with_name("x")
+    monkeypatch.setenv("EMOSTREAM_VAD_MODEL_PATH", str(path))
+    assert main(["classify", str(speech_wav), "--model", str(tiny_model_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot use the voice detector" in err
+    assert str(path) in err
+    assert ("is missing" if problem == "missing" else "truncated") in err
+
+
+def test_serve_with_an_unknown_detector_stops_at_start(tiny_model_dir: Path) -> None:
+    env = {**os.environ, "EMOSTREAM_VAD_DETECTOR": "rnnoise"}
+    completed = subprocess.run(
+        [sys.executable, "-m", "server", "serve", "--model", str(tiny_model_dir), "--port", "0"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )
+    assert completed.returncode == 2
+    assert "invalid setting" in completed.stderr
+    assert "vad_detector" in completed.stderr and "'silero' or 'webrtc'" in completed.stderr

@@ -34,6 +34,27 @@ def test_stream_url_adds_the_token() -> None:
     assert query(url)["token"] == ["a b&c"]
 
 
+def test_stream_url_asks_for_partials_only_when_given_interim_ms() -> None:
+    assert "interim_ms" not in query(stream_url("ws://h:1/v1/stream", 16000))
+    assert query(stream_url("ws://h:1/v1/stream", 16000, interim_ms=1000))["interim_ms"] == ["1000"]
+    kept = stream_url("ws://h:1/v1/stream?interim_ms=500", 16000, interim_ms=250)
+    assert query(kept)["interim_ms"] == ["250"]
+
+
+def test_report_separates_partials_and_finals() -> None:
+    report = StreamReport(
+        messages=[
+            {"type": "ready"},
+            {"type": "partial", "segment": 0, "end_ms": 1000},
+            {"type": "result", "segment": 0},
+            {"type": "skipped", "segment": 1},
+            {"type": "future_kind"},  # forward compatibility: unknown types are kept, not used
+        ]
+    )
+    assert report.partials == [{"type": "partial", "segment": 0, "end_ms": 1000}]
+    assert [m["type"] for m in report.finals] == ["result", "skipped"]
+
+
 def test_stream_url_keeps_other_parameters_and_overrides_its_own() -> None:
     url = stream_url("ws://h:1/v1/stream?sample_rate=8000&token=old&debug=1&empty=", 22050, "new")
     assert query(url) == {

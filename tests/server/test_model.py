@@ -52,6 +52,25 @@ def test_reads_a_valid_directory(tiny_model_dir: Path) -> None:
     assert public["provenance"]["seed"] == 0
 
 
+def test_demo_is_an_optional_flag_off_by_default(model_copy: Path) -> None:
+    data = manifest_dict(model_copy)
+    assert data["demo"] is False
+    del data["demo"]
+    write_dict(model_copy, data)  # a manifest from before the key existed still loads
+    assert read_manifest(model_copy).demo is False
+    assert read_manifest(model_copy).public()["demo"] is False
+    write_dict(model_copy, {**data, "demo": True})
+    assert read_manifest(model_copy).demo is True
+    write_dict(model_copy, {**data, "demo": "yes please"})
+    with pytest.raises(ModelError, match="demo"):
+        read_manifest(model_copy)
+
+
+def test_the_bundled_model_says_it_is_a_demo() -> None:
+    bundled = Path(__file__).resolve().parents[2] / "models" / "default"
+    assert read_manifest(bundled).demo is True
+
+
 def test_write_manifest_round_trips(model_copy: Path) -> None:
     manifest = read_manifest(model_copy)
     changed = manifest.model_copy(update={"metrics": {"accuracy": 0.5}})

@@ -3,14 +3,17 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from server.inference import OnnxClassifier
 from server.metrics import Metrics
+from server.model import Manifest, read_manifest
 from server.pool import InferenceFailed, InferencePool, Overloaded
-from tests.server.conftest import ScriptedClassifier
+from tests.server.conftest import ScriptedClassifier, send_audio
+from tests.speech import to_pcm16
 
 AUDIO = np.zeros(16000, dtype=np.float32)
 
@@ -109,4 +112,335 @@ def test_swap_serves_new_model_and_admitted_work_finishes_on_old(
     old_version, new_version = asyncio.run(run())
     assert old_version == classifier.manifest.version
     assert new_version == new.manifest.version != old_version
+    pool.close()
+
+
+class Recorder:
+    """A scripted classifier: records which job ran (tagged by its audio length) and where;
+    every run waits for ``gate`` so a test can hold the worker(s)."""
+
+    def __init__(self, manifest: Manifest, log: list[tuple[str, int]], name: str = "shared"):
+        self.manifest = manifest
+        self.name = name
+        self.log = log
+        self.gate = threading.Event()
+        self.started = threading.Semaphore(0)
+
+    def predict(self, audio: np.ndarray) -> np.ndarray:
+        self.log.append((self.name, audio.size))
+        self.started.release()
+        assert self.gate.wait(10), "the test never opened the gate"
+        return np.full(len(self.manifest.labels), 1 / len(self.manifest.labels), np.float32)
+
+
+@pytest.fixture
+def manifest(tiny_model_dir: Path) -> Manifest:
+    return read_manifest(tiny_model_dir)
+
+
+def tagged(tag: int) -> np.ndarray:
+    return np.zeros(tag, dtype=np.float32)
+
+
+def recorder_pool(
+    manifest: Manifest, workers: int = 1, queue_size: int = 16, lone: bool = False
+) -> tuple[InferencePool, Recorder, list[tuple[str, int]]]:
+    log: list[tuple[str, int]] = []
+    shared = Recorder(manifest, log)
+    wide = Recorder(manifest, log, "lone") if lone else None
+    if wide is not None:
+        wide.gate = shared.gate
+    pool = InferencePool(
+        shared,
+        lone=wide,
+        workers=workers,
+        queue_size=queue_size,
+        queue_timeout_s=30,
+        metrics=Metrics(),
+    )
+    return pool, shared, log
+
+
+async def hold_worker(pool: InferencePool, recorder: Recorder, tag: int = 1) -> asyncio.Task[Any]:
+    """Start a job that occupies the (only) worker until the gate opens."""
+    task = asyncio.ensure_future(pool.classify(tagged(tag), client="holder", stream="h"))
+    await asyncio.to_thread(recorder.started.acquire, True, 5)
+    return task
+
+
+def run_order(log: list[tuple[str, int]]) -> list[int]:
+    return [tag for _, tag in log]
+
+
+def test_priority_classes_run_best_first(manifest: Manifest) -> None:
+    pool, recorder, log = recorder_pool(manifest)
+
+    async def run() -> None:
+        holder = await hold_worker(pool, recorder)
+        jobs = [
+            pool.classify(tagged(10), priority="provisional", client="a"),
+            pool.classify(tagged(20), priority="upload", client="b"),
+            pool.classify(tagged(30), priority="final", client="c"),
+            pool.classify(tagged(21), priority="upload", client="b"),
+            pool.classify(tagged(31), priority="final", client="d"),
+        ]
+        tasks = [asyncio.ensure_future(j) for j in jobs]
+        await asyncio.sleep(0.01)
+        recorder.gate.set()
+        await asyncio.gather(holder, *tasks)
+
+    asyncio.run(run())
+    assert run_order(log) == [1, 30, 31, 20, 21, 10]
+    pool.close()
+
+
+def test_uploads_cannot_starve_live_finals(manifest: Manifest) -> None:
+    pool, recorder, log = recorder_pool(manifest, queue_size=32)
+
+    async def run() -> None:
+        holder = await hold_worker(pool, recorder)
+        uploads = [
+            asyncio.ensure_future(pool.classify(tagged(100 + i), priority="upload", client="u"))
+            for i in range(20)
+        ]
+        await asyncio.sleep(0.01)
+        final = asyncio.ensure_future(pool.classify(tagged(7), client="live", stream="s"))
+        await asyncio.sleep(0.01)
+        recorder.gate.set()
+        await asyncio.gather(holder, final, *uploads)
+
+    asyncio.run(run())
+    assert run_order(log)[:2] == [1, 7]  # the final runs as soon as the worker is free
+    pool.close()
+
+
+def test_a_flooding_stream_only_delays_itself(manifest: Manifest) -> None:
+    pool, recorder, log = recorder_pool(manifest, queue_size=32)
+
+    async def run() -> None:
+        holder = await hold_worker(pool, recorder)
+        flood = [
+            asyncio.ensure_future(pool.classify(tagged(100 + i), client="10.0.0.1", stream="f"))
+            for i in range(10)
+        ]
+        await asyncio.sleep(0.01)
+        other = [
+            asyncio.ensure_future(pool.classify(tagged(200 + i), client="10.0.0.2", stream="o"))
+            for i in range(3)
+        ]
+        await asyncio.sleep(0.01)
+        recorder.gate.set()
+        await asyncio.gather(holder, *flood, *other)
+
+    asyncio.run(run())
+    order = run_order(log)[1:]
+    # Round-robin: the other stream's segments alternate with the flood's, in their own order.
+    assert order[:6] == [100, 200, 101, 201, 102, 202]
+    assert order[6:] == list(range(103, 110))
+    pool.close()
+
+
+def test_streams_of_one_address_share_its_turn(manifest: Manifest) -> None:
+    pool, recorder, log = recorder_pool(manifest, queue_size=32)
+
+    async def run() -> None:
+        holder = await hold_worker(pool, recorder)
+        tasks = []
+        for i in range(2):  # one address with two sockets, each with two segments
+            for stream in ("s1", "s2"):
+                tag = (100 if stream == "s1" else 200) + i
+                tasks.append(pool.classify(tagged(tag), client="10.0.0.1", stream=stream))
+        tasks += [pool.classify(tagged(300 + i), client="10.0.0.2") for i in range(2)]
+        futures = [asyncio.ensure_future(t) for t in tasks]
+        await asyncio.sleep(0.01)
+        recorder.gate.set()
+        await asyncio.gather(holder, *futures)
+
+    asyncio.run(run())
+    assert run_order(log)[1:] == [100, 300, 200, 301, 101, 201]
+    pool.close()
+
+
+def test_a_full_pool_takes_places_from_the_flooding_client(manifest: Manifest) -> None:
+    pool, recorder, log = recorder_pool(manifest, queue_size=4)
+
+    async def run() -> list[BaseException | object]:
+        holder = await hold_worker(pool, recorder)
+        flood = [
+            asyncio.ensure_future(pool.classify(tagged(100 + i), client="flood")) for i in range(4)
+        ]
+        await asyncio.sleep(0.01)
+        assert not pool.accepting
+        mine = [
+            asyncio.ensure_future(pool.classify(tagged(200 + i), client="me")) for i in range(3)
+        ]
+        await asyncio.sleep(0.01)
+        recorder.gate.set()
+        return list(await asyncio.gather(holder, *flood, *mine, return_exceptions=True))
+
+    outcomes = asyncio.run(run())
+    flood, mine = outcomes[1:5], outcomes[5:]
+    # "me" gets an equal share (2 of the 4 places); its third segment is refused, not the flood's.
+    assert [isinstance(o, Overloaded) for o in flood] == [False, False, True, True]
+    assert "gave its place" in str(flood[3])
+    assert [isinstance(o, Overloaded) for o in mine] == [False, False, True]
+    assert "pool is full" in str(mine[2])
+    assert run_order(log) == [1, 100, 200, 101, 201]
+    metrics = pool.metrics
+    assert metrics.pool_dropped.labels(priority="final", reason="displaced")._value.get() == 2
+    assert metrics.pool_dropped.labels(priority="final", reason="full")._value.get() == 1
+    pool.close()
+
+
+def test_lowest_priority_is_dropped_first_and_never_costs_a_final(manifest: Manifest) -> None:
+    pool, recorder, log = recorder_pool(manifest, queue_size=3)
+
+    async def run() -> list[BaseException | object]:
+        holder = await hold_worker(pool, recorder)
+        partial = asyncio.ensure_future(pool.classify(tagged(10), priority="provisional"))
+        upload = asyncio.ensure_future(pool.classify(tagged(20), priority="upload", client="u"))
+        final = asyncio.ensure_future(pool.classify(tagged(30), client="a"))
+        await asyncio.sleep(0.01)
+        # Full. Provisional work never takes a place; a final displaces the partial, then
+        # the upload; the upload displaces nothing but provisional work.
+        with pytest.raises(Overloaded, match="full"):
+            await pool.classify(tagged(11), priority="provisional")
+        second = asyncio.ensure_future(pool.classify(tagged(31), client="b"))
+        await asyncio.sleep(0.01)
+        with pytest.raises(Overloaded, match="full"):
+            await pool.classify(tagged(21), priority="upload", client="u2")
+        third = asyncio.ensure_future(pool.classify(tagged(32), client="c"))
+        await asyncio.sleep(0.01)
+        recorder.gate.set()
+        return list(
+            await asyncio.gather(
+                holder, partial, upload, final, second, third, return_exceptions=True
+            )
+        )
+
+    outcomes = asyncio.run(run())
+    partial, upload, *finals = outcomes[1:]
+    assert isinstance(partial, Overloaded)
+    assert isinstance(upload, Overloaded)
+    assert not any(isinstance(o, BaseException) for o in finals)
+    assert run_order(log) == [1, 30, 31, 32]
+    pool.close()
+
+
+def test_provisional_work_leaves_a_worker_for_finals(manifest: Manifest) -> None:
+    pool, recorder, log = recorder_pool(manifest, workers=2)
+
+    async def run() -> None:
+        partials = [
+            asyncio.ensure_future(
+                pool.classify(tagged(10 + i), priority="provisional", stream=str(i))
+            )
+            for i in range(2)
+        ]
+        await asyncio.to_thread(recorder.started.acquire, True, 5)
+        await asyncio.sleep(0.05)
+        assert run_order(log) == [10]  # the second partial waits: one worker stays free
+        final = asyncio.ensure_future(pool.classify(tagged(30)))
+        await asyncio.to_thread(recorder.started.acquire, True, 5)
+        assert run_order(log) == [10, 30]
+        recorder.gate.set()
+        await asyncio.gather(final, *partials)
+
+    asyncio.run(run())
+    assert run_order(log) == [10, 30, 11]
+    pool.close()
+
+
+def test_adaptive_layout_lone_segment_on_the_wide_session(manifest: Manifest) -> None:
+    pool, recorder, log = recorder_pool(manifest, workers=2, lone=True)
+
+    async def run() -> None:
+        recorder.gate.set()
+        await pool.classify(tagged(1))  # alone: the wide session
+        recorder.gate.clear()
+        first = asyncio.ensure_future(pool.classify(tagged(2)))
+        await asyncio.sleep(0)  # dispatched alone, before the others arrive
+        rest = [asyncio.ensure_future(pool.classify(tagged(3 + i))) for i in range(3)]
+        await asyncio.sleep(0.05)
+        recorder.gate.set()
+        await asyncio.gather(first, *rest)
+
+    asyncio.run(run())
+    layouts = dict((tag, name) for name, tag in log)
+    assert layouts[1] == "lone"
+    assert layouts[2] == "lone"
+    # Several waiting: one thread per worker until the queue is down to one job.
+    assert layouts[3] == "shared"
+    assert layouts[4] == "shared"
+    runs = pool.metrics.layout_runs
+    assert runs.labels(layout="lone")._value.get() + runs.labels(layout="shared")._value.get() == 5
+    pool.close()
+
+
+def test_unknown_priority_is_refused(manifest: Manifest) -> None:
+    pool, _, _ = recorder_pool(manifest)
+    with pytest.raises(ValueError, match="priority must be one of final, upload, provisional"):
+        asyncio.run(pool.classify(tagged(1), priority="urgent"))  # type: ignore[arg-type]
+    pool.close()
+
+
+def test_closed_pool_refuses_and_fails_waiting_jobs(manifest: Manifest) -> None:
+    pool, recorder, _ = recorder_pool(manifest)
+
+    async def run() -> None:
+        holder = await hold_worker(pool, recorder)
+        waiting = asyncio.ensure_future(pool.classify(tagged(5)))
+        await asyncio.sleep(0.01)
+        recorder.gate.set()
+        pool.close()
+        assert not pool.open
+        with pytest.raises(Overloaded, match="closed"):
+            await waiting
+        with pytest.raises(Overloaded, match="closed"):
+            await pool.classify(tagged(6))
+        await holder
+
+    asyncio.run(run())
+
+
+def test_readyz_stays_200_while_the_pool_is_full(
+    make_client: Any, tiny_model_dir: Path, one_utterance: np.ndarray
+) -> None:
+    log: list[tuple[str, int]] = []
+    recorder = Recorder(read_manifest(tiny_model_dir), log)
+    client = make_client(loader=lambda path: recorder, workers=1, queue_size=0)
+    with client.websocket_connect("/v1/stream?sample_rate=16000") as ws:
+        ws.receive_text()
+        send_audio(ws, to_pcm16(one_utterance))
+        ws.send_text('{"type": "flush"}')
+        assert recorder.started.acquire(timeout=10)  # the one worker is busy: the pool is full
+        pool = client.app.state.service.pool
+        assert not pool.accepting
+        reply = client.get("/readyz")
+        recorder.gate.set()
+    assert reply.status_code == 200
+
+
+def test_service_loads_a_wide_session_for_lone_segments(make_client: Any) -> None:
+    service = make_client(intra_op_threads=1, lone_intra_op_threads=2).app.state.service
+    assert service.pool.lone is not None
+    assert service.pool.lone.manifest.version == service.pool.classifier.manifest.version
+    assert make_client(lone_intra_op_threads=0).app.state.service.pool.lone is None
+
+
+def test_a_running_partial_holds_no_place_a_final_needs(manifest: Manifest) -> None:
+    pool, recorder, log = recorder_pool(manifest, queue_size=1)
+
+    async def run() -> list[object]:
+        partial = asyncio.ensure_future(pool.classify(tagged(10), priority="provisional"))
+        await asyncio.to_thread(recorder.started.acquire, True, 5)
+        finals = [
+            asyncio.ensure_future(pool.classify(tagged(30 + i), client=str(i))) for i in range(2)
+        ]
+        await asyncio.sleep(0.01)
+        recorder.gate.set()
+        return list(await asyncio.gather(partial, *finals))
+
+    assert len(asyncio.run(run())) == 3  # capacity 2 (one worker, one queue place): both fit
+    assert run_order(log) == [10, 30, 31]
     pool.close()

@@ -10,6 +10,7 @@ from server.protocol import (
     EndOfStream,
     Error,
     Flush,
+    Partial,
     ProtocolError,
     Ready,
     Result,
@@ -82,6 +83,41 @@ def test_bad_stream_params_name_the_value(query: dict[str, str]) -> None:
     assert info.value.code == "bad_request"
     assert next(iter(query)) in str(info.value)
     assert len(str(info.value)) < 200  # hostile values are truncated, not echoed whole
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("0", 0), ("250", 250), ("1000", 1000), ("3000", 3000)]
+)
+def test_interim_ms_values(text: str, value: int) -> None:
+    assert parse_stream_params({"interim_ms": text}).interim_ms == value
+    assert parse_stream_params({}).interim_ms == 0
+
+
+@pytest.mark.parametrize(
+    "text", ["-1", "100", "249", "3001", "99999", "abc", "", " 500", "500.0", "1e3", "9" * 5000]
+)
+def test_bad_interim_ms_is_named(text: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_stream_params({"interim_ms": text})
+    assert info.value.code == "bad_request"
+    assert "interim_ms must be 0 (off) or an integer from 250 to 3000" in str(info.value)
+    assert len(str(info.value)) < 200
+
+
+def test_partial_message_has_the_result_fields() -> None:
+    partial = Partial(2, 5200, 6200, "happy", 0.55, {"happy": 0.55, "sad": 0.45}, "v1", 31)
+    data = json.loads(to_json(partial))
+    assert data == {
+        "type": "partial",
+        "segment": 2,
+        "start_ms": 5200,
+        "end_ms": 6200,
+        "label": "happy",
+        "confidence": 0.55,
+        "scores": {"happy": 0.55, "sad": 0.45},
+        "model_version": "v1",
+        "latency_ms": 31,
+    }
 
 
 def test_client_messages() -> None:

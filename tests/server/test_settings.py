@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 from pathlib import Path
@@ -10,7 +11,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from server.settings import BUNDLED_MODEL_DIR, Settings
+import vad
+from server.settings import BUNDLED_MODEL_DIR, VAD_SETTINGS, Settings
 
 
 @pytest.fixture
@@ -29,7 +31,27 @@ def test_defaults(clean_env: pytest.MonkeyPatch) -> None:
     assert s.token is None
     assert s.allowed_origins == []
     assert s.trusted_proxies == []
-    assert s.vad_frame_ms == 30
+    # The VAD defaults are SegmenterConfig's own; frame 0 means the detector's frame.
+    assert (s.vad_detector, s.vad_frame_ms, s.vad_threshold) == ("silero", 0, 0.5)
+    assert s.segmenter_config() == vad.SegmenterConfig()
+    assert s.segmenter_config().frame_ms == 32
+
+
+def test_every_vad_setting_is_a_segmenter_config_field(clean_env: pytest.MonkeyPatch) -> None:
+    fields = {f.name for f in dataclasses.fields(vad.SegmenterConfig)}
+    assert set(VAD_SETTINGS.values()) <= fields
+    s = Settings(vad_detector="webrtc", vad_hangover_ms=450, vad_threshold=0.7)
+    config = s.segmenter_config()
+    for setting, field in VAD_SETTINGS.items():
+        assert getattr(config, field) == getattr(s, setting) or field == "frame_ms"
+    assert config.frame_ms == 30
+
+
+def test_bad_vad_detector_is_named(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("EMOSTREAM_VAD_DETECTOR", "rnnoise")
+    with pytest.raises(ValidationError, match="vad_detector") as info:
+        Settings()
+    assert "'silero' or 'webrtc'" in str(info.value)
 
 
 def test_environment_is_read_with_the_prefix(clean_env: pytest.MonkeyPatch) -> None:
@@ -67,6 +89,7 @@ def test_environment_is_read_with_the_prefix(clean_env: pytest.MonkeyPatch) -> N
 
 
 def test_vad_frame_ms_from_the_environment(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("EMOSTREAM_VAD_DETECTOR", "webrtc")
     clean_env.setenv("EMOSTREAM_VAD_FRAME_MS", "20")
     assert Settings().vad_frame_ms == 20
 
@@ -100,8 +123,12 @@ def test_invalid_environment_value_names_the_key(
         ({"workers": 0}, "workers"),
         ({"workers": 65}, "workers"),
         ({"queue_size": -1}, "queue_size"),
-        ({"max_segment_ms": 100}, "max_segment_ms"),
-        ({"vad_frame_ms": 15}, "vad_frame_ms"),
+        ({"max_segment_ms": 100}, "EMOSTREAM_MIN_SEGMENT_MS (500) must be below"),
+        ({"max_segment_ms": 60_001}, "EMOSTREAM_MAX_SEGMENT_MS must be at most 60000"),
+        ({"vad_frame_ms": 15}, "EMOSTREAM_VAD_FRAME_MS must be one of (32,) for silero"),
+        ({"vad_threshold": 1.5}, "EMOSTREAM_VAD_THRESHOLD must be in (0, 1)"),
+        ({"vad_hangover_ms": 0}, "EMOSTREAM_VAD_HANGOVER_MS must be an integer >= 1"),
+        ({"vad_aggressiveness": 4}, "EMOSTREAM_VAD_AGGRESSIVENESS must be one of"),
         ({"max_upload_bytes": 10}, "max_upload_bytes"),
         ({"idle_timeout_ms": 0}, "idle_timeout_ms"),
         ({"trusted_proxies": ["1.2.3.4/33"]}, "trusted_proxies"),
@@ -127,9 +154,9 @@ def test_origin_error_quotes_the_value(clean_env: pytest.MonkeyPatch) -> None:
 def test_min_segment_must_be_below_max_segment(
     clean_env: pytest.MonkeyPatch, min_ms: int, max_ms: int
 ) -> None:
-    with pytest.raises(ValidationError, match=f"min_segment_ms \\({min_ms}\\)") as info:
+    with pytest.raises(ValidationError, match=f"EMOSTREAM_MIN_SEGMENT_MS \\({min_ms}\\)") as info:
         Settings(min_segment_ms=min_ms, max_segment_ms=max_ms)
-    assert f"max_segment_ms ({max_ms})" in str(info.value)
+    assert f"EMOSTREAM_MAX_SEGMENT_MS ({max_ms})" in str(info.value)
 
 
 def test_min_just_below_max_is_accepted(clean_env: pytest.MonkeyPatch) -> None:
@@ -159,8 +186,10 @@ def test_token_is_not_shown(clean_env: pytest.MonkeyPatch) -> None:
 
 
 def test_vad_frame_ms_must_be_a_webrtcvad_frame(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("EMOSTREAM_VAD_DETECTOR", "webrtc")
     clean_env.setenv("EMOSTREAM_VAD_FRAME_MS", "25")
-    with pytest.raises(ValidationError, match="vad_frame_ms must be 10, 20 or 30, got 25"):
+    message = r"EMOSTREAM_VAD_FRAME_MS must be one of \(10, 20, 30\) for webrtc, got 25"
+    with pytest.raises(ValidationError, match=message):
         Settings()
 
 

@@ -16,11 +16,19 @@ from starlette.websockets import WebSocketDisconnect
 
 from server.inference import OnnxClassifier
 from server.model import CANONICAL_LABELS
-from tests.server.conftest import ScriptedClassifier, collect, send_audio, types
+from server.service import Service
+from tests.server.conftest import VAD_DETECTORS, ScriptedClassifier, collect, send_audio, types
 from tests.speech import espeak, silence, to_pcm16
 
 END = json.dumps({"type": "end"})
 FLUSH = json.dumps({"type": "flush"})
+
+
+@pytest.fixture(params=VAD_DETECTORS)
+def vad_detector(request: pytest.FixtureRequest) -> str:
+    """The whole protocol suite runs under each voice detector."""
+    detector: str = request.param
+    return detector
 
 
 def stream_all(
@@ -153,9 +161,8 @@ def test_silence_only_stream_has_no_segments(make_client: Any) -> None:
 
 
 def test_short_blip_is_skipped_too_short(make_client: Any) -> None:
-    rng = np.random.default_rng(0)
-    blip = np.concatenate([np.zeros(8000), 0.5 * rng.standard_normal(4000), np.zeros(16000)])
-    _, messages, _ = stream_all(make_client(min_segment_ms=1000), blip.astype(np.float32))
+    blip = np.concatenate([silence(0.5), espeak("Hi."), silence(1.0)])
+    _, messages, _ = stream_all(make_client(min_segment_ms=1000), blip)
     found = outcomes(messages)
     assert found and all(o["type"] == "skipped" and o["reason"] == "too_short" for o in found)
     assert set(found[0]) == {"type", "segment", "start_ms", "end_ms", "reason"}
@@ -249,6 +256,8 @@ def test_oversized_frame_closes_1009(make_client: Any) -> None:
         ('{"kind": "end"}', "unknown message type"),
         ('{"type": 5}', "unknown message type"),
         ("\u0000\ud7ff" * 10, "not JSON"),
+        ("[" * 60_000, "nested too deeply"),
+        ('{"a":' * 20_000, "nested too deeply"),
     ],
 )
 def test_bad_text_message_keeps_the_stream_open(make_client: Any, text: str, fragment: str) -> None:
@@ -383,6 +392,63 @@ def test_inference_failure_reports_internal_and_stream_goes_on(
     assert messages[position - 1]["type"] == "error"
     assert messages[position - 1]["code"] == "internal"
     assert "segment 1" in messages[position - 1]["message"]
+
+
+class FailingDetector:
+    """Wraps the session's real detector; raises on the chosen frames of every stream."""
+
+    def __init__(self, inner: Any, failing: set[int]) -> None:
+        self.inner, self.failing, self.frames = inner, failing, 0
+
+    def __call__(self, frame: np.ndarray) -> bool:
+        self.frames += 1
+        if self.frames - 1 in self.failing:
+            raise RuntimeError("scripted detector fault")
+        return bool(self.inner(frame))
+
+    def reset(self) -> None:
+        reset = getattr(self.inner, "reset", None)
+        if reset is not None:
+            reset()
+
+
+@pytest.mark.parametrize("failing", [[40], [40, 41, 42], ["last"]])
+def test_detector_fault_reports_internal_and_stream_goes_on(
+    make_client: Any,
+    three_utterances: np.ndarray,
+    monkeypatch: pytest.MonkeyPatch,
+    failing: list[int | str],
+) -> None:
+    client = make_client()
+    audio = three_utterances[: len(three_utterances) // 2 + 100]
+    frame = client.app.state.service.segmenter_config.frame_samples
+    assert len(audio) % frame  # the last frame is a partial one, pushed at the end
+    faults = {len(audio) // frame if f == "last" else int(f) for f in failing}
+    _, clean, _ = stream_all(client, audio)
+    real = Service.new_detector
+    monkeypatch.setattr(Service, "new_detector", lambda self: FailingDetector(real(self), faults))
+    _, messages, code = stream_all(client, audio)
+    assert code == 1000
+    errors = [m for m in messages if m["type"] == "error"]
+    # One error per audio message (or the end) whose frames hit a fault.
+    assert 1 <= len(errors) <= len(faults)
+    assert all(e["code"] == "internal" for e in errors)
+    assert "voice detector failed" in errors[0]["message"]
+    assert messages[-1]["type"] == "end"
+
+    # The faulty frames count as unvoiced and the stream goes on: the same utterances,
+    # and the same segments, give or take those frames at an utterance's end.
+    def starts(found: list[dict[str, Any]]) -> list[int]:
+        return [m["t_ms"] for m in found if m["type"] == "speech_start"]
+
+    def ends(found: list[dict[str, Any]]) -> list[int]:
+        return [m["t_ms"] for m in found if m["type"] == "speech_end"]
+
+    assert starts(messages) == starts(clean)
+    assert np.allclose(ends(messages), ends(clean), atol=100)
+    got, want = outcomes(messages), outcomes(clean)
+    assert [(o["type"], o["start_ms"]) for o in got] == [(o["type"], o["start_ms"]) for o in want]
+    assert np.allclose([o["end_ms"] for o in got], [o["end_ms"] for o in want], atol=100)
 
 
 def test_saturated_pool_skips_overloaded_and_stream_goes_on(

@@ -254,10 +254,48 @@ class _Understating:
 
 def test_too_long_is_found_while_decoding_whatever_the_header_says() -> None:
     with pytest.raises(UploadError) as info:
-        upload._decode(_Understating(tone(3.0)), TARGET_HZ, 1000)
+        upload._decode(_Understating(tone(3.0)), TARGET_HZ, 1000, upload.MAX_DECODED_SAMPLES)
     assert (info.value.status, info.value.code) == (413, "too_large")
-    decoded = upload._decode(_Understating(tone(0.9)), TARGET_HZ, 1000)
+    decoded = upload._decode(_Understating(tone(0.9)), TARGET_HZ, 1000, upload.MAX_DECODED_SAMPLES)
     assert decoded.duration_ms == 900
+
+
+def _multichannel_flac(seconds: float, rate: int, channels: int) -> bytes:
+    audio = np.zeros((int(seconds * rate), channels), dtype=np.float32)
+    return encode(audio, rate, "FLAC")
+
+
+def test_decode_bomb_is_refused_before_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 2 s of silent 384 kHz × 8-channel FLAC: a small file, 6.1 million samples to decode.
+    data = _multichannel_flac(2.0, 384_000, 8)
+    assert len(data) < 200_000
+    reads: list[int] = []
+    real_read = sf.SoundFile.read
+
+    def counted(self: sf.SoundFile, *args: object, **kwargs: object) -> object:
+        reads.append(1)
+        return real_read(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sf.SoundFile, "read", counted)
+    with pytest.raises(UploadError) as info:
+        decode_audio(data, TARGET_HZ, LONG_MS, max_samples=6_000_000)
+    assert (info.value.status, info.value.code) == (413, "too_large")
+    assert "768000 frames × 8 channels at 384000 Hz" in str(info.value)
+    assert "6000000 samples" in str(info.value)
+    assert reads == []
+    assert decode_audio(data, TARGET_HZ, LONG_MS, max_samples=6_200_000).duration_ms == 2000
+
+
+def test_decoded_samples_are_counted_whatever_the_header_says() -> None:
+    with pytest.raises(UploadError, match="samples to decode") as info:
+        upload._decode(_Understating(tone(3.0)), TARGET_HZ, LONG_MS, 40_000)
+    assert (info.value.status, info.value.code) == (413, "too_large")
+
+
+def test_default_sample_budget_refuses_the_reported_bomb() -> None:
+    # The review's bomb: 60 s of 384 kHz × 8 channels is 184 million samples to decode,
+    # while 10 minutes of 48 kHz stereo (the largest ordinary upload) is within budget.
+    assert 60 * 384_000 * 8 > upload.MAX_DECODED_SAMPLES >= 600 * 48_000 * 2
 
 
 def test_flac_of_unknown_length_is_not_called_too_long() -> None:
@@ -324,16 +362,17 @@ def test_wav_header_claiming_gigabytes_decodes_what_is_there() -> None:
 
 
 def test_flac_header_claiming_gigabytes_allocates_no_more_than_it_decodes() -> None:
-    # 8 channels at 48 kHz, STREAMINFO patched to claim 28 million frames (590 s, under the
-    # duration limit): reading "all frames" at once would allocate 28e6 * 8 * 4 = 900 MB.
+    # 8 channels at 48 kHz, STREAMINFO patched to claim 7 million frames (146 s, under the
+    # duration and decoded-samples limits): reading "all frames" at once would allocate
+    # 7e6 * 8 * 4 = 224 MB.
     audio = np.zeros((4800, 8), dtype=np.float32)
     audio[:, 0] = tone(0.1, 440.0, 48000)
     data = bytearray(encode(audio, 48000, "FLAC"))
     assert data[:4] == b"fLaC"
     fields = int.from_bytes(data[18:26], "big")  # rate, channels, bits, 36-bit total samples
-    fields = (fields & ~((1 << 36) - 1)) | 28_000_000
+    fields = (fields & ~((1 << 36) - 1)) | 7_000_000
     data[18:26] = fields.to_bytes(8, "big")
-    assert sf.info(io.BytesIO(bytes(data))).frames == 28_000_000
+    assert sf.info(io.BytesIO(bytes(data))).frames == 7_000_000
     outcome, peak = _peak_bytes_while(bytes(data))
     if isinstance(outcome, UploadError):
         assert (outcome.status, outcome.code) == (400, "bad_audio")
@@ -396,6 +435,16 @@ def test_multipart_file_field() -> None:
     body = boundary_body([("note", b"hello"), ("file", wav), ("other", b"x")])
     assert multipart_file(body, MULTIPART) == wav
     assert upload_bytes(body, MULTIPART) == wav
+
+
+def test_multipart_file_is_a_view_of_the_body_not_a_copy() -> None:
+    wav = wav_bytes(tone(0.5))
+    body = bytearray(boundary_body([("note", b"hello"), ("file", wav)]))
+    part = multipart_file(body, MULTIPART)
+    assert isinstance(part, memoryview)
+    assert part.obj is body
+    assert part == wav
+    assert decode_audio(part, TARGET_HZ, LONG_MS).duration_ms == 500
 
 
 def test_multipart_quoted_boundary_and_binary_content() -> None:
@@ -476,10 +525,22 @@ async def _chunks(parts: list[bytes], then_fail: bool = False) -> AsyncIterator[
 
 
 def test_read_limited_joins_chunks_up_to_the_limit() -> None:
-    assert asyncio.run(read_limited(_chunks([b"ab", b"", b"cd"]), 4)) == b"abcd"
+    assert asyncio.run(read_limited(_chunks([b"ab", b"", b"cd"]), 4, 10.0)) == b"abcd"
+
+
+def test_read_limited_times_out_a_slow_body() -> None:
+    async def trickle() -> AsyncIterator[bytes]:
+        yield b"0123456789"
+        await asyncio.Event().wait()  # the rest of the declared body never comes
+        yield b"never"
+
+    with pytest.raises(UploadError, match=r"not received within 0\.2 s") as info:
+        asyncio.run(read_limited(trickle(), 1_000_000, 0.2))
+    assert (info.value.status, info.value.code) == (408, "bad_request")
+    assert "10 bytes came" in str(info.value)
 
 
 def test_read_limited_stops_at_the_first_chunk_over_the_limit() -> None:
     with pytest.raises(UploadError, match="exceeds 4 bytes") as info:
-        asyncio.run(read_limited(_chunks([b"abc", b"de"], then_fail=True), 4))
+        asyncio.run(read_limited(_chunks([b"abc", b"de"], then_fail=True), 4, 10.0))
     assert (info.value.status, info.value.code) == (413, "too_large")

@@ -17,7 +17,7 @@ import pytest
 
 from tests.speech import espeak, silence
 from vad.config import SegmenterConfig
-from vad.detector import EnergyDetector
+from vad.detector import DetectorError, EnergyDetector
 from vad.events import Event, Segment, SpeechEnd, SpeechStart
 from vad.framing import to_float, to_int16
 from vad.segmenter import Segmenter
@@ -49,8 +49,14 @@ def run(segmenter: Segmenter, frames: Frames, first_index: int = 0) -> list[tupl
     ]
 
 
+def config(**overrides: object) -> SegmenterConfig:
+    """webrtcvad's 30 ms frames and the 600 ms hangover these patterns are drawn for."""
+    values: dict[str, object] = {"detector": "webrtc", "hangover_ms": 600, **overrides}
+    return SegmenterConfig(**values)  # type: ignore[arg-type]
+
+
 def energy_segmenter(**overrides: object) -> Segmenter:
-    return Segmenter(SegmenterConfig(**overrides), EnergyDetector(-40.0))  # type: ignore[arg-type]
+    return Segmenter(config(**overrides), EnergyDetector(-40.0))
 
 
 class Scripted:
@@ -146,7 +152,7 @@ def test_long_speech_is_cut_at_the_quietest_frame_near_the_limit() -> None:
     cut = 100 * FRAME + FRAME // 2
     assert events == [
         (24, SpeechStart(9600, 600)),
-        (112, seg(6400, cut)),
+        (113, seg(6400, cut)),  # cut when the first frame that does not fit arrives
         (187, seg(cut, 170 * FRAME + 1600)),
         (187, SpeechEnd(170 * FRAME, 5100)),
     ]
@@ -155,7 +161,7 @@ def test_long_speech_is_cut_at_the_quietest_frame_near_the_limit() -> None:
 def test_without_a_quiet_frame_the_cut_is_at_the_limit() -> None:
     frames = frames_for("." * 20 + "x" * 150 + "." * 40)
     events = summary(run(energy_segmenter(cut_search_ms=0), frames))
-    assert events[1] == (112, seg(6400, 113 * FRAME))
+    assert events[1] == (113, seg(6400, 113 * FRAME))
 
 
 def test_very_long_speech_gives_contiguous_segments_of_at_most_max() -> None:
@@ -182,6 +188,107 @@ def test_very_long_speech_gives_contiguous_segments_of_at_most_max() -> None:
         assert segment.end_sample > segment.start_sample + 48000 - 16000
     audio = np.concatenate([segment.audio for segment in segments])
     np.testing.assert_array_equal(audio, audio_of(frames, 6400, 720 * FRAME + 1600))
+
+
+def test_a_stream_ending_at_the_limit_is_one_segment_not_a_cut_and_a_sliver() -> None:
+    # The segment starts at 6400; its 3 s limit is 54400, 160 samples into frame 113.
+    segmenter = energy_segmenter()
+    frames = frames_for("." * 20 + "x" * 94)
+    events = summary(run(segmenter, frames[:113]))
+    assert [event for _, event in events] == [SpeechStart(9600, 600)]
+    last = frames[113].copy()
+    last[160:] = 0
+    ends = summary(list(enumerate(segmenter.finish(last, valid_samples=160))))
+    assert ends == [(0, seg(6400, 54400)), (1, SpeechEnd(54400, 3400))]
+
+
+def test_a_cut_in_a_pause_leaves_no_padding_only_sliver() -> None:
+    # Voice stops at frame 111 (53280), the limit comes in the pause: the cut is made at
+    # the pause, and when the pause turns out to be the end nothing is left to report.
+    frames = frames_for("." * 20 + "x" * 91 + "." * 40)
+    events = summary(run(energy_segmenter(), frames))
+    assert events == [
+        (24, SpeechStart(9600, 600)),
+        (113, seg(6400, 113 * FRAME)),
+        (128, SpeechEnd(111 * FRAME, 3330)),
+    ]
+
+
+def test_a_cut_in_a_pause_keeps_the_pause_with_speech_that_resumes() -> None:
+    frames = frames_for("." * 20 + "x" * 91 + "." * 5 + "x" * 30 + "." * 40)
+    events = summary(run(energy_segmenter(), frames))
+    assert events[1] == (113, seg(6400, 113 * FRAME))
+    assert events[2] == (163, seg(113 * FRAME, 146 * FRAME + 1600))
+    assert events[3] == (163, SpeechEnd(146 * FRAME, 4380))
+
+
+def test_overhang_after_a_cut_is_not_a_segment() -> None:
+    # After the cut in the pause the detector calls two more noise-level frames voiced:
+    # the overhang trim takes them back, and what is left after the cut is not speech.
+    pattern = "." * 20 + "x" * 91 + "." * 3 + "nn" + "n" * 40
+    flags = "0" * 20 + "1" * 91 + "0" * 3 + "11" + "0" * 40
+    events = summary(run(Segmenter(config(), Scripted(flags)), frames_for(pattern)))
+    assert [event for _, event in events][1:] == [seg(6400, 113 * FRAME), SpeechEnd(53280, 3330)]
+
+
+def test_real_speech_after_a_cut_that_is_too_short_is_still_reported() -> None:
+    frames = frames_for("." * 20 + "x" * 98 + "." * 40)
+    events = summary(run(energy_segmenter(), frames))
+    cut = 112 * FRAME + FRAME // 2
+    assert events[1:] == [
+        (113, seg(6400, cut)),
+        (135, seg(cut, 118 * FRAME + 1600, too_short=True)),
+        (135, SpeechEnd(118 * FRAME, 3540)),
+    ]
+
+
+class Failing:
+    """Raises on the chosen frames, voiced otherwise; counts its resets."""
+
+    def __init__(self, failing: set[int]) -> None:
+        self.failing = failing
+        self.calls = 0
+        self.resets = 0
+
+    def __call__(self, frame: npt.NDArray[np.int16]) -> bool:
+        self.calls += 1
+        if self.calls - 1 in self.failing:
+            raise RuntimeError(f"scripted fault on frame {self.calls - 1}")
+        return bool(np.abs(frame).max() > 1000)
+
+    def reset(self) -> None:
+        self.resets += 1
+
+
+def test_a_detector_fault_counts_the_frame_unvoiced_and_the_stream_goes_on() -> None:
+    detector = Failing({30})
+    segmenter = Segmenter(config(), detector)
+    assert detector.resets == 1  # the segmenter's own start
+    frames = frames_for("." * 20 + "x" * 30 + "." * 40)
+    events: list[Event] = []
+    faults = []
+    for frame in frames:
+        try:
+            events += segmenter.push(frame)
+        except DetectorError as exc:
+            faults.append(exc)
+            events += exc.events
+    assert len(faults) == 1
+    assert "RuntimeError: scripted fault on frame 30" in str(faults[0])
+    assert isinstance(faults[0].cause, RuntimeError)
+    assert detector.resets == 2
+    # One unvoiced frame inside the utterance changes nothing: same events as without.
+    assert events == [e for _, e in run(energy_segmenter(), frames)]
+
+
+def test_a_detector_fault_on_the_last_frame_still_closes_the_utterance() -> None:
+    segmenter = Segmenter(config(), Failing({50}))
+    frames = frames_for("." * 20 + "x" * 31)
+    run(segmenter, frames[:50])
+    with pytest.raises(DetectorError) as caught:
+        segmenter.finish(frames[50], valid_samples=FRAME)
+    assert [type(e) for e in caught.value.events] == [Segment, SpeechEnd]
+    assert not segmenter.in_speech
 
 
 def test_short_blip_is_reported_too_short() -> None:
@@ -273,7 +380,7 @@ def test_end_moves_back_over_detector_overhang_at_noise_level() -> None:
     # The detector keeps saying "voiced" for 3 noise frames after the voice: trimmed.
     pattern = "n" * 20 + "x" * 30 + "n" * 40
     flags = "0" * 20 + "1" * 33 + "0" * 37
-    events = summary(run(Segmenter(SegmenterConfig(), Scripted(flags)), frames_for(pattern)))
+    events = summary(run(Segmenter(config(), Scripted(flags)), frames_for(pattern)))
     assert events[-1] == (70, SpeechEnd(50 * FRAME, 1500))
     assert events[-2][1] == seg(6400, 50 * FRAME + 1600)
 
@@ -281,23 +388,23 @@ def test_end_moves_back_over_detector_overhang_at_noise_level() -> None:
 def test_end_trim_is_bounded_by_end_trim_ms() -> None:
     pattern = "n" * 20 + "x" * 30 + "n" * 40
     flags = "0" * 20 + "1" * 35 + "0" * 35
-    config = SegmenterConfig(end_trim_ms=60)
-    events = summary(run(Segmenter(config, Scripted(flags)), frames_for(pattern)))
+    config_ = config(end_trim_ms=60)
+    events = summary(run(Segmenter(config_, Scripted(flags)), frames_for(pattern)))
     assert events[-1] == (72, SpeechEnd(53 * FRAME, 1590))
 
 
 def test_end_trim_keeps_voiced_frames_louder_than_the_silence_after() -> None:
     pattern = "n" * 20 + "x" * 30 + "q" * 3 + "n" * 40
     flags = "0" * 20 + "1" * 33 + "0" * 40
-    events = summary(run(Segmenter(SegmenterConfig(), Scripted(flags)), frames_for(pattern)))
+    events = summary(run(Segmenter(config(), Scripted(flags)), frames_for(pattern)))
     assert events[-1] == (70, SpeechEnd(53 * FRAME, 1590))
 
 
 def test_end_trim_can_be_disabled() -> None:
     pattern = "n" * 20 + "x" * 30 + "n" * 40
     flags = "0" * 20 + "1" * 33 + "0" * 37
-    config = SegmenterConfig(end_trim_ms=0)
-    events = summary(run(Segmenter(config, Scripted(flags)), frames_for(pattern)))
+    config_ = config(end_trim_ms=0)
+    events = summary(run(Segmenter(config_, Scripted(flags)), frames_for(pattern)))
     assert events[-1] == (70, SpeechEnd(53 * FRAME, 1590))
 
 
@@ -333,13 +440,13 @@ def test_push_rejects_a_frame_of_the_wrong_size_or_type(frame: np.ndarray) -> No
 def test_default_detector_is_webrtcvad_and_starts_afresh_on_reset() -> None:
     speech = to_int16(np.concatenate([silence(0.5), espeak("Good morning to you."), silence(1.0)]))
     frames = [speech[start : start + FRAME] for start in range(0, len(speech) - FRAME, FRAME)]
-    assert [type(e) for _, e in run(Segmenter(SegmenterConfig()), frames)] == [
+    assert [type(e) for _, e in run(Segmenter(config()), frames)] == [
         SpeechStart,
         Segment,
         SpeechEnd,
     ]
     # Without hysteresis every change of the detector's answer shows in the events.
-    raw = SegmenterConfig(
+    raw = config(
         start_ms=30, start_ratio=1.0, hangover_ms=30, stop_ratio=0.0, pre_padding_ms=0,
         post_padding_ms=0, end_trim_ms=0, min_segment_ms=0,
     )  # fmt: skip

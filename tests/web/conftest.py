@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -14,7 +13,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytest
-from tests.programs import require
 import soundfile as sf
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from server.app import create_app
 from server.runner import DrainingServer, uvicorn_config
 from server.settings import Settings
+from tests.programs import require
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"

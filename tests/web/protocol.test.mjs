@@ -14,11 +14,26 @@ describe("parseServerMessage", () => {
   });
 
   it("reads ready, speech events, skipped, error and end", () => {
-    assert.deepEqual(parseServerMessage(JSON.stringify({ type: "ready", session: "s1", model: MODEL, protocol: 1 })), { type: "ready", session: "s1", model: { name: "tiny", version: "v1", labels: MODEL.labels } });
+    assert.deepEqual(parseServerMessage(JSON.stringify({ type: "ready", session: "s1", model: MODEL, protocol: 1 })), { type: "ready", session: "s1", model: { name: "tiny", version: "v1", labels: MODEL.labels }, interimMs: 0 });
     assert.deepEqual(parseServerMessage('{"type":"speech_start","t_ms":5}'), { type: "speech_start", tMs: 5 });
     assert.equal(parseServerMessage('{"type":"skipped","segment":0,"start_ms":0,"end_ms":100,"reason":"too_short"}').skipped, "too_short");
     assert.deepEqual(parseServerMessage('{"type":"error","code":"busy","message":"full"}'), { type: "error", code: "busy", message: "full" });
     assert.deepEqual(parseServerMessage('{"type":"end","segments":1,"audio_ms":5}'), { type: "end" });
+  });
+
+  it("reads partials like results, and ready.interim_ms", () => {
+    const partial = parseServerMessage(JSON.stringify({ ...RESULT, type: "partial" }));
+    assert.deepEqual(partial, { ...parseServerMessage(JSON.stringify(RESULT)), type: "partial" });
+    assert.equal(parseServerMessage(JSON.stringify({ type: "ready", session: "s1", model: MODEL, interim_ms: 1000 })).interimMs, 1000);
+    assert.throws(() => parseServerMessage(JSON.stringify({ type: "ready", session: "s1", model: MODEL, interim_ms: -5 })), /ready: field "interim_ms"/);
+    assert.throws(() => parseServerMessage(JSON.stringify({ ...RESULT, type: "partial", confidence: 2 })), /partial: field "confidence"/);
+    assert.throws(() => parseServerMessage(JSON.stringify({ ...RESULT, type: "partial", label: "other" })), /partial: field "label"/);
+  });
+
+  it("ignores fields it does not know", () => {
+    const msg = parseServerMessage(JSON.stringify({ ...RESULT, future_field: { x: 1 } }));
+    assert.equal("future_field" in msg, false);
+    assert.equal(msg.label, "happy");
   });
 
   it("passes unknown message types through", () => {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
-import { argmax, csvCell, SessionResults } from "../../web/results.js";
+import { argmax, csvCell, SessionResults, vttTime } from "../../web/results.js";
 
 const LABELS = ["neutral", "happy", "sad"];
 
@@ -98,5 +98,42 @@ describe("SessionResults", () => {
     results.clear();
     assert.equal(results.entries.length, 0);
     assert.equal(results.summary().totalMs, 0);
+  });
+
+  it("writes WebVTT: one cue per segment with its label and confidence, or why it was skipped", () => {
+    const results = session();
+    results.add(result(0, 1200, 3400, { neutral: 0.1, happy: 0.81, sad: 0.09 }), 0, "live");
+    results.add(skipped(1, 3600, 3900), 0, "live");
+    results.add(result(0, 0, 500, { neutral: 0.6, happy: 0.3, sad: 0.1 }), 3725000, "upload", "a.wav");
+    const vtt = results.toVTT();
+    assert.equal(vtt, "WEBVTT\n\n1\n00:00:01.200 --> 00:00:03.400\nhappy 0.81\n\n2\n00:00:03.600 --> 00:00:03.900\n(not classified: too_short)\n\n3\n01:02:05.000 --> 01:02:05.500\nneutral 0.60\n");
+    assert.equal(new SessionResults().toVTT(), "WEBVTT\n");
+    assert.equal(vttTime(-3), "00:00:00.000");
+    assert.equal(vttTime(59999.6), "00:01:00.000");
+  });
+
+  it("snapshots plain data and restores it exactly, refusing damaged entries", () => {
+    const results = session();
+    results.add(result(0, 100, 900, { neutral: 0.8, happy: 0.1, sad: 0.1 }), 0, "live");
+    results.add(skipped(1, 1000, 1200, "overloaded"), 0, "live");
+    const snap = results.snapshot();
+    assert.deepEqual(JSON.parse(JSON.stringify(snap)), snap, "only plain JSON data");
+    snap.entries[0].scores.neutral = 0; // a copy: the store's entries are not shared
+    assert.equal(results.entries[0].scores.neutral, 0.8);
+    const again = session();
+    for (const entry of results.snapshot().entries) again.restore(entry);
+    assert.deepEqual(again.toJSON(), results.toJSON());
+    const good = results.snapshot().entries[0];
+    for (const [bad, pattern] of [
+      [null, /not an object/],
+      [{ ...good, source: "tape" }, /unknown source/],
+      [{ ...good, startMs: 5, endMs: 2 }, /bad span/],
+      [{ ...good, startMs: 1.5 }, /bad span/],
+      [{ ...good, segment: -1 }, /bad number/],
+      [{ ...good, label: "angry" }, /no score/],
+      [{ ...good, scores: null }, /no score/],
+    ]) {
+      assert.throws(() => again.restore(bad), pattern);
+    }
   });
 });

@@ -25,6 +25,20 @@ def overflow_px(page: Page) -> int:
     return width
 
 
+# Cells of the segment table whose box reaches past the right edge of the table's box.
+CELLS_OUTSIDE = """() => {
+  const box = document.querySelector('.table-wrap').getBoundingClientRect();
+  return [...document.querySelectorAll('#segments-body td')]
+    .filter((td) => td.getBoundingClientRect().right > box.right + 1)
+    .map((td) => td.textContent);
+}"""
+
+
+def cells_outside(page: Page) -> list[str]:
+    cells: list[str] = page.evaluate(CELLS_OUTSIDE)
+    return cells
+
+
 @pytest.mark.parametrize("size", ["phone", "desktop"])
 def test_layout_fits_the_screen_with_results(
     server: Served, launch: LaunchFn, tmp_path: Path, screenshots: Path, size: str
@@ -40,11 +54,14 @@ def test_layout_fits_the_screen_with_results(
         expect(page.locator("#current-label")).not_to_have_text("—")
         page.screenshot(path=screenshots / f"results-{size}.png", full_page=True)
         assert overflow_px(page) <= 0, f"the {size} layout scrolls sideways"
-        # every segment carries its label as text, not only as colour
+        # every segment carries its label as text in the table, not only as colour
         labels = page.eval_on_selector_all(
-            "#timeline-raw .seg:not(.skipped)", "s => s.map(e => [e.dataset.label, e.title])"
+            "#segments-body tr:not([data-label=''])",
+            "rows => rows.map(r => [r.dataset.label, r.cells[1].textContent])",
         )
-        assert labels and all(label in title for label, title in labels)
+        assert labels and all(label.capitalize() in text for label, text in labels)
+        # on a phone every cell of the table is inside the screen (no clipped columns)
+        assert cells_outside(page) == []
 
 
 def test_keyboard_starts_and_stops_and_controls_are_labelled(

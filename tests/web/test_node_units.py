@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 from tests.programs import require
 
 HERE = Path(__file__).resolve().parent

@@ -85,12 +85,14 @@ def test_streams_speech_and_shows_what_the_server_sent(
         assert len(starts) >= len(PHRASES)
         assert speaking_runs(page).count("true") == len(starts)
 
-        # the smoothed view adds a track with one block per classified segment
+        # the chart has one point per class for each result, at the live edge
+        results = [f for f in sent if f["type"] == "result"]
+        chart = page.locator("#chart")
+        expect(chart).to_have_attribute("data-points", str(len(results)))
+        # the smoothed view plots the smoothed scores, one point per classified segment
         page.check("#smooth")
-        expect(page.locator("#timeline-smooth-row")).to_be_visible()
-        expect(page.locator("#timeline-smooth .seg")).to_have_count(
-            len([f for f in sent if f["type"] == "result"])
-        )
+        expect(chart).to_have_attribute("data-series", "smoothed")
+        expect(chart).to_have_attribute("data-points", str(len(results)))
         expect(page.locator("#current-meta")).to_contain_text("Smoothed")
 
 

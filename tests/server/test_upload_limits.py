@@ -1,0 +1,199 @@
+"""Upload admission and slow clients over a real uvicorn socket: at most N uploads at once
+overall and per address (503 ``busy`` with ``Retry-After``), slow bodies and headers time
+out, a client leaving mid-upload is no server fault (server/api.py, server/transport.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import logging
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from server.api import UPLOAD_RETRY_AFTER_S
+from server.client import stream_pcm16
+from server.settings import Settings
+from tests.live import LiveServer, live_server
+from tests.speech import wav_bytes
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.02)
+
+
+class HeldUpload:
+    """A raw ``POST /v1/classify`` whose body is sent in two parts, the second on demand."""
+
+    def __init__(self, server: LiveServer, body: bytes, source: str = "127.0.0.1") -> None:
+        port = int(server.http_url.rsplit(":", 1)[1])
+        self.sock = socket.create_connection(("127.0.0.1", port), source_address=(source, 0))
+        self.sock.settimeout(60)
+        self.rest = body[len(body) // 2 :]
+        head = (
+            f"POST /v1/classify HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: audio/wav\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        self.sock.sendall(head.encode() + body[: len(body) // 2])
+
+    def finish(self) -> tuple[int, dict[str, Any]]:
+        self.sock.sendall(self.rest)
+        return read_response(self.sock)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def read_response(sock: socket.socket) -> tuple[int, dict[str, Any]]:
+    response = http.client.HTTPResponse(sock)
+    response.begin()
+    return response.status, json.loads(response.read())
+
+
+@pytest.fixture(scope="module")
+def speech_wav(one_utterance: npt.NDArray[np.float32]) -> bytes:
+    return wav_bytes(one_utterance)
+
+
+@pytest.fixture
+def serve(tiny_model_dir: Path) -> Iterator[Callable[..., LiveServer]]:
+    with_servers: list[Any] = []
+
+    def start(**settings: Any) -> LiveServer:
+        context = live_server(Settings(model_dir=tiny_model_dir, **settings))
+        with_servers.append(context)
+        return context.__enter__()
+
+    yield start
+    for context in reversed(with_servers):
+        context.__exit__(None, None, None)
+
+
+def post(server: LiveServer, wav: bytes, source: str = "127.0.0.1") -> httpx.Response:
+    transport = httpx.HTTPTransport(local_address=source)
+    with httpx.Client(transport=transport, timeout=60) as client:
+        return client.post(
+            f"{server.http_url}/v1/classify", content=wav, headers={"content-type": "audio/wav"}
+        )
+
+
+def test_uploads_beyond_the_limit_are_busy_while_the_first_succeed_and_streams_go_on(
+    serve: Callable[..., LiveServer],
+    speech_wav: bytes,
+    three_utterances: npt.NDArray[np.float32],
+) -> None:
+    server = serve(max_uploads=2, max_uploads_per_ip=5)
+    held = [HeldUpload(server, speech_wav) for _ in range(2)]
+    try:
+        wait_until(lambda: server.service.uploads.total == 2)
+        refused = post(server, speech_wav)
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == str(UPLOAD_RETRY_AFTER_S)
+        error = refused.json()["error"]
+        assert error["code"] == "busy"
+        assert "limit of 2 uploads in progress" in error["message"]
+        # A live stream is not an upload: it keeps its results while the uploads are held.
+        report = asyncio.run(
+            stream_pcm16(
+                server.ws_url,
+                (np.clip(three_utterances, -1, 1) * 32767).astype("<i2"),
+                16000,
+                speed=0,
+            )
+        )
+        assert report.close_code == 1000
+        assert len(report.of_type("result")) == 3
+        for upload in held:
+            status, body = upload.finish()
+            assert status == 200, body
+            assert len(body["segments"]) == 1
+    finally:
+        for upload in held:
+            upload.close()
+    wait_until(lambda: server.service.uploads.total == 0)
+    assert post(server, speech_wav).status_code == 200
+
+
+def test_uploads_are_limited_per_client_address(
+    serve: Callable[..., LiveServer], speech_wav: bytes
+) -> None:
+    server = serve(max_uploads=4, max_uploads_per_ip=1)
+    held = HeldUpload(server, speech_wav, source="127.0.0.1")
+    try:
+        wait_until(lambda: server.service.uploads.total == 1)
+        same = post(server, speech_wav, source="127.0.0.1")
+        assert same.status_code == 503
+        assert same.headers["retry-after"] == str(UPLOAD_RETRY_AFTER_S)
+        assert "client 127.0.0.1 is at its limit of 1" in same.json()["error"]["message"]
+        other = post(server, speech_wav, source="127.0.0.2")
+        assert other.status_code == 200, other.text
+        status, _ = held.finish()
+        assert status == 200
+    finally:
+        held.close()
+
+
+def test_a_slow_body_times_out(serve: Callable[..., LiveServer]) -> None:
+    server = serve(body_timeout_s=1.0)
+    port = int(server.http_url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.settimeout(15)
+        sock.sendall(
+            b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: audio/wav\r\n"
+            b"Content-Length: 1000000\r\n\r\n0123456789"
+        )
+        started = time.monotonic()
+        status, body = read_response(sock)
+        waited_s = time.monotonic() - started
+    assert status == 408
+    assert body["error"]["code"] == "bad_request"
+    assert "not received within 1 s" in body["error"]["message"]
+    assert waited_s < 10
+    assert server.service.uploads.total == 0
+
+
+@pytest.mark.parametrize("sent", [b"", b"POST /v1/classify HTTP/1.1\r\nHost: x\r\n"])
+def test_slow_headers_time_out(serve: Callable[..., LiveServer], sent: bytes) -> None:
+    server = serve(header_timeout_s=1.0)
+    port = int(server.http_url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.settimeout(15)
+        sock.sendall(sent)
+        started = time.monotonic()
+        assert sock.recv(1024) == b""  # closed by the server, nothing sent
+        assert time.monotonic() - started < 10
+
+
+def test_headers_that_arrive_in_time_are_served(serve: Callable[..., LiveServer]) -> None:
+    server = serve(header_timeout_s=1.0)
+    with httpx.Client(base_url=server.http_url, timeout=10) as client:
+        assert client.get("/healthz").status_code == 200
+        time.sleep(1.5)  # longer than the header timeout, between two requests on one connection
+        assert client.get("/healthz").status_code == 200
+
+
+def test_client_leaving_mid_upload_logs_no_traceback(
+    serve: Callable[..., LiveServer], speech_wav: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = serve()
+    with caplog.at_level(logging.INFO):
+        held = HeldUpload(server, speech_wav)
+        wait_until(lambda: server.service.uploads.total == 1)
+        held.close()
+        wait_until(lambda: server.service.uploads.total == 0)
+        time.sleep(0.2)  # let the server log what it logs
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not [r for r in caplog.records if r.exc_info]
+    assert any("went away during its upload" in r.getMessage() for r in caplog.records)
