@@ -1,4 +1,6 @@
-"""The committed default model: loads, matches its checksum, recognises unseen synthetic voices."""
+"""The committed default model: loads, matches its checksum, and recognises freshly rendered
+clips of both generators — the training generator's held-out voices and sentences, and the
+independent generator it was never trained on."""
 
 from __future__ import annotations
 
@@ -13,11 +15,13 @@ from server.settings import BUNDLED_MODEL_DIR
 from tests.programs import require
 
 MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
-# Six classes: chance is 1/6 ≈ 0.17. The model scored 0.69 on its 600-clip held-out test set
-# (MODEL_CARD.md); on 48 fresh clips (standard error ≈ 0.07) it must clear 0.4: more than
-# twice chance, and several standard errors below its measured accuracy.
-MIN_ACCURACY = 0.4
 CLIPS_PER_EMOTION = 8
+# Six classes: chance is 1/6 ≈ 0.17. On 48 fresh clips the standard error is about 0.07, so
+# each floor sits well below the accuracy measured on the full test sets (MODEL_CARD.md:
+# 0.835 on the own generator's 600 test clips, 0.538 on the 240 independent clips) and still
+# above chance: a broken or swapped model fails.
+MIN_OWN_ACCURACY = 0.55
+MIN_INDEPENDENT_ACCURACY = 0.3
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +36,13 @@ def test_settings_default_to_the_bundled_model() -> None:
 def test_manifest_checksum_matches_the_graph() -> None:
     manifest = read_manifest(MODEL_DIR)
     assert sha256_file(MODEL_DIR / manifest.graph.file) == manifest.graph.sha256
-    assert manifest.graph.precision == "int8"
     assert manifest.labels == CANONICAL_LABELS
     assert manifest.sample_rate == 16000
+    assert manifest.input.normalize == "zero_mean_unit_var"
+    assert manifest.demo is True
+    # int8 only where it agrees with fp32 on at least 99 % of the clean test clips.
+    candidate = manifest.metrics["int8_candidate_vs_fp32"]["top1_agreement"]
+    assert manifest.graph.precision == ("int8" if candidate >= 0.99 else "fp32")
 
 
 def test_model_directory_is_small_and_documented() -> None:
@@ -42,19 +50,34 @@ def test_model_directory_is_small_and_documented() -> None:
     assert total < 20_000_000
     card = (MODEL_DIR / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert "not been validated on human speech" in card
+    assert "antonjaragon/emotions_6_classes_small" in card
     assert "superb/wav2vec2-base-superb-er" in card
+    assert read_manifest(MODEL_DIR).version in card
 
 
-def test_manifest_records_the_held_out_metrics() -> None:
+def test_manifest_records_both_generators() -> None:
     metrics = read_manifest(MODEL_DIR).metrics
     assert metrics["eval_split"] == "test"
-    assert metrics["accuracy"] > 0.5
-    assert metrics["macro_f1"] > 0.5
+    assert metrics["accuracy"] > 0.6
     assert set(metrics["synthetic_noise_by_snr_db"]) == {"20", "10", "5"}
-    assert metrics["int8_vs_fp32"]["top1_agreement"] >= 0.99
+    assert set(metrics["accuracy_by_snr_db"]) == {"clean", "20", "10", "5"}
+    independent = metrics["independent"]
+    assert independent["n"] >= 200
+    assert set(independent["per_class"]) == set(CANONICAL_LABELS)
+    assert independent["accuracy"] > 0.4
 
 
-def test_classifies_fresh_unseen_voices_far_above_chance(classifier: OnnxClassifier) -> None:
+def _accuracy(classifier: OnnxClassifier, clips: list[tuple[str, np.ndarray]]) -> float:
+    correct = 0
+    for emotion, audio in clips:
+        scores = classifier.predict(audio)
+        assert scores.shape == (len(CANONICAL_LABELS),)
+        assert float(scores.sum()) == pytest.approx(1.0, abs=1e-4)
+        correct += CANONICAL_LABELS[int(np.argmax(scores))] == emotion
+    return correct / len(clips)
+
+
+def test_classifies_fresh_unseen_voices_of_its_own_generator(classifier: OnnxClassifier) -> None:
     require("espeak-ng")
     from training.default_model import Recipe
     from training.synth import partition, plan_clip, render
@@ -65,10 +88,18 @@ def test_classifies_fresh_unseen_voices_far_above_chance(classifier: OnnxClassif
     specs = [plan_clip("test", 90_000 + i, config, part) for i in range(6 * CLIPS_PER_EMOTION)]
     assert not {s.voice.variant for s in specs} & set(part.variants["train"])
     assert {s.emotion for s in specs} == set(CANONICAL_LABELS)
-    correct = 0
-    for spec in specs:
-        scores = classifier.predict(render(spec, config, babble=[]))
-        assert scores.shape == (len(CANONICAL_LABELS),)
-        assert float(scores.sum()) == pytest.approx(1.0, abs=1e-4)
-        correct += CANONICAL_LABELS[int(np.argmax(scores))] == spec.emotion
-    assert correct / len(specs) >= MIN_ACCURACY
+    clips = [(s.emotion, render(s, config, babble=[])) for s in specs]
+    assert _accuracy(classifier, clips) >= MIN_OWN_ACCURACY
+
+
+def test_classifies_fresh_clips_of_the_independent_generator(classifier: OnnxClassifier) -> None:
+    require("espeak-ng")
+    from training.independent import render
+
+    # Indices far beyond the committed evaluation set (240 clips).
+    clips = [
+        (utt.emotion, audio)
+        for utt, audio in render(0, range(50_000, 50_000 + 6 * CLIPS_PER_EMOTION))
+    ]
+    assert {e for e, _ in clips} == set(CANONICAL_LABELS)
+    assert _accuracy(classifier, clips) >= MIN_INDEPENDENT_ACCURACY

@@ -1,11 +1,22 @@
-"""Rebuild the bundled default model from scratch: synthetic corpus, training, int8 export, card.
+"""Rebuild the bundled default model from scratch: corpora, training, export, measurements, card.
 
     python -m training.default_model --out models/default
 
-Every step goes through the same commands a real model uses (`emostream train` with
-``--from-config``, `emostream export --precision int8 --eval`), run in this process. Work files
-(corpus, checkpoint, reports) go to ``--work``; with ``--reuse`` a finished step found there
-is not redone. See docs/synthetic-corpus.md.
+Steps (work files under ``--work``; with ``--reuse`` a finished step found there is kept):
+
+1. the synthetic training corpus (``training/synth.py``, seed 0);
+2. the independent test set (``training/independent.py``), used for evaluation only;
+3. training of the log-mel time-delay network (``training/melcnn.py``) on the corpus's train
+   split, keeping the epoch with the best validation macro-F1;
+4. ONNX export (front end inside the graph), checked against PyTorch; int8 dynamic
+   quantisation of the convolutions and matrix products after the front end, kept only if
+   its top-1 agreement with fp32 on the clean test clips is at least 99 %;
+5. evaluation of the served graph through ``server.inference.OnnxClassifier`` (what
+   ``emostream evaluate`` runs) on the corpus's held-out test set (clean, white noise, the
+   corpus's own noisy copies) and on the independent set; ``manifest.json``,
+   ``MODEL_CARD.md`` and ``confusion.png``.
+
+See docs/synthetic-corpus.md.
 """
 
 from __future__ import annotations
@@ -14,29 +25,27 @@ import argparse
 import json
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from transformers import Wav2Vec2Config
 
 from server.model import CANONICAL_LABELS, Manifest, read_manifest, write_manifest
+from training.data import read_split, select
 from training.default_card import write_card
+from training.melcnn import MelCnn, MelCnnConfig, TrainConfig, parameter_count
+from training.quantization import MIN_INT8_AGREEMENT
 from training.synth import TEST_SNRS_DB, CorpusConfig, write_corpus
 
 MODEL_NAME = "emostream-synthetic-default"
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One `emostream train` run: the first starts from the config, later ones from the last."""
-
-    epochs: int
-    learning_rate: float
-    warmup_ratio: float
+NOISY_SNR_DB = 10.0
+CORPUS_CONFIG_FILE = "corpus_config.json"
+COMMAND = "python -m training.default_model --out models/default"
 
 
 @dataclass(frozen=True)
@@ -47,185 +56,266 @@ class Recipe:
     train_clips: int = 4200
     val_clips: int = 600
     test_clips: int = 600
-    stages: tuple[Stage, ...] = (Stage(3, 1e-3, 0.06), Stage(4, 8e-4, 0.05), Stage(3, 5e-4, 0.05))
-    batch_size: int = 8
-    max_seconds: float = 1.5
-    patience: int = 3
-    torch_threads: int = 2
+    independent_clips: int = 240
+    cue_dropout: float = 0.0  # training clips only, see CorpusConfig.cue_dropout
+    model: MelCnnConfig = field(default_factory=MelCnnConfig)
+    training: TrainConfig = field(default_factory=TrainConfig)
+    quantize_ops: tuple[str, ...] = ("Conv", "MatMul")
 
     def corpus(self) -> CorpusConfig:
         clips = {"train": self.train_clips, "val": self.val_clips, "test": self.test_clips}
-        return CorpusConfig(seed=self.seed, clips=clips)
-
-    def train_args(self, stage: Stage, data: Path, source: list[str], out: Path) -> list[str]:
-        return [
-            "train", "--data", str(data), *source, "--out", str(out),
-            "--unfreeze-feature-encoder", "--epochs", str(stage.epochs),
-            "--batch-size", str(self.batch_size), "--lr", str(stage.learning_rate),
-            "--warmup-ratio", str(stage.warmup_ratio), "--max-seconds", str(self.max_seconds),
-            "--patience", str(self.patience), "--seed", str(self.seed), "--device", "cpu",
-            "--no-progress",
-        ]  # fmt: skip
-
-
-def model_config(labels: Sequence[str] = CANONICAL_LABELS) -> Wav2Vec2Config:
-    """A small wav2vec2 classifier: a 5-layer conv encoder (320x downsampling, 50 frames/s)
-    and a 3-layer pre-norm Transformer of width 128; about 0.6 M parameters."""
-    return Wav2Vec2Config(  # type: ignore[call-arg]
-        hidden_size=128,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        intermediate_size=256,
-        conv_dim=(32, 64, 96, 128),
-        conv_kernel=(10, 8, 8, 4),
-        conv_stride=(5, 4, 4, 4),
-        feat_extract_norm="group",
-        do_stable_layer_norm=True,
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=4,
-        classifier_proj_size=64,
-        mask_time_prob=0.05,
-        mask_time_length=5,
-        layerdrop=0.0,
-        hidden_dropout=0.1,
-        attention_dropout=0.1,
-        activation_dropout=0.0,
-        feat_proj_dropout=0.0,
-        final_dropout=0.1,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)},
-    )
-
-
-def emostream(args: list[str]) -> None:
-    """Run one `emostream` command in this process; a non-zero exit is an error."""
-    from server.cli import main as cli_main
-
-    print("$ emostream " + " ".join(args), flush=True)
-    code = cli_main(args)
-    if code != 0:
-        raise SystemExit(f"`emostream {args[0]}` failed with exit code {code}")
+        return CorpusConfig(seed=self.seed, clips=clips, cue_dropout=self.cue_dropout)
 
 
 def build_corpus(work: Path, recipe: Recipe, reuse: bool) -> Path:
+    """Render the training corpus, or reuse one rendered with the same configuration."""
     corpus = work / "corpus"
-    split_csv = corpus / "split.csv"
-    if reuse and split_csv.is_file():
-        print(f"reusing corpus {corpus}", flush=True)
-        return split_csv
+    split_csv, config_file = corpus / "split.csv", corpus / CORPUS_CONFIG_FILE
+    wanted = asdict(recipe.corpus())
+    if reuse and split_csv.is_file() and config_file.is_file():
+        if json.loads(config_file.read_text(encoding="utf-8")) == json.loads(json.dumps(wanted)):
+            print(f"reusing corpus {corpus}", flush=True)
+            return split_csv
+        print(f"{corpus} was rendered with another configuration: rendering it again", flush=True)
     shutil.rmtree(corpus, ignore_errors=True)
-    return write_corpus(corpus, recipe.corpus())
+    print(f"rendering the training corpus into {corpus}", flush=True)
+    split_csv = write_corpus(corpus, recipe.corpus())
+    config_file.write_text(json.dumps(wanted, indent=2) + "\n", encoding="utf-8")
+    return split_csv
 
 
-def train(work: Path, split_csv: Path, recipe: Recipe, reuse: bool) -> tuple[Path, float]:
-    """Run (or reuse) every stage; returns the last checkpoint and the total training seconds."""
-    config_dir = work / "config"
-    model_config().save_pretrained(config_dir)
-    source = ["--from-config", str(config_dir / "config.json")]
-    total_seconds = 0.0
-    checkpoint = work / "stage1"
-    for number, stage in enumerate(recipe.stages, start=1):
-        checkpoint = work / f"stage{number}"
-        total_seconds += train_stage(recipe, stage, split_csv, source, checkpoint, reuse)
-        source = ["--init", str(checkpoint)]
-    return checkpoint, total_seconds
+def build_independent(work: Path, recipe: Recipe, reuse: bool) -> Path:
+    from training.independent import write_set
 
-
-def train_stage(
-    recipe: Recipe, stage: Stage, split_csv: Path, source: list[str], out: Path, reuse: bool
-) -> float:
-    timing = out / "train_seconds.json"
-    if reuse and timing.is_file():
-        print(f"reusing checkpoint {out}", flush=True)
-        return float(json.loads(timing.read_text(encoding="utf-8"))["seconds"])
+    out = work / "independent"
+    split_csv = out / "split.csv"
+    if reuse and split_csv.is_file():
+        if len(read_split(split_csv)) == recipe.independent_clips:
+            print(f"reusing independent set {out}", flush=True)
+            return split_csv
+        print(f"{out} has another number of clips: rendering it again", flush=True)
     shutil.rmtree(out, ignore_errors=True)
-    started = time.monotonic()
-    emostream(recipe.train_args(stage, split_csv, source, out))
-    seconds = time.monotonic() - started
-    timing.write_text(json.dumps({"seconds": seconds}) + "\n", encoding="utf-8")
-    return seconds
+    return write_set(out, recipe.seed, recipe.independent_clips)
 
 
-def export(checkpoint: Path, split_csv: Path, out: Path) -> dict[str, Any]:
-    """`emostream export --precision int8 --eval` (the same function); returns per-class metrics."""
-    from training.release import ReleaseOptions, release
+def train(
+    work: Path, split_csv: Path, recipe: Recipe, reuse: bool
+) -> tuple[MelCnn, dict[str, Any]]:
+    """Train (or reuse) the network; returns it and its training record."""
+    from training.melcnn import train_melcnn
 
-    options = ReleaseOptions(precision="int8", eval_data=split_csv, name=MODEL_NAME, force=True)
-    print(f"$ emostream export {checkpoint} --out {out} --precision int8 --eval {split_csv}")
-    released = release(checkpoint, out, options)
-    if released.evaluation is None:
-        raise SystemExit("export evaluated nothing: the corpus has no test split")
-    return dict(released.evaluation.clean["per_class"])
+    run = work / "melcnn"
+    weights, record_file = run / "model.pt", run / "training.json"
+    model = MelCnn(recipe.model)
+    if reuse and weights.is_file() and record_file.is_file():
+        print(f"reusing trained network {run}", flush=True)
+        model.load_state_dict(torch.load(weights, weights_only=True))
+        return model.eval(), json.loads(record_file.read_text(encoding="utf-8"))
+    shutil.rmtree(run, ignore_errors=True)
+    run.mkdir(parents=True)
+    rows = read_split(split_csv, labels=CANONICAL_LABELS)
+    result = train_melcnn(select(rows, "train"), select(rows, "val"), recipe.model, recipe.training)
+    torch.save(result.model.state_dict(), weights)
+    record = {
+        "best_epoch": result.best_epoch,
+        "val_accuracy": result.best_val["accuracy"],
+        "val_macro_f1": result.best_val["macro_f1"],
+        "history": result.history,
+        "train_seconds": result.seconds,
+    }
+    record_file.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return result.model.eval(), record
 
 
-def evaluate_noisy(model_dir: Path, corpus: Path) -> dict[str, dict[str, float]]:
-    """Accuracy and macro-F1 of the served graph on the corpus's noisy test copies."""
-    from training.data import read_split
-    from training.evaluate import OnnxPredictor, evaluate
+def export_graphs(model: MelCnn, recipe: Recipe, tmp: Path) -> tuple[Path, Path, float]:
+    """fp32 and int8 ONNX graphs; the fp32 one is checked against PyTorch on probe clips."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from training.export import probe_audio
+    from training.melcnn import export_onnx, front_end_nodes
+
+    fp32 = export_onnx(model, tmp / "fp32.onnx")
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for clip in probe_audio():
+        clip = np.pad(clip, (0, max(0, recipe.model.min_samples - clip.size))).astype(np.float32)
+        with torch.no_grad():
+            expected = model(torch.from_numpy(clip)[None]).numpy()
+        (actual,) = session.run(["logits"], {"input_values": clip[None]})
+        worst = max(worst, float(np.abs(expected - actual).max()))
+    if worst > 1e-3 * max(1.0, float(np.abs(expected).max())):
+        raise SystemExit(f"fp32 ONNX logits differ from PyTorch by {worst:.3g}: export is wrong")
+    int8 = tmp / "int8.onnx"
+    quantize_dynamic(
+        str(fp32),
+        str(int8),
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=list(recipe.quantize_ops),
+        nodes_to_exclude=front_end_nodes(fp32),
+    )
+    return fp32, int8, worst
+
+
+def package(graph: Path, out: Path, recipe: Recipe, precision: str, **extra: Any) -> Manifest:
+    from training.export import package_graph
+
+    return package_graph(
+        graph,
+        out,
+        name=MODEL_NAME,
+        labels=list(recipe.model.labels),
+        precision=precision,
+        sample_rate=16000,
+        normalize=True,
+        min_samples=recipe.model.min_samples,
+        **extra,
+    )
+
+
+def measure(
+    model_dir: Path, corpus: Path, independent_csv: Path, fp32_dir: Path | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """All figures of the served graph; returns (metrics, evaluations for the card)."""
+    from training.evaluate import OnnxPredictor, collect_logits, evaluate
+    from training.metrics import agreement
 
     predictor = OnnxPredictor(model_dir)
-    results = {}
+    labels = predictor.labels
+    test = select(read_split(corpus / "split.csv", labels=labels), "test")
+    own = evaluate(predictor, test, progress=True)
+    noisy = {}
     for snr in TEST_SNRS_DB:
-        examples = read_split(corpus / f"test_snr{snr}.csv", labels=predictor.labels)
-        clean = evaluate(predictor, examples, snr_levels_db=()).clean
-        results[str(snr)] = {"accuracy": clean["accuracy"], "macro_f1": clean["macro_f1"]}
-    return results
-
-
-def record(
-    model_dir: Path, recipe: Recipe, noisy: dict[str, dict[str, float]], train_seconds: float
-) -> Manifest:
-    """Add the synthetic-noise results and the recipe to the manifest (the graph is unchanged)."""
-    manifest = read_manifest(model_dir)
-    metrics = {**manifest.metrics, "synthetic_noise_by_snr_db": noisy}
-    provenance = {
-        **manifest.provenance,
-        "data": "synthetic emotional speech (training/synth.py), see docs/synthetic-corpus.md",
-        "recipe": asdict(recipe),
-        "architecture": "Wav2Vec2ForSequenceClassification from random init",
-        "parameters": parameter_count(),
-        "train_seconds": round(train_seconds),
-        "command": "python -m training.default_model --out models/default",
-        "validated_on_human_speech": False,
+        examples = read_split(corpus / f"test_snr{snr}.csv", labels=labels)
+        result = evaluate(predictor, examples, snr_levels_db=()).clean
+        noisy[str(snr)] = {"accuracy": result["accuracy"], "macro_f1": result["macro_f1"]}
+    independent = evaluate(predictor, read_split(independent_csv, labels=labels), progress=True)
+    metrics: dict[str, Any] = {
+        **own.brief(),
+        "per_class": own.clean["per_class"],
+        "eval_data": "training/synth.py seed 0, held-out test voices and sentences",
+        "eval_split": "test",
+        "synthetic_noise_by_snr_db": noisy,
+        "independent": {
+            **independent.brief(),
+            "per_class": independent.clean["per_class"],
+            "data": "training/independent.py seed 0",
+        },
     }
-    updated = manifest.model_copy(
-        update={"metrics": metrics, "provenance": provenance, "demo": True}
-    )
-    write_manifest(model_dir, updated)
-    return updated
+    if fp32_dir is not None:
+        fp32 = OnnxPredictor(fp32_dir)
+        metrics["int8_vs_fp32"] = {
+            **agreement(collect_logits(fp32, test), own.clean_logits),
+            "at_10_db": agreement(
+                collect_logits(fp32, test, NOISY_SNR_DB), own.logits_by_snr["10"]
+            ),
+            "inputs": "own-generator test set, clean (at_10_db: white noise at 10 dB SNR)",
+        }
+    return metrics, {"own": own, "independent": independent}
 
 
-def parameter_count() -> int:
-    from transformers import Wav2Vec2ForSequenceClassification
+def select_precision(
+    fp32: Path, int8: Path, recipe: Recipe, corpus: Path, tmp: Path
+) -> tuple[str, Path, dict[str, Any]]:
+    """int8 if its top-1 agreement with fp32 on the test clips, clean and with white noise
+    at 10 dB SNR, is at least ``MIN_INT8_AGREEMENT`` (99 %) in both; otherwise fp32."""
+    from training.evaluate import OnnxPredictor, collect_logits
+    from training.metrics import agreement
 
-    model = Wav2Vec2ForSequenceClassification(model_config())
-    return sum(p.numel() for p in model.parameters())
+    package(fp32, tmp / "fp32-dir", recipe, "fp32")
+    package(int8, tmp / "int8-dir", recipe, "int8")
+    test = select(read_split(corpus / "split.csv", labels=recipe.model.labels), "test")
+    reference, candidate = OnnxPredictor(tmp / "fp32-dir"), OnnxPredictor(tmp / "int8-dir")
+    result: dict[str, Any] = {}
+    for name, snr in (("clean", None), ("10 dB", NOISY_SNR_DB)):
+        result[name] = agreement(
+            collect_logits(reference, test, snr), collect_logits(candidate, test, snr)
+        )
+    result["top1_agreement"] = min(r["top1_agreement"] for r in result.values())
+    result["inputs"] = "own-generator test set, clean and white noise at 10 dB SNR"
+    print(f"int8 vs fp32 top-1 agreement (worse of clean, 10 dB): {result['top1_agreement']:.4f}")
+    if result["top1_agreement"] >= MIN_INT8_AGREEMENT:
+        return "int8", int8, result
+    return "fp32", fp32, result
 
 
-def configure_torch(threads: int) -> None:
-    torch.set_num_threads(threads)
-    # Randomly initialised models produce denormal floats that make CPU training ~10x slower.
-    torch.set_flush_denormal(True)
+def release(
+    model: MelCnn,
+    record: dict[str, Any],
+    recipe: Recipe,
+    corpus: Path,
+    independent: Path,
+    out: Path,
+) -> Manifest:
+    from training.evaluate import plot_confusion
+
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        fp32, int8, fp32_error = export_graphs(model, recipe, tmp)
+        precision, graph, int8_agreement = select_precision(fp32, int8, recipe, corpus, tmp)
+        staged = tmp / "final"
+        package(graph, staged, recipe, precision)
+        metrics, evaluations = measure(
+            staged, corpus, independent, tmp / "fp32-dir" if precision == "int8" else None
+        )
+        metrics["fp32_vs_pytorch"] = {"max_abs_logit_error": fp32_error}
+        metrics["int8_candidate_vs_fp32"] = int8_agreement
+        provenance = {
+            "data": "synthetic emotional speech (training/synth.py), see docs/synthetic-corpus.md",
+            "recipe": asdict(recipe),
+            "architecture": "log-mel time-delay network (training/melcnn.py), random init",
+            "parameters": parameter_count(model),
+            "training": record,
+            "train_seconds": round(record["train_seconds"]),
+            "command": COMMAND,
+            "validated_on_human_speech": False,
+            "torch": torch.__version__,
+        }
+        manifest = package(graph, staged, recipe, precision, metrics=metrics, provenance=provenance)
+        # A demonstration model: the browser app says its labels mean little for real voices.
+        manifest = manifest.model_copy(update={"demo": True})
+        write_manifest(staged, manifest)
+        own = evaluations["own"]
+        plot_confusion(
+            own.clean["confusion"], own.labels, staged / "confusion.png", "own generator, test"
+        )
+        ind = evaluations["independent"]
+        plot_confusion(
+            ind.clean["confusion"],
+            ind.labels,
+            staged / "confusion_independent.png",
+            "independent generator",
+        )
+        write_card(staged, manifest)
+        if out.exists():
+            shutil.rmtree(out)
+        shutil.copytree(staged, out)
+    return read_manifest(out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("models/default"), help="model directory")
     parser.add_argument("--work", type=Path, default=Path("/tmp/emostream-default"))
-    parser.add_argument("--reuse", action="store_true", help="keep a corpus/checkpoint in --work")
+    parser.add_argument("--reuse", action="store_true", help="keep corpora/network in --work")
     args = parser.parse_args(argv)
     recipe = Recipe()
-    configure_torch(recipe.torch_threads)
+    torch.set_num_threads(recipe.training.threads)
+    started = time.monotonic()
     args.work.mkdir(parents=True, exist_ok=True)
     split_csv = build_corpus(args.work, recipe, args.reuse)
-    checkpoint, train_seconds = train(args.work, split_csv, recipe, args.reuse)
-    print(f"trained in {train_seconds / 60:.1f} min: {checkpoint}", flush=True)
-    per_class = export(checkpoint, split_csv, args.out)
-    noisy = evaluate_noisy(args.out, split_csv.parent)
-    manifest = record(args.out, recipe, noisy, train_seconds)
-    card = write_card(args.out, manifest, per_class)
-    print(f"wrote {args.out} ({manifest.version}); card: {card}", flush=True)
+    independent = build_independent(args.work, recipe, args.reuse)
+    model, record = train(args.work, split_csv, recipe, args.reuse)
+    print(f"trained in {record['train_seconds'] / 60:.1f} min", flush=True)
+    manifest = release(model, record, recipe, split_csv.parent, independent, args.out)
+    metrics = manifest.metrics
+    print(
+        f"wrote {args.out} ({manifest.version}, {manifest.graph.precision}): own test "
+        f"{metrics['accuracy']:.3f}, independent {metrics['independent']['accuracy']:.3f}; "
+        f"{(time.monotonic() - started) / 60:.0f} min in all",
+        flush=True,
+    )
     return 0
 
 

@@ -7,6 +7,7 @@ the training package's format). See docs/synthetic-corpus.md for the rules and t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import shutil
 import subprocess
@@ -337,6 +338,11 @@ class CorpusConfig:
     snr_range_db: tuple[float, float] = (0.0, 30.0)
     room_probability: float = 0.35  # train and val
     held_out_share: float = 0.15  # of voices and of sentences, for each of val and test
+    # Training clips only: each voice-quality cue (tremor, jitter, pitch steps, creak,
+    # breathiness, spectral tilt) and the emotion's sentence-final punctuation is replaced by
+    # its neutral value with this probability, independently, so that a model cannot lean on
+    # any one of them alone. Validation and test clips always follow the full rules.
+    cue_dropout: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -443,10 +449,31 @@ def with_noise(
     return add_noise(audio, make_noise(kind, audio.size, rng, babble), snr_db)
 
 
+def drop_cues(prosody: Prosody, probability: float, rng: np.random.Generator) -> Prosody:
+    """``prosody`` with each voice-quality cue and the punctuation neutralised with
+    ``probability`` (pitch level and range, rate, level and glide are always kept)."""
+    neutral = {
+        "tremor_pct": 0.0,
+        "jitter_pct": 0.0,
+        "step_pct": 0.0,
+        "creak": 0.0,
+        "breath_db": -80.0,
+        "tilt": 0.0,
+        "terminal": ".",
+    }
+    dropped = {name: value for name, value in neutral.items() if rng.random() < probability}
+    return dataclasses.replace(prosody, **dropped)  # type: ignore[arg-type]
+
+
 def render(spec: ClipSpec, config: CorpusConfig, babble: list[Audio]) -> Audio:
     """The clip's audio: emotional speech, cropped, in its room, at its level, with its noise."""
     rng = clip_rng(config.seed, spec.split, spec.index, 1)
     prosody = sample_prosody(spec.emotion, rng)
+    if spec.split == "train" and config.cue_dropout > 0:
+        # A stream of its own, so that every other draw of the clip stays as without dropout.
+        prosody = drop_cues(
+            prosody, config.cue_dropout, clip_rng(config.seed, "train", spec.index, 4)
+        )
     audio = crop(speak(spec.sentence.text, spec.voice, prosody, rng), config.max_seconds, rng)
     pad = np.zeros(int(rng.uniform(0.05, 0.2) * SAMPLE_RATE_HZ), dtype=np.float32)
     audio = np.concatenate([pad, audio, pad[: int(rng.integers(pad.size + 1))]])

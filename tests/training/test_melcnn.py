@@ -96,7 +96,9 @@ def test_front_end_nodes_refuses_a_graph_without_a_log(tmp_path: Path) -> None:
 def test_training_learns_an_easy_task_and_is_deterministic(tmp_path: Path) -> None:
     split = write_tone_corpus(tmp_path)
     rows = read_split(split)
-    config = TrainConfig(epochs=4, batch_size=8, crop_frames=(10, 20), threads=1)
+    config = TrainConfig(
+        epochs=8, batch_size=8, crop_frames=(10, 20), threads=1, learning_rate=1e-2
+    )
     first = train_melcnn(select(rows, "train"), select(rows, "val"), SMALL, config, progress=False)
     second = train_melcnn(select(rows, "train"), select(rows, "val"), SMALL, config, progress=False)
     assert first.best_val["accuracy"] >= 0.9

@@ -215,3 +215,31 @@ def test_command_line_writes_a_corpus(tmp_path: Path) -> None:
     )
     rows = read_split(out / "split.csv", labels=EMOTIONS)
     assert sorted({r.split for r in rows}) == ["test", "train", "val"]
+
+
+def test_cue_dropout_changes_training_clips_only() -> None:
+    dropping = CorpusConfig(seed=3, clips=SMALL.clips, cue_dropout=1.0)
+    specs = {(s.split, s.index): s for s in plan(SMALL)}
+    assert specs == {(s.split, s.index): s for s in plan(dropping)}  # same plan
+    for split, index in (("val", 0), ("test", 1)):
+        spec = specs[(split, index)]
+        assert render(spec, SMALL, []).tobytes() == render(spec, dropping, []).tobytes()
+    train = specs[("train", 4)]  # a fearful clip: tremor, jitter, breath, "?"
+    assert train.emotion == "fearful"
+    assert render(train, SMALL, []).tobytes() != render(train, dropping, []).tobytes()
+
+
+def test_drop_cues_keeps_prosody_and_neutralises_voice_quality() -> None:
+    from training.synth import drop_cues
+
+    prosody = sample_prosody("fearful", np.random.default_rng(0))
+    kept = drop_cues(prosody, 0.0, np.random.default_rng(1))
+    assert kept == prosody
+    dropped = drop_cues(prosody, 1.0, np.random.default_rng(1))
+    assert (dropped.tremor_pct, dropped.jitter_pct, dropped.creak, dropped.tilt) == (0, 0, 0, 0)
+    assert dropped.breath_db == -80.0 and dropped.terminal == "."
+    for name in ("pitch_pct", "range_pct", "rate_pct", "gain_db", "glide"):
+        assert getattr(dropped, name) == getattr(prosody, name)
+    some = [drop_cues(prosody, 0.5, np.random.default_rng(i)) for i in range(40)]
+    share = np.mean([p.tremor_pct == 0 for p in some])
+    assert 0.25 < share < 0.75

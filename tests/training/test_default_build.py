@@ -1,0 +1,92 @@
+"""The default model's one-command build, end to end on a tiny corpus."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from server.inference import OnnxClassifier
+from server.model import CANONICAL_LABELS, read_manifest
+from tests.programs import require
+from training.default_model import Recipe, main
+from training.melcnn import MelCnnConfig, TrainConfig
+
+TINY = Recipe(
+    train_clips=24,
+    val_clips=6,
+    test_clips=6,
+    independent_clips=6,
+    model=MelCnnConfig(channels=8, embedding=8, hidden=8),
+    training=TrainConfig(epochs=1, batch_size=8, crop_frames=(20, 40), threads=1),
+)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    require("espeak-ng")
+    import training.default_model as default_model
+
+    root = tmp_path_factory.mktemp("default-build")
+    original = default_model.Recipe
+    default_model.Recipe = lambda: TINY  # type: ignore[assignment,misc]
+    try:
+        assert main(["--work", str(root / "work"), "--out", str(root / "model")]) == 0
+    finally:
+        default_model.Recipe = original  # type: ignore[misc]
+    return root / "work", root / "model"
+
+
+def test_build_writes_a_served_model_with_every_figure(built: tuple[Path, Path]) -> None:
+    _, model_dir = built
+    manifest = read_manifest(model_dir)
+    classifier = OnnxClassifier(model_dir)
+    assert classifier.manifest.labels == CANONICAL_LABELS
+    assert manifest.input.min_samples == TINY.model.min_samples
+    metrics = manifest.metrics
+    assert set(metrics["synthetic_noise_by_snr_db"]) == {"20", "10", "5"}
+    assert set(metrics["accuracy_by_snr_db"]) == {"clean", "20", "10", "5"}
+    assert metrics["independent"]["n"] == 6
+    assert set(metrics["independent"]["per_class"]) == set(CANONICAL_LABELS)
+    assert metrics["fp32_vs_pytorch"]["max_abs_logit_error"] < 1e-3
+    candidate = metrics["int8_candidate_vs_fp32"]["top1_agreement"]
+    if manifest.graph.precision == "int8":
+        assert candidate >= 0.99 and metrics["int8_vs_fp32"]["top1_agreement"] >= 0.99
+    else:
+        assert candidate < 0.99
+    assert manifest.provenance["recipe"]["training"]["epochs"] == 1
+    assert manifest.provenance["validated_on_human_speech"] is False
+    assert manifest.demo is True
+    json.dumps(manifest.public())  # plain JSON all the way down
+    card = (model_dir / "MODEL_CARD.md").read_text(encoding="utf-8")
+    for needle in (
+        "not been validated on human speech",
+        "Results on the independent generator",
+        "| independent generator | ≥ 60.0 % |",
+        "antonjaragon/emotions_6_classes_small",
+        "superb/wav2vec2-base-superb-er",
+    ):
+        assert needle in card
+    assert (model_dir / "confusion.png").is_file()
+    assert (model_dir / "confusion_independent.png").is_file()
+
+
+def test_reuse_keeps_corpora_and_network(built: tuple[Path, Path], tmp_path: Path) -> None:
+    import training.default_model as default_model
+
+    work, model_dir = built
+    weights = (work / "melcnn" / "model.pt").read_bytes()
+    corpus_csv = (work / "corpus" / "split.csv").read_bytes()
+    original = default_model.Recipe
+    default_model.Recipe = lambda: TINY  # type: ignore[assignment,misc]
+    try:
+        out = tmp_path / "again"
+        assert main(["--work", str(work), "--out", str(out), "--reuse"]) == 0
+    finally:
+        default_model.Recipe = original  # type: ignore[misc]
+    assert (work / "melcnn" / "model.pt").read_bytes() == weights
+    assert (work / "corpus" / "split.csv").read_bytes() == corpus_csv
+    # Same network, same graph (export is deterministic); a new version all the same.
+    assert read_manifest(out).graph.sha256 == read_manifest(model_dir).graph.sha256
+    assert read_manifest(out).version != read_manifest(model_dir).version
