@@ -1,4 +1,4 @@
-"""Segmentation quality in noisy rooms: each detector, hangover lengths, a foreground gate.
+"""Segmentation quality in noisy rooms: each detector and hangover length, clean and noisy.
 
 Synthetic conversations with known bounds: eight espeak-ng utterances (six voices,
 every second one broken by a 150-450 ms hesitation that is still inside the utterance)
@@ -272,9 +272,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=3, help="conversations per condition")
     parser.add_argument("--hangovers", type=int, nargs="+", default=[200, 300, 400, 500, 600])
     parser.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=list(CONDITIONS))
-    parser.add_argument(
-        "--foreground-db", type=float, nargs="+", default=[0.0], help="gate margins to try"
-    )
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.hangovers = 1, [300, 600]
@@ -284,7 +281,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     frame_rows: list[dict[str, Any]] = []
-    e2e: dict[tuple[str, str, int, float], list[dict[str, Any]]] = {}
+    e2e: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
     makers = detectors(args.quick)
     for seed, name in itertools.product(range(args.seeds), args.conditions):
         conv = condition(conversation(seed), name, seed)
@@ -299,10 +296,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 truth_w = truth_frames(conv, config.frame_samples)
                 frame_rows.append({"detector": label, "condition": name, "seed": seed,
                                    "f1": f1(np.array(flags), truth_w[: len(flags)])})  # fmt: skip
-            for hangover, gate in itertools.product(args.hangovers, args.foreground_db):
-                tuned = replace(config, hangover_ms=hangover, foreground_db=gate)
+            for hangover in args.hangovers:
+                tuned = replace(config, hangover_ms=hangover)
                 events, _ = segment(samples, tuned, flags)
-                e2e.setdefault((label, name, hangover, gate), []).append(score(events, conv.spans))
+                e2e.setdefault((label, name, hangover), []).append(score(events, conv.spans))
     frame_f1 = []
     for (detector, name), group in itertools.groupby(
         sorted(frame_rows, key=lambda r: (r["detector"], r["condition"])),
@@ -316,8 +313,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             }
         )
     rows = [
-        {"detector": d, "condition": c, "hangover_ms": h, "foreground_db": g, **merge(group)}
-        for (d, c, h, g), group in e2e.items()
+        {"detector": d, "condition": c, "hangover_ms": h, **merge(group)}
+        for (d, c, h), group in e2e.items()
     ]
     return {
         "seeds": args.seeds,
@@ -333,8 +330,7 @@ def plot(data: dict[str, Any], out_dir: Path) -> None:
     for detector in sorted({r["detector"] for r in data["rows"]}):
         for name in data["conditions"]:
             rows = sorted(
-                (r for r in data["rows"] if r["detector"] == detector and r["condition"] == name
-                 and r["foreground_db"] == 0.0),
+                (r for r in data["rows"] if r["detector"] == detector and r["condition"] == name),
                 key=lambda r: r["hangover_ms"],
             )  # fmt: skip
             if not rows:

@@ -15,7 +15,6 @@ SILERO_FRAME_MS = 32  # 512 samples at 16 kHz, the only frame Silero VAD takes t
 SILERO_RATE_HZ = 16000
 NATIVE_FRAME_MS = {"silero": SILERO_FRAME_MS, "webrtc": 30}
 MAX_SEGMENT_LIMIT_MS = 60_000
-MAX_FOREGROUND_DB = 40.0
 DETECTOR_FRAME_MS = 0  # frame_ms meaning "the detector's own frame"
 
 
@@ -29,7 +28,7 @@ class SegmenterConfig:
     threshold_hysteresis: float = 0.15
     start_ms: int = 240
     start_ratio: float = 0.6
-    hangover_ms: int = 600
+    hangover_ms: int = 400  # chosen from bench/vad_quality, see docs/segmentation.md
     stop_ratio: float = 0.1
     pre_padding_ms: int = 200
     post_padding_ms: int = 100
@@ -38,7 +37,6 @@ class SegmenterConfig:
     cut_search_ms: int = 1000
     end_trim_ms: int = 90
     end_trim_margin_db: float = 6.0
-    foreground_db: float = 0.0  # 0: off; else a start needs this much above the background
 
     def __post_init__(self) -> None:
         self._check_choice("detector", self.detector, DETECTORS)
@@ -75,10 +73,6 @@ class SegmenterConfig:
         if not 0.0 <= self.end_trim_margin_db < math.inf:
             raise ValueError(
                 f"end_trim_margin_db must be a finite value >= 0, got {self.end_trim_margin_db}"
-            )
-        if not 0.0 <= self.foreground_db <= MAX_FOREGROUND_DB:
-            raise ValueError(
-                f"foreground_db must be in [0, {MAX_FOREGROUND_DB}], got {self.foreground_db}"
             )
         if not 0.0 < self.start_ratio <= 1.0:
             raise ValueError(f"start_ratio must be in (0, 1], got {self.start_ratio}")

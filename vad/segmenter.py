@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections import deque
 from dataclasses import dataclass
 
@@ -16,10 +15,6 @@ from vad.framing import to_float
 from vad.ring import SampleRing
 
 _MIN_NOISE_FRAMES = 3
-# The foreground gate's background tracker follows a falling level at once and a rising
-# one by at most this much per second; never below the power of a -100 dBFS signal.
-_BACKGROUND_RISE_DB_PER_S = 3.0
-_BACKGROUND_FLOOR_POWER = 32768.0**2 * 1e-10
 
 
 class _Window:
@@ -79,8 +74,6 @@ class Segmenter:
         self._cut_search = config.samples(config.cut_search_ms)
         self._trim_frames = config.end_trim_frames
         self._trim_factor = 10.0 ** (config.end_trim_margin_db / 10.0)
-        self._foreground = 10.0 ** (config.foreground_db / 10.0) if config.foreground_db else 0.0
-        self._rise = 10.0 ** (_BACKGROUND_RISE_DB_PER_S * config.frame_ms / 1000 / 10.0)
         kept_frames = max(
             config.cut_search_ms // config.frame_ms + 1, config.stop_frames + self._trim_frames + 1
         )
@@ -128,7 +121,6 @@ class Segmenter:
         self._utterance: _Utterance | None = None
         self._energies.clear()
         self._preroll.clear()
-        self._background: float | None = None
 
     def _reset_detector(self) -> None:
         given = self._given_detector
@@ -197,10 +189,7 @@ class Segmenter:
             # Cut only when audio that does not fit has arrived: a stream that ends exactly
             # at the limit keeps one whole segment instead of a cut and a sliver.
             events = self._cut(utterance)
-        energy = frame_energy(frame)
-        self._energies.append((self._position, energy))
-        if self._foreground:
-            self._track_background(energy)
+        self._energies.append((self._position, frame_energy(frame)))
         self._preroll.write(frame)
         self._position += self._frame
         if utterance is None:
@@ -228,8 +217,6 @@ class Segmenter:
         window.append(voiced)
         if not voiced or window.voiced < self.config.start_voiced_frames:
             return []
-        if self._foreground and not self._in_foreground():
-            return []
         age = window.first_voiced_age()
         speech_start = self._position - age * self._frame
         seg_start = max(self._floor, speech_start - self._pre_padding, self._preroll.start)
@@ -244,18 +231,6 @@ class Segmenter:
         )
         self._start_window = _Window(self.config.start_frames, fill=False)
         return [self._speech_start(speech_start)]
-
-    def _track_background(self, energy: float) -> None:
-        level = max(energy, _BACKGROUND_FLOOR_POWER)
-        previous = self._background
-        self._background = level if previous is None else min(level, previous * self._rise)
-
-    def _in_foreground(self) -> bool:
-        """The start window's mean power stands foreground_db above the background."""
-        frames = self.config.start_frames
-        recent = [energy for _, energy in itertools.islice(reversed(self._energies), frames)]
-        background = self._background or _BACKGROUND_FLOOR_POWER
-        return sum(recent) / len(recent) >= background * self._foreground
 
     def _cut(self, utterance: _Utterance) -> list[Event]:
         cut = self._cut_position(utterance)
