@@ -1,4 +1,4 @@
-"""The ``emostream`` command: serve, classify files offline, stream a file to a server."""
+"""The ``emostream`` command: serve, classify files offline, stream audio to a server."""
 
 from __future__ import annotations
 
@@ -9,18 +9,39 @@ import logging
 import os
 import signal
 import sys
+import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TextIO
 
 from pydantic import ValidationError
 
+from server.formats import EXTENSIONS, FORMATS, Writer, record, writer
 from server.model import ModelError
-from server.protocol import MAX_INTERIM_MS, MIN_INTERIM_MS
+from server.protocol import (
+    ENCODINGS,
+    MAX_INTERIM_MS,
+    MAX_SAMPLE_RATE_HZ,
+    MIN_INTERIM_MS,
+    MIN_SAMPLE_RATE_HZ,
+)
 from server.settings import Settings
 from vad.silero import VadModelError
 
 log = logging.getLogger("emostream")
+
+TOKEN_ENV = "EMOSTREAM_TOKEN"
+DEFAULT_RATE_HZ = 16000
+EXIT_OK = 0
+EXIT_FAILED = 1  # an input could not be classified, or the stream failed or was refused
+EXIT_USAGE = 2  # bad arguments or settings, an unusable model, an output that cannot be written
+EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_CODES_HELP = (
+    "exit status: 0 done; 1 an input could not be classified, or the stream failed, was "
+    "refused or closed abnormally; 2 bad arguments or settings, an unusable model, or an "
+    "output that cannot be written; 130 interrupted"
+)
 
 
 def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
@@ -55,6 +76,66 @@ def _shut_down(signum: int, frame: FrameType | None) -> None:
     log.info("stopped by %s", signal.Signals(signum).name)
 
 
+class UsageError(Exception):
+    """Arguments that cannot work together; exit status 2, like argparse's own errors."""
+
+
+class Outputs:
+    """Where records go: standard output, one file for everything, or a file per input in a
+    directory (``-o DIR``: an existing directory, or a path ending in ``/``)."""
+
+    def __init__(self, output: str | None, fmt: str, inputs: int) -> None:
+        self.fmt = fmt
+        path = None if output is None else Path(output)
+        self.directory = path if output is not None and _is_directory(output) else None
+        self.file = path if self.directory is None else None
+        if fmt == "vtt" and inputs > 1 and self.directory is None:
+            raise UsageError("--format vtt of several inputs needs -o DIRECTORY (a file per input)")
+        self._shared: TextIO | None = None
+        self._used: set[str] = set()
+
+    @property
+    def to_stdout(self) -> bool:
+        return self.directory is None and self.file is None
+
+    def open(self, name: str) -> tuple[TextIO, bool]:
+        """The stream for input ``name``, and whether it is new (needs a CSV header)."""
+        if self.directory is not None:
+            path = self._path_for(name)
+            return path.open("w", encoding="utf-8", newline=""), True
+        if self._shared is None:
+            if self.file is None:
+                self._shared = sys.stdout
+            else:
+                self.file.parent.mkdir(parents=True, exist_ok=True)
+                self._shared = self.file.open("w", encoding="utf-8", newline="")
+            return self._shared, True
+        return self._shared, False
+
+    def done(self, out: TextIO) -> None:
+        if out is not self._shared:
+            out.close()
+
+    def close(self) -> None:
+        if self._shared is not None and self._shared is not sys.stdout:
+            self._shared.close()
+
+    def _path_for(self, name: str) -> Path:
+        assert self.directory is not None
+        self.directory.mkdir(parents=True, exist_ok=True)
+        stem = Path(name).stem if name != "-" else "stdin"
+        candidate, n = stem, 1
+        while candidate in self._used:
+            n += 1
+            candidate = f"{stem}-{n}"
+        self._used.add(candidate)
+        return self.directory / f"{candidate}.{EXTENSIONS[self.fmt]}"
+
+
+def _is_directory(output: str) -> bool:
+    return output.endswith(("/", os.sep)) or Path(output).is_dir()
+
+
 def classify(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -62,14 +143,18 @@ def classify(args: argparse.Namespace) -> int:
     from server.service import Service
     from server.upload import UploadError
 
+    outputs = None if args.json else Outputs(args.output, args.format, len(args.files))
     settings = _settings(args)
     service = Service(settings)
     service.start()
     model = service.manifest.summary()
+    labels = list(model["labels"])
     failures = 0
     reports: list[dict[str, Any]] = []
+    shared: Writer | None = None
+    quiet = args.json or (outputs is not None and outputs.to_stdout and args.format != "table")
     try:
-        for path in tqdm(args.files, disable=len(args.files) < 2 or args.json, unit="file"):
+        for path in tqdm(args.files, disable=len(args.files) < 2 or quiet, unit="file"):
             try:
                 recording = asyncio.run(
                     classify_recording(service, asyncio.to_thread(path.read_bytes))
@@ -79,92 +164,163 @@ def classify(args: argparse.Namespace) -> int:
                 print(f"{path}: error: {exc}", file=sys.stderr)
                 continue
             report = {"file": str(path), **recording.body()}
-            reports.append(report)
-            if not args.json:
-                tqdm.write(_table(report))
+            if outputs is None:
+                reports.append(report)
+                continue
+            out, new = outputs.open(str(path))
+            if new or shared is None:
+                shared = writer(args.format, _ProgressSafe(out), labels)
+            shared.begin(str(path), report["duration_ms"])
+            for segment in report["segments"]:
+                shared.write(record(segment, str(path)))
+            shared.end(report["summary"])
+            outputs.done(out)
     finally:
         service.stop()
+        if outputs is not None:
+            outputs.close()
     if args.json:
         print(json.dumps({"model": model, "files": reports}, indent=2))
-    return 1 if failures else 0
+    return EXIT_FAILED if failures else EXIT_OK
 
 
-def _table(report: dict[str, Any]) -> str:
-    lines = [f"{report['file']}  ({report['duration_ms'] / 1000:.1f} s)"]
-    for seg in report["segments"]:
-        span = f"{seg['start_ms'] / 1000:7.2f}–{seg['end_ms'] / 1000:6.2f} s"
-        if "label" in seg:
-            lines.append(
-                f"  #{seg['segment']:<3} {span}  {seg['label']:<8} {seg['confidence']:.2f}"
-            )
-        else:
-            lines.append(f"  #{seg['segment']:<3} {span}  (skipped: {seg['reason']})")
-    summary = report["summary"]
-    overall = f"{summary['label']} {summary['confidence']:.2f}" if summary["label"] else "—"
-    lines.append(f"  overall: {overall}")
-    return "\n".join(lines)
+class _ProgressSafe:
+    """Writes to standard output through tqdm, so lines do not break a progress bar."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._buffer = ""
+
+    def write(self, text: str) -> int:
+        if self._out is not sys.stdout:
+            return self._out.write(text)
+        from tqdm import tqdm
+
+        self._buffer += text
+        *lines, self._buffer = self._buffer.split("\n")
+        for line in lines:
+            tqdm.write(line, file=sys.stdout)
+        return len(text)
+
+    def flush(self) -> None:
+        self._out.flush()
 
 
 def stream(args: argparse.Namespace) -> int:
     import soundfile as sf
     import websockets
 
-    from server.client import Reconnect, load_pcm16, stream_pcm16
+    from server.client import Reconnect, ServerMessageError, load_pcm16, stream_chunks, stream_pcm16
 
-    try:
-        pcm, rate = load_pcm16(args.file)
-    except (OSError, sf.SoundFileError) as exc:
-        print(f"{args.file}: error: {exc}", file=sys.stderr)
-        return 1
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    from_stdin = args.file == "-"
+    if not from_stdin and (args.sample_rate is not None or args.encoding is not None):
+        raise UsageError("--sample-rate and --encoding describe raw PCM on standard input (-)")
+    if from_stdin and args.reconnect:
+        raise UsageError("--reconnect needs a file: audio from standard input cannot be replayed")
+    if not from_stdin:
+        try:
+            pcm, rate = load_pcm16(Path(args.file))
+        except (OSError, sf.SoundFileError) as exc:
+            print(f"{args.file}: error: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+
+    outputs = None if args.json else Outputs(args.output, args.format, 1)
+    sink: dict[str, Any] = {}
 
     def show(message: dict[str, Any]) -> None:
+        kind = message.get("type")
         if args.json:
             print(json.dumps(message), flush=True)
-        elif message["type"] == "result":
+            return
+        assert outputs is not None
+        if kind == "ready" and "writer" not in sink:
+            out, _ = outputs.open(args.file)
+            labels = message.get("model", {}).get("labels", [])
+            sink["out"] = out
+            sink["writer"] = writer(args.format, out, labels)
+            sink["writer"].begin(args.file, None)
+        elif kind in ("result", "skipped", "partial") and "writer" in sink:
+            sink["writer"].write(record(message, args.file))
+        elif kind == "error":
             print(
-                f"#{message['segment']:<3} {message['start_ms'] / 1000:7.2f}–"
-                f"{message['end_ms'] / 1000:6.2f} s  {message['label']:<8} "
-                f"{message['confidence']:.2f}  ({message['latency_ms']} ms)",
-                flush=True,
+                f"emostream: the server said {message.get('code')}: {message.get('message')}",
+                file=sys.stderr,
             )
-        elif message["type"] == "partial":
-            print(
-                f"#{message['segment']:<3} {message['start_ms'] / 1000:7.2f}–"
-                f"{message['end_ms'] / 1000:6.2f} s  {message['label']:<8} "
-                f"{message['confidence']:.2f}  (partial, {message['latency_ms']} ms)",
-                flush=True,
-            )
-        elif message["type"] in ("skipped", "error", "end"):
-            print(json.dumps(message), flush=True)
 
     def retrying(reason: str, delay_s: float) -> None:
         print(f"emostream: {reason}; reconnecting in {delay_s:.1f} s", file=sys.stderr)
 
     speed = 0.0 if args.fast else args.speed
     try:
-        report = asyncio.run(
-            stream_pcm16(
-                args.url,
-                pcm,
-                rate,
-                speed=speed,
-                token=args.token,
-                interim_ms=args.interim_ms,
-                on_message=show,
-                reconnect=Reconnect() if args.reconnect else None,
-                on_retry=retrying,
+        if from_stdin:
+            report = asyncio.run(
+                stream_chunks(
+                    args.url,
+                    _stdin_chunks(),
+                    args.sample_rate or DEFAULT_RATE_HZ,
+                    encoding=args.encoding or "pcm_s16le",
+                    token=token,
+                    interim_ms=args.interim_ms,
+                    on_message=show,
+                )
             )
-        )
+        else:
+            report = asyncio.run(
+                stream_pcm16(
+                    args.url,
+                    pcm,
+                    rate,
+                    speed=speed,
+                    token=token,
+                    interim_ms=args.interim_ms,
+                    on_message=show,
+                    reconnect=Reconnect() if args.reconnect else None,
+                    on_retry=retrying,
+                )
+            )
     except (OSError, TimeoutError, ValueError, websockets.WebSocketException) as exc:
-        print(f"emostream: cannot stream to {args.url}: {exc}", file=sys.stderr)
-        return 1
+        kind = "bad message from" if isinstance(exc, ServerMessageError) else "cannot stream to"
+        print(f"emostream: {kind} {args.url}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        if "writer" in sink:
+            sink["writer"].end(None)
+        if outputs is not None:
+            if "out" in sink:
+                outputs.done(sink["out"])
+            outputs.close()
     if report.gave_up is not None:
         print(f"emostream: gave up reconnecting: {report.gave_up}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     if report.close_code != 1000:
         print(f"emostream: the server closed with {report.close_code}", file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+async def _stdin_chunks(chunk_bytes: int = 4096) -> AsyncIterator[bytes]:
+    """Standard input's bytes as they arrive. A daemon thread does the blocking reads, so a
+    stream the server ends early does not wait for the pipe (``arecord`` never ends)."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=64)
+    source = sys.stdin.buffer
+
+    def pump() -> None:
+        while True:
+            data = (
+                source.read1(chunk_bytes) if hasattr(source, "read1") else source.read(chunk_bytes)
+            )
+            try:
+                asyncio.run_coroutine_threadsafe(queue.put(data), loop).result()
+            except RuntimeError:  # the stream is over and its event loop closed
+                return
+            if not data:
+                return
+
+    threading.Thread(target=pump, name="emostream-stdin", daemon=True).start()
+    while data := await queue.get():
+        yield data
 
 
 def _port(text: str) -> int:
@@ -193,44 +349,162 @@ def _interim_ms(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="emostream", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+def _sample_rate(text: str) -> int:
+    value = int(text) if text.isascii() and text.isdigit() and len(text) <= 6 else -1
+    if not MIN_SAMPLE_RATE_HZ <= value <= MAX_SAMPLE_RATE_HZ:
+        raise argparse.ArgumentTypeError(
+            f"sample rate must be an integer from {MIN_SAMPLE_RATE_HZ} to {MAX_SAMPLE_RATE_HZ} "
+            f"Hz, got {text!r}"
+        )
+    return value
 
-    p = commands.add_parser("serve", help="run the HTTP and WebSocket server")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=_port, default=8000, help="0 picks a free port")
-    p.add_argument("--model", type=Path, help="model directory (default: the bundled model)")
-    p.add_argument("--workers", type=int, help="inference worker threads")
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every option's default; options without one say what happens instead."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is None or "default:" in text or "%(default)" in text:
+            return text
+        return super()._get_help_string(action) or text
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("emostream")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        type=Path,
+        metavar="DIR",
+        help="model directory (default: $EMOSTREAM_MODEL_DIR, else the bundled models/default)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="inference worker threads (default: $EMOSTREAM_WORKERS, else the settings' default)",
+    )
+
+
+def _output_options(p: argparse.ArgumentParser, many: bool) -> None:
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="table",
+        help="output: a table for people, JSON lines, CSV or WebVTT (one record per segment, "
+        "the same fields in each; see docs/cli.md)",
+    )
+    where = (
+        "a file, or a directory (existing, or ending in /) for a file per input"
+        if many
+        else "a file, or a directory (existing, or ending in /)"
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        type=str,  # not Path, which drops the trailing "/" that asks for a directory
+        metavar="PATH",
+        help=f"write the records to {where} (default: standard output)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="emostream",
+        description=__doc__,
+        formatter_class=_HelpFormatter,
+        epilog=EXIT_CODES_HELP,
+    )
+    parser.add_argument("--version", action="version", version=f"emostream {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name, help=help_text, description=help_text, formatter_class=_HelpFormatter,
+            epilog=EXIT_CODES_HELP,
+        )  # fmt: skip
+
+    p = command("serve", "run the HTTP and WebSocket server")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument(
+        "--port", type=_port, default=8000, help="port to listen on; 0 picks a free port"
+    )
+    _model_options(p)
     p.set_defaults(func=serve)
 
-    p = commands.add_parser("classify", help="classify recordings offline")
-    p.add_argument("files", nargs="+", type=Path)
-    p.add_argument("--model", type=Path)
-    p.add_argument("--workers", type=int)
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p = command("classify", "classify recordings offline, with the server's segmentation and model")
+    p.add_argument(
+        "files", nargs="+", type=Path, metavar="FILE", help="audio files (WAV, FLAC, OGG …)"
+    )
+    _model_options(p)
+    _output_options(p, many=True)
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document for all files at the end (the upload reply per file) "
+        "instead of records",
+    )
     p.set_defaults(func=classify)
 
-    p = commands.add_parser("stream", help="stream a recording to a server and print results")
-    p.add_argument("file", type=Path)
-    p.add_argument("--url", default="ws://127.0.0.1:8000/v1/stream")
-    p.add_argument("--speed", type=_speed, default=1.0, help="pace as a multiple of real time")
-    p.add_argument("--fast", action="store_true", help="send as fast as the server reads")
-    p.add_argument("--token")
+    p = command(
+        "stream",
+        "stream a recording, or raw PCM from standard input, to a server and print results",
+    )
+    p.add_argument(
+        "file",
+        metavar="FILE",
+        help="audio file, or - for raw PCM on standard input (with --sample-rate, --encoding)",
+    )
+    p.add_argument(
+        "--url", default="ws://127.0.0.1:8000/v1/stream", help="the server's stream endpoint"
+    )
+    p.add_argument(
+        "--token",
+        help=f"access token, when the server needs one (default: ${TOKEN_ENV}); "
+        "prefer the environment: a command line is visible to other users",
+    )
+    p.add_argument(
+        "--speed", type=_speed, default=1.0, help="pace a file as a multiple of real time"
+    )
+    p.add_argument("--fast", action="store_true", help="send a file as fast as the server reads")
+    p.add_argument(
+        "--sample-rate",
+        type=_sample_rate,
+        metavar="HZ",
+        help=f"rate of the raw PCM on standard input (default: {DEFAULT_RATE_HZ})",
+    )
+    p.add_argument(
+        "--encoding",
+        choices=ENCODINGS,
+        help="sample format of the raw PCM on standard input, mono little-endian "
+        "(default: pcm_s16le)",
+    )
     p.add_argument(
         "--interim-ms",
         type=_interim_ms,
         default=0,
         metavar="N",
         help=f"ask for partial results every N ms of speech (0 = off, or "
-        f"{MIN_INTERIM_MS}-{MAX_INTERIM_MS}); printed marked 'partial'",
+        f"{MIN_INTERIM_MS}-{MAX_INTERIM_MS}); in the table and JSON lines, marked partial",
     )
-    p.add_argument("--json", action="store_true", help="print every message as JSON")
+    _output_options(p, many=False)
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print every protocol message as the server sent it, instead of records",
+    )
     p.add_argument(
         "--reconnect",
         action="store_true",
         help="when the server ends the stream early (busy, a lost connection), reconnect "
-        "with backoff and go on from the audio not yet sent",
+        "with backoff and go on from the audio not yet sent (files only)",
     )
     p.set_defaults(func=stream)
 
@@ -253,12 +527,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.func(args))
+    except UsageError as exc:
+        print(f"emostream: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except ValidationError as exc:
         print(f"emostream: invalid setting: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except ModelError as exc:
         print(f"emostream: cannot use the model: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except VadModelError as exc:
         print(f"emostream: cannot use the voice detector: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except OSError as exc:  # the output could not be written
+        print(f"emostream: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED

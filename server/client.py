@@ -6,7 +6,7 @@ import asyncio
 import json
 import random as _random
 import ssl
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidStatus
 
-from server.protocol import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ
+from server.protocol import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, Encoding
 
 Message = dict[str, Any]
 _WS_SCHEMES = {"ws": "ws", "wss": "wss", "http": "ws", "https": "wss"}
@@ -58,7 +58,13 @@ def load_pcm16(path: Path) -> tuple[npt.NDArray[np.int16], int]:
     return (np.clip(mono, -1.0, 1.0) * 32767).astype("<i2"), int(rate)
 
 
-def stream_url(url: str, sample_rate: int, token: str | None = None, interim_ms: int = 0) -> str:
+def stream_url(
+    url: str,
+    sample_rate: int,
+    token: str | None = None,
+    interim_ms: int = 0,
+    encoding: Encoding = "pcm_s16le",
+) -> str:
     """``url`` with this stream's query; http(s) becomes ws(s), other query parameters stay.
 
     ``interim_ms`` > 0 asks for partial results (0 adds nothing: the server sends none)."""
@@ -66,7 +72,7 @@ def stream_url(url: str, sample_rate: int, token: str | None = None, interim_ms:
     scheme = _WS_SCHEMES.get(parts.scheme.lower())
     if scheme is None or not parts.netloc:
         raise ValueError(f"stream URL must look like ws://host:port/v1/stream, got {url!r}")
-    ours = {"sample_rate": str(sample_rate), "encoding": "pcm_s16le"}
+    ours = {"sample_rate": str(sample_rate), "encoding": encoding}
     if token:
         ours["token"] = token
     if interim_ms:
@@ -373,3 +379,92 @@ async def _send(
         report.sent_samples += len(chunk)
     if not receiver.done():
         await ws.send(json.dumps({"type": "end"}))
+
+
+SAMPLE_BYTES: dict[str, int] = {"pcm_s16le": 2, "pcm_f32le": 4}
+
+
+async def stream_chunks(
+    url: str,
+    chunks: AsyncIterator[bytes],
+    sample_rate: int,
+    *,
+    encoding: Encoding = "pcm_s16le",
+    frame_ms: int = 40,
+    token: str | None = None,
+    interim_ms: int = 0,
+    on_message: Callable[[Message], None] | None = None,
+    open_timeout_s: float = 10.0,
+    finish_timeout_s: float = 60.0,
+    tls: ssl.SSLContext | None = None,
+) -> StreamReport:
+    """Stream raw PCM as it comes (a pipe from ``arecord``/``sox``, say), then ``end``.
+
+    ``chunks`` yields bytes of any length; they go out as frames of ``frame_ms`` whole
+    samples, as soon as a frame is full, so a live source is paced by itself. A trailing
+    part of a sample at the end is dropped. One connection: a live source cannot be
+    replayed, so there is no reconnecting here.
+    """
+    report = StreamReport()
+    connection = Connection(start_sample=0)
+    report.connections.append(connection)
+    width = SAMPLE_BYTES[encoding]
+    frame_bytes = max(1, sample_rate * frame_ms // 1000) * width
+    target = stream_url(url, sample_rate, token, interim_ms, encoding)
+    try:
+        ws = await _open(target, open_timeout_s, tls)
+    except _Retryable as exc:
+        raise exc.cause from None
+
+    async def receive() -> None:
+        async for raw in ws:
+            message = _parse(raw)
+            if message["type"] == "ready":
+                connection.session = str(message.get("session", ""))
+            elif message["type"] == "end":
+                report.finished = True
+            report.messages.append(message)
+            if on_message is not None:
+                on_message(message)
+
+    async def send() -> None:
+        pending = b""
+        async for chunk in chunks:
+            if receiver.done():
+                return  # the server closed the stream
+            pending += chunk
+            while len(pending) >= frame_bytes:
+                await ws.send(pending[:frame_bytes])
+                pending = pending[frame_bytes:]
+                connection.sent_samples += frame_bytes // width
+        whole = len(pending) - len(pending) % width
+        if whole and not receiver.done():
+            await ws.send(pending[:whole])
+            connection.sent_samples += whole // width
+        if not receiver.done():
+            await ws.send(json.dumps({"type": "end"}))
+
+    async with ws:
+        receiver = asyncio.create_task(receive())
+        try:
+            await send()
+        except websockets.ConnectionClosed:
+            pass  # the server closed first; the receiver still reads what it sent before
+        except BaseException:
+            receiver.cancel()
+            await asyncio.wait({receiver})
+            raise
+        await asyncio.wait({receiver}, timeout=finish_timeout_s)
+        if not receiver.done():
+            receiver.cancel()
+            await asyncio.wait({receiver})
+            raise TimeoutError(
+                f"the server did not finish the stream within {finish_timeout_s:g} s"
+            )
+        error = None if receiver.cancelled() else receiver.exception()
+        if isinstance(error, ServerMessageError):
+            raise error
+        connection.close_code = ws.close_code
+    report.close_code = connection.close_code
+    report.sent_samples = connection.sent_samples
+    return report

@@ -127,6 +127,14 @@ def test_memory(tmp_path: Path, work_dir: Path) -> None:
     assert data["rss_peak_active_mb"] >= data["rss_before_active_mb"]
 
 
+def test_upload_memory(tmp_path: Path, work_dir: Path) -> None:
+    data = run_quick("upload_memory", tmp_path, work_dir)
+    assert data["decoded_audio_mb"] == pytest.approx(60 * 16000 * 4 / 2**20)
+    assert data["one"]["uploads"] == 1 and data["one"]["segments"] > 0
+    assert data["one"]["peak_growth_mb"] > 0
+    assert data["concurrent"]["uploads"] == 2
+
+
 def test_op_profile(tmp_path: Path, work_dir: Path) -> None:
     data = run_quick("op_profile", tmp_path, work_dir)
     rows = {row["variant"]: row for row in data["rows"]}

@@ -2,21 +2,19 @@
 several ``emostream serve`` replicas, clients streaming through it with the reference
 client's reconnecting mode, and one replica stopped (SIGTERM) or killed (SIGKILL).
 
-Used by tests/deploy/test_failover.py, which asserts what must hold, and runnable as
-``python -m tests.deploy.failover`` to print the measured figures as JSON (they are
-counts and durations of failover behaviour; docs/deployment.md quotes them).
+Used by tests/deploy/test_failover.py, which asserts what must hold, and by
+``python -m bench.failover``, which repeats the runs and writes the figures (counts and
+durations of failover behaviour) that docs/deployment.md quotes.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import functools
 import json
 import re
 import signal
 import ssl
-import sys
 import tempfile
 import time
 import urllib.error
@@ -46,9 +44,16 @@ SENTENCES = (
 GAP_S = 1.0
 # The client's policy in these runs: quick first retries, as the page's (0.5 s) halved.
 RECONNECT = Reconnect(initial_s=0.25, max_s=2.0, max_attempts=6, max_reconnects=6)
-_INTERVAL = re.search(r"^\s*health_interval (\d+)s$", CADDYFILE.read_text(), re.MULTILINE)
-assert _INTERVAL, "caddy/Caddyfile has no health_interval in seconds"
-HEALTH_INTERVAL_S = float(_INTERVAL.group(1))
+
+
+def _caddy_seconds(directive: str) -> float:
+    found = re.search(rf"^\s*{directive} (\d+)s$", CADDYFILE.read_text(), re.MULTILINE)
+    assert found, f"caddy/Caddyfile has no {directive} in whole seconds"
+    return float(found.group(1))
+
+
+HEALTH_INTERVAL_S = _caddy_seconds("health_interval")
+HEALTH_TIMEOUT_S = _caddy_seconds("health_timeout")
 OPEN_CONNECTIONS = re.compile(r"^emostream_open_connections (\d+(?:\.\d+)?)$", re.MULTILINE)
 
 
@@ -361,25 +366,3 @@ def running(model_dir: Path, count: int, spare_ports: Sequence[int] = ()) -> Ite
         replicas = Replicas(model_dir, count, state, spare_ports)
         stack.callback(replicas.close)
         yield replicas
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", type=Path, required=True, help="model directory to serve")
-    parser.add_argument("--replicas", type=int, default=3)
-    parser.add_argument("--streams", type=int, default=6)
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args(argv)
-    runs: list[dict[str, Any]] = []
-    for kind in ("sigterm", "sigkill"):
-        for _ in range(args.runs):
-            with running(args.model, args.replicas) as replicas:
-                figures, _, _ = asyncio.run(run_scenario(replicas, kind, args.streams, 4.0))
-            runs.append(figures.summary())
-    json.dump(runs, sys.stdout, indent=2)
-    print()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -197,6 +197,35 @@ def test_flush_or_end_with_a_partial_in_flight(
     assert 'emostream_partials_dropped_total{reason="final"} 1.0' in metrics
 
 
+def test_a_partial_stuck_in_the_model_costs_no_final_its_place(
+    make_client: Any, one_utterance: np.ndarray
+) -> None:
+    holder: dict[str, HoldFirst] = {}
+
+    def loader(path: Path) -> HoldFirst:
+        holder["c"] = HoldFirst(OnnxClassifier(path))
+        return holder["c"]
+
+    # One worker and one queue place: room for exactly the session's two pending finals.
+    client = make_client(loader=loader, workers=1, queue_size=1, max_pending_segments=2)
+    classifier = holder["c"]
+    pcm = to_pcm16(one_utterance)
+    with client.websocket_connect("/v1/stream?interim_ms=250") as ws:
+        ws.receive_text()
+        send_audio(ws, pcm[: 16000 * 2 * 3 // 2])
+        assert classifier.started.wait(10), "no partial was started"
+        send_audio(ws, pcm[16000 * 2 * 3 // 2 :] + pcm)  # both utterances end
+        ends = 0
+        while ends < 2:  # both finals are in the pool, behind the partial in the worker
+            ends += json.loads(ws.receive_text())["type"] == "speech_end"
+        classifier.gate.set()
+        ws.send_text(END)
+        messages, code = collect(ws)
+    assert code == 1000
+    finals = [m for m in messages if m["type"] in ("result", "skipped")]
+    assert [(m["segment"], m["type"]) for m in finals] == [(0, "result"), (1, "result")]
+
+
 def test_saturated_pool_finals_in_order_and_never_skipped_for_partials(
     make_client: Any, tiny_model_dir: Path, long_talk: np.ndarray, three_utterances: np.ndarray
 ) -> None:

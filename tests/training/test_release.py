@@ -51,28 +51,35 @@ def test_int8_export_with_evaluation_records_agreement(
 ) -> None:
     checkpoint, split = tone_checkpoint
     out = tmp_path / "int8"
-    released = release(checkpoint, out, ReleaseOptions(eval_data=split, eval_split="test"))
+    options = ReleaseOptions(eval_data=split, eval_split="test", min_int8_agreement=0.0)
+    released = release(checkpoint, out, options)
     manifest = read_manifest(out)
     assert manifest == released.manifest
     assert manifest.graph.precision == "int8"
     assert manifest.labels == ("happy", "sad")
     metrics = manifest.metrics
     agreement = metrics["int8_vs_fp32"]
-    assert agreement["n"] == 8
-    assert agreement["inputs"] == "eval set (clean)"
-    assert 0.0 <= agreement["top1_agreement"] <= 1.0
-    assert 0.0 <= agreement["mean_abs_logit_error"] <= agreement["max_abs_logit_error"]
+    assert agreement["n"] == agreement["noisy"]["n"] == 8
+    assert agreement["inputs"] == "eval set"
+    assert agreement["noisy"]["snr_db"] == 10.0
+    for measured in (agreement, agreement["noisy"]):
+        assert 0.0 <= measured["top1_agreement"] <= 1.0
+        assert 0.0 <= measured["mean_abs_logit_error"] <= measured["max_abs_logit_error"]
     assert metrics["eval_split"] == "test"
     assert set(metrics["accuracy_by_snr_db"]) == {"clean", "20", "10", "5"}
     assert metrics["accuracy"] >= 0.75  # the tone task is easy
     provenance = manifest.provenance
     assert provenance["source"] == str(checkpoint)
-    assert provenance["quantization"] == {
-        "name": "matmul",
-        "op_types": ["MatMul"],
-        "nodes_excluded": [],
-        "per_channel": False,
-    }
+    quantization = provenance["quantization"]
+    assert quantization["name"] == "convmm", quantization["rejected"]
+    assert quantization["conv_as_matmul"] is True
+    assert quantization["rejected"] == []
+    assert quantization["rewrite_max_abs_logit_error"] < 1e-4
+    # Float Convs left: the first (waveform) encoder layer and the transformer's positional
+    # convolution; the six other encoder layers became MatMuls.
+    ops = [n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node]
+    assert ops.count("Conv") == 2
+    assert ops.count("MatMulInteger") > 7
     assert provenance["training"]["from_config"].endswith("config.json")
     assert provenance["validation"]["best_epoch"] >= 1
     assert (out / "MODEL_CARD.md").read_text().startswith("# ")
@@ -131,6 +138,36 @@ def test_conv_quantisation_variants(
     OnnxClassifier(out)
 
 
+def test_an_inaccurate_recipe_falls_back_and_says_why(
+    tmp_path: Path, tone_checkpoint: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from training import release as release_module
+
+    measure = release_module._int8_agreement
+    seen: list[int] = []
+
+    def convmm_disagrees(*args: object, **kwargs: object) -> dict[str, object]:
+        result = measure(*args, **kwargs)  # type: ignore[arg-type]
+        seen.append(1)
+        if len(seen) == 1:  # the first candidate, convmm, on the noisy clips only
+            result["noisy"] = {**result["noisy"], "top1_agreement": 0.98}
+        return result
+
+    monkeypatch.setattr(release_module, "_int8_agreement", convmm_disagrees)
+    checkpoint, _ = tone_checkpoint
+    out = tmp_path / "fallback"
+    manifest = release(checkpoint, out, ReleaseOptions(min_int8_agreement=0.99)).manifest
+    quantization = manifest.provenance["quantization"]
+    assert quantization["name"] == "matmul"
+    assert quantization["conv_as_matmul"] is False
+    [rejected] = quantization["rejected"]
+    assert rejected["recipe"] == "convmm"
+    assert "0.9800" in rejected["reason"] and "below 0.99" in rejected["reason"]
+    ops = [n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node]
+    assert ops.count("Conv") == 8  # seven encoder convolutions and the positional one
+    assert len(seen) == 2
+
+
 def test_export_refuses_a_graph_that_does_not_match_pytorch(
     tmp_path: Path, tone_checkpoint: tuple[Path, Path]
 ) -> None:
@@ -147,6 +184,8 @@ def test_bad_release_inputs(tmp_path: Path, tone_checkpoint: tuple[Path, Path]) 
     checkpoint, split = tone_checkpoint
     with pytest.raises(ReleaseError, match="precision must be int8 or fp32, got 'fp16'"):
         release(checkpoint, tmp_path / "x", ReleaseOptions(precision="fp16"))
+    with pytest.raises(ReleaseError, match="min_int8_agreement must be between 0 and 1"):
+        release(checkpoint, tmp_path / "x", ReleaseOptions(min_int8_agreement=1.5))
     with pytest.raises(ReleaseError, match="unknown quantisation 'everything'"):
         release(checkpoint, tmp_path / "x", ReleaseOptions(quantization="everything"))
     with pytest.raises(ReleaseError, match="cannot load an audio-classification model"):

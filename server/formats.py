@@ -1,0 +1,198 @@
+"""Segment records and the CLI's output formats: table, JSON lines, CSV and WebVTT.
+
+A record is one segment message (``result``, ``skipped``, or ``partial`` when asked for)
+with the same fields in every format, so each format reads back into the same records:
+``type, file, segment, start_ms, end_ms, label, confidence, reason, latency_ms,
+model_version`` and the ``scores`` of every label. Partials appear in the table and in
+JSON lines only; CSV and WebVTT hold each segment's final record (docs/cli.md).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+FORMATS = ("table", "jsonl", "csv", "vtt")
+EXTENSIONS = {"table": "txt", "jsonl": "jsonl", "csv": "csv", "vtt": "vtt"}
+FIELDS = (
+    "type",
+    "file",
+    "segment",
+    "start_ms",
+    "end_ms",
+    "label",
+    "confidence",
+    "reason",
+    "latency_ms",
+    "model_version",
+)
+SEGMENT_TYPES = frozenset({"result", "skipped", "partial"})
+Record = dict[str, Any]
+
+
+def record(message: Mapping[str, Any], file: str) -> Record:
+    """The record of a stream message, or of an upload reply's segment (which has no type)."""
+    kind = message.get("type") or ("skipped" if "reason" in message else "result")
+    if kind not in SEGMENT_TYPES:
+        raise ValueError(f"not a segment message: type {kind!r}")
+    return {
+        "type": kind,
+        "file": file,
+        "segment": message["segment"],
+        "start_ms": message["start_ms"],
+        "end_ms": message["end_ms"],
+        "label": message.get("label"),
+        "confidence": message.get("confidence"),
+        "reason": message.get("reason"),
+        "latency_ms": message.get("latency_ms"),
+        "model_version": message.get("model_version"),
+        "scores": dict(message.get("scores") or {}),
+    }
+
+
+class Sink(Protocol):
+    """Where a writer's text goes: an open text file, standard output."""
+
+    def write(self, text: str, /) -> int: ...
+    def flush(self) -> None: ...
+
+
+class Writer(Protocol):
+    def begin(self, file: str, duration_ms: int | None) -> None: ...
+    def write(self, rec: Record) -> None: ...
+    def end(self, summary: Mapping[str, Any] | None) -> None: ...
+
+
+def writer(fmt: str, out: Sink, labels: Sequence[str]) -> Writer:
+    if fmt == "table":
+        return TableWriter(out)
+    if fmt == "jsonl":
+        return JsonLinesWriter(out)
+    if fmt == "csv":
+        return CsvWriter(out, labels)
+    if fmt == "vtt":
+        return VttWriter(out)
+    raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+
+
+class TableWriter:
+    """For people: a header per file, a line per segment, the overall label at the end."""
+
+    def __init__(self, out: Sink) -> None:
+        self._out = out
+
+    def begin(self, file: str, duration_ms: int | None) -> None:
+        length = "" if duration_ms is None else f"  ({duration_ms / 1000:.1f} s)"
+        self._line(f"{file}{length}")
+
+    def write(self, rec: Record) -> None:
+        span = f"{rec['start_ms'] / 1000:7.2f}–{rec['end_ms'] / 1000:6.2f} s"
+        head = f"  #{rec['segment']:<3} {span}  "
+        if rec["type"] == "skipped":
+            self._line(f"{head}(skipped: {rec['reason']})")
+            return
+        latency = "" if rec["latency_ms"] is None else f"{rec['latency_ms']} ms"
+        note = ", ".join(
+            part for part in ("partial" if rec["type"] == "partial" else "", latency) if part
+        )
+        tail = f"  ({note})" if note else ""
+        self._line(f"{head}{rec['label']:<8} {rec['confidence']:.2f}{tail}")
+
+    def end(self, summary: Mapping[str, Any] | None) -> None:
+        if summary is None:
+            return
+        label = summary.get("label")
+        overall = f"{label} {summary.get('confidence', 0):.2f}" if label else "—"
+        self._line(f"  overall: {overall}")
+
+    def _line(self, text: str) -> None:
+        self._out.write(text + "\n")
+        self._out.flush()
+
+
+class JsonLinesWriter:
+    """One JSON object per line, partials included, written as each record comes."""
+
+    def __init__(self, out: Sink) -> None:
+        self._out = out
+
+    def begin(self, file: str, duration_ms: int | None) -> None:
+        pass
+
+    def write(self, rec: Record) -> None:
+        self._out.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        self._out.flush()
+
+    def end(self, summary: Mapping[str, Any] | None) -> None:
+        pass
+
+
+def csv_cell(value: Any) -> Any:
+    """Text a spreadsheet would run as a formula gets a leading ``'``; numbers stay numbers."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+class CsvWriter:
+    """A header, then one row per final record, with a ``score_<label>`` column per label."""
+
+    def __init__(self, out: Sink, labels: Sequence[str]) -> None:
+        self._labels = list(labels)
+        self._out = out
+        self._csv = csv.writer(out)
+        self._csv.writerow([*FIELDS, *(f"score_{label}" for label in self._labels)])
+
+    def begin(self, file: str, duration_ms: int | None) -> None:
+        pass
+
+    def write(self, rec: Record) -> None:
+        if rec["type"] == "partial":
+            return
+        scores = rec["scores"]
+        row = [csv_cell(rec[name]) for name in FIELDS]
+        self._csv.writerow([*row, *(scores.get(label, "") for label in self._labels)])
+        self._out.flush()
+
+    def end(self, summary: Mapping[str, Any] | None) -> None:
+        pass
+
+
+def vtt_time(ms: float) -> str:
+    total = max(0, round(ms))
+    hours, rest = divmod(total, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds, millis = divmod(rest, 1000)
+    return f"{hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}"
+
+
+class VttWriter:
+    """WebVTT: one cue per final record, ``label confidence`` or why it was not classified."""
+
+    def __init__(self, out: Sink) -> None:
+        self._out = out
+        self._cues = 0
+        out.write("WEBVTT\n")
+        out.flush()
+
+    def begin(self, file: str, duration_ms: int | None) -> None:
+        pass
+
+    def write(self, rec: Record) -> None:
+        if rec["type"] == "partial":
+            return
+        self._cues += 1
+        if rec["type"] == "skipped":
+            text = f"(not classified: {rec['reason']})"
+        else:
+            text = f"{rec['label']} {rec['confidence']:.2f}"
+        start, end = vtt_time(rec["start_ms"]), vtt_time(rec["end_ms"])
+        self._out.write(f"\n{self._cues}\n{start} --> {end}\n{text}\n")
+        self._out.flush()
+
+    def end(self, summary: Mapping[str, Any] | None) -> None:
+        pass
