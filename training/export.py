@@ -105,6 +105,7 @@ def package_graph(
     normalize: bool = True,
     metrics: dict[str, Any] | None = None,
     provenance: dict[str, Any] | None = None,
+    min_samples: int = 400,
 ) -> Manifest:
     """Copy an ONNX graph into ``out_dir`` as ``model.onnx`` and write its manifest."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -116,7 +117,9 @@ def package_graph(
         version=new_version(digest),
         labels=tuple(labels),
         sample_rate=sample_rate,
-        input=InputSpec(normalize="zero_mean_unit_var" if normalize else "none"),
+        input=InputSpec(
+            normalize="zero_mean_unit_var" if normalize else "none", min_samples=min_samples
+        ),
         graph=GraphSpec(file=target.name, sha256=digest, precision=precision),  # type: ignore[arg-type]
         metrics=metrics or {},
         provenance=provenance or {},

@@ -259,3 +259,81 @@ def test_manifest_metrics_are_plain_json(
     raw = json.loads((tmp_path / "m" / "manifest.json").read_text())
     assert raw["metrics"]["eval_split"] == "val"
     assert raw["metrics"]["n"] == 12
+
+
+# The two published checkpoints the docs name, as their configs label them: the prototype's
+# (folder names of the Kaggle compilation, sorted, as the Trainer's ClassLabel made them) and
+# SUPERB's emotion recognition model (IEMOCAP's four codes, in its order).
+PROTOTYPE_LABELS = ("Angry", "Disgusted", "Fearful", "Happy", "Neutral", "Sad")
+SUPERB_LABELS = ("neu", "hap", "ang", "sad")
+
+
+@pytest.mark.parametrize(
+    ("layout", "expected"),
+    [
+        (PROTOTYPE_LABELS, ("angry", "disgust", "fearful", "happy", "neutral", "sad")),
+        (SUPERB_LABELS, ("neutral", "happy", "angry", "sad")),
+    ],
+)
+def test_import_maps_the_published_checkpoints_label_layouts(
+    tmp_path: Path, layout: tuple[str, ...], expected: tuple[str, ...]
+) -> None:
+    """A stand-in directory with the checkpoint's label layout imports to canonical names in
+    the graph's own output order, and the served scores follow that order."""
+    from training.tiny import tiny_model
+
+    source = tmp_path / "stand-in"
+    model = tiny_model(layout, seed=3)
+    model.save_pretrained(source)
+    released = release(
+        source, tmp_path / "served", ReleaseOptions(precision="fp32"), map_labels=True
+    )
+    assert released.manifest.labels == expected
+    assert set(expected) <= {"neutral", "happy", "sad", "angry", "fearful", "disgust"}
+    classifier = OnnxClassifier(tmp_path / "served")
+    clip = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
+    with torch.no_grad():
+        reference = model(input_values=torch.from_numpy(zero_mean_unit_var(clip))[None]).logits[0]
+    np.testing.assert_allclose(classifier.logits(clip), reference.numpy(), atol=1e-3)
+    # Each served label is the checkpoint's label at the same index.
+    config = json.loads((source / "config.json").read_text())
+    assert [config["id2label"][str(i)] for i in range(len(layout))] == list(layout)
+
+
+def test_import_through_the_cli_keeps_the_hub_loading_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`emostream import HUB_ID` hands the id to Transformers' from_pretrained unchanged (here
+    answered from a local stand-in, since no hub is reachable)."""
+    import transformers
+    from transformers import Wav2Vec2FeatureExtractor
+
+    from server.cli import main as cli_main
+    from training.tiny import tiny_model
+
+    stand_in = tmp_path / "hub-copy"
+    tiny_model(PROTOTYPE_LABELS, seed=4).save_pretrained(stand_in)
+    Wav2Vec2FeatureExtractor(sampling_rate=16000, do_normalize=True).save_pretrained(stand_in)
+    asked: list[str] = []
+
+    def answer_from(cls: type) -> None:
+        real = cls.from_pretrained
+
+        def from_hub(name: str, *args: object, **kwargs: object) -> object:
+            asked.append(name)
+            hub_id = "antonjaragon/emotions_6_classes_small"
+            return real(str(stand_in) if name == hub_id else name, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "from_pretrained", from_hub)
+
+    answer_from(transformers.AutoModelForAudioClassification)
+    answer_from(transformers.AutoFeatureExtractor)
+    out = tmp_path / "emotions-6"
+    code = cli_main(
+        ["import", "antonjaragon/emotions_6_classes_small", "--out", str(out), "--no-progress"]
+    )
+    assert code == 0
+    assert asked and set(asked) == {"antonjaragon/emotions_6_classes_small"}
+    manifest = read_manifest(out)
+    assert manifest.labels == ("angry", "disgust", "fearful", "happy", "neutral", "sad")
+    assert manifest.provenance["source"] == "antonjaragon/emotions_6_classes_small"
