@@ -242,6 +242,32 @@ def test_sessions_are_listed_reopened_exported_and_deleted(
         expect(page.locator("#sessions li[data-id]")).to_have_count(0)
         expect(page.locator("#sessions")).to_contain_text("No saved sessions yet.")
 
+        # damaged records in the browser's storage: one without a date is left out of the
+        # list; one with a bad segment is listed but refused whole when opened
+        page.evaluate(DAMAGE_SCRIPT)
+        page.reload()
+        expect(page.locator("body")).to_have_attribute("data-ready", "true")
+        expect(page.locator("#message")).to_contain_text("A saved session could not be reopened")
+        expect(page.locator("#segments-body tr")).to_have_count(0)
+        expect(page.locator("#sessions li[data-id]")).to_have_count(1)
+        expect(page.locator("#sessions li[data-id='bad-entry']")).to_have_count(1)
+
+
+# Writes damaged session records straight into IndexedDB and makes one the shown session.
+DAMAGE_SCRIPT = """() => new Promise((resolve, reject) => {
+  const open = indexedDB.open("emostream", 1);
+  open.onsuccess = () => {
+    const tx = open.result.transaction("sessions", "readwrite");
+    const store = tx.objectStore("sessions");
+    store.put({ id: "no-date", entries: [] });
+    store.put({ id: "bad-entry", createdAt: "2026-01-01T00:00:00Z", updatedAt: "x", audioEndMs: 0,
+                entries: [{ segment: 0, startMs: 5, endMs: 1, label: null, source: "live" }] });
+    tx.oncomplete = () => { localStorage.setItem("emostream.current-session", "bad-entry");
+                            open.result.close(); resolve(); };
+    tx.onerror = () => reject(tx.error);
+  };
+})"""
+
 
 def test_analysing_shows_between_speech_end_and_its_result(
     server: Served, launch: LaunchFn, tmp_path: Path
