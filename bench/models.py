@@ -6,6 +6,7 @@ cached under a work directory so repeated runs reuse the exports.
 
 from __future__ import annotations
 
+import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
 
 SAMPLE_RATE_HZ = 16000
 DEFAULT_WORK_DIR = Path("artifacts/bench")
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -39,10 +43,12 @@ VARIANTS = (
     Variant("int8-matmul-conv", ("MatMul", "Conv"), exclude_first_conv=True),
     Variant("int8-matmul-conv-all", ("MatMul", "Conv")),
     Variant("int8-matmul-perchannel", ("MatMul",), per_channel=True),
-    # encoder convs 2-7 exported as MatMul (bench.convmm), then MatMul quantised
+    # encoder convs 2-7 exported as MatMul (training.convmm), then MatMul quantised
     Variant("int8-convmm", ("MatMul",), source="fp32-convmm"),
+    # and ONNX Runtime's offline transformer fusions (attention, LayerNorm, GELU) before that
+    Variant("int8-convmm-fused", ("MatMul",), source="fp32-convmm-fused"),
 )
-FLOAT_GRAPHS = ("fp32", "fp32-convmm")
+FLOAT_GRAPHS = ("fp32", "fp32-convmm", "fp32-convmm-fused")
 VARIANTS_BY_NAME = {v.name: v for v in VARIANTS}
 
 
@@ -95,6 +101,8 @@ class BenchModel:
         path = self.graph(name)
         if name == "fp32-convmm" and not path.is_file():
             export_convmm(self, path)
+        if name == "fp32-convmm-fused" and not path.is_file():
+            fuse_transformer(self.float_graph("fp32-convmm"), path, model_config(self.size))
         return path
 
     def quantized(self, variant: str) -> Path:
@@ -130,12 +138,28 @@ def build(size: str, work_dir: Path = DEFAULT_WORK_DIR, seed: int = 0) -> BenchM
 def export_convmm(bench: BenchModel, path: Path) -> Path:
     from transformers import Wav2Vec2ForSequenceClassification
 
-    from bench.convmm import rewrite_feature_encoder
+    from training.convmm import rewrite_feature_encoder
     from training.export import export_fp32
 
     model = Wav2Vec2ForSequenceClassification.from_pretrained(str(bench.hf_dir))
     model.eval()  # type: ignore[no-untyped-call]
     return export_fp32(rewrite_feature_encoder(model), path, SAMPLE_RATE_HZ)
+
+
+def fuse_transformer(graph: Path, out: Path, config: Wav2Vec2Config) -> Path:
+    """ONNX Runtime's transformer optimiser (the BERT fusions) applied offline to ``graph``."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    optimized = optimize_model(
+        str(graph),
+        model_type="bert",
+        num_heads=config.num_attention_heads,
+        hidden_size=config.hidden_size,
+        opt_level=0,  # the fusions only; the session applies its own graph optimisations
+    )
+    log.info("transformer fusions in %s: %s", graph.name, optimized.get_fused_operator_statistics())
+    optimized.save_model_to_file(str(out))
+    return out
 
 
 def quantize(fp32_graph: Path, out: Path, variant: Variant) -> Path:

@@ -1,7 +1,9 @@
 """Quantisation variants x ONNX Runtime graph optimisation levels: speed and int8-vs-fp32 error.
 
-Variants (bench.models.VARIANTS): MatMul only (the current export default), MatMul and Conv
-except the first conv, MatMul and every Conv, MatMul with per-channel weight scales. Each is
+Variants (bench.models.VARIANTS): MatMul only, MatMul and Conv
+except the first conv, MatMul and every Conv, MatMul with per-channel weight scales, encoder
+convs as MatMul (convmm, the export default), and convmm after ONNX Runtime's offline
+transformer fusions. Each is
 timed on a 3 s segment at every graph optimisation level, rounds interleaved within a
 variant. Agreement: top-1 agreement with fp32 and logit errors over a small synthetic set
 (espeak speech, clean/noisy/hum). With random weights the logits are nearly flat, so top-1

@@ -269,7 +269,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _release_arguments(p: argparse.ArgumentParser) -> None:
-    from training.quantization import DEFAULT_QUANTIZATION, QUANTIZATIONS
+    from training.quantization import (
+        DEFAULT_QUANTIZATION,
+        FALLBACK_QUANTIZATION,
+        MIN_INT8_AGREEMENT,
+        QUANTIZATIONS,
+    )
 
     p.add_argument("--out", type=Path, required=True, help="model directory to write")
     p.add_argument("--precision", choices=("int8", "fp32"), default="int8")
@@ -277,7 +282,15 @@ def _release_arguments(p: argparse.ArgumentParser) -> None:
         "--quantize",
         choices=sorted(QUANTIZATIONS),
         default=DEFAULT_QUANTIZATION,
-        help=f"operators made int8 (default {DEFAULT_QUANTIZATION}; see docs/training.md)",
+        help=f"int8 recipe (default {DEFAULT_QUANTIZATION}; see docs/training.md)",
+    )
+    p.add_argument(
+        "--min-int8-agreement",
+        type=float,
+        default=MIN_INT8_AGREEMENT,
+        metavar="FRACTION",
+        help="below this int8-vs-fp32 top-1 agreement (clean or noisy) the export falls back to "
+        f"the {FALLBACK_QUANTIZATION!r} recipe (default {MIN_INT8_AGREEMENT})",
     )
     p.add_argument(
         "--eval",
@@ -327,6 +340,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     options = ReleaseOptions(
         precision=args.precision,
         quantization=args.quantize,
+        min_int8_agreement=args.min_int8_agreement,
         eval_data=args.eval,
         eval_split=args.eval_split,
         name=args.name,

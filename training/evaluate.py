@@ -116,6 +116,7 @@ class Evaluation:
     clean: dict[str, Any]
     snr: dict[str, dict[str, float]]
     clean_logits: npt.NDArray[np.float32]
+    logits_by_snr: dict[str, npt.NDArray[np.float32]]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -178,13 +179,15 @@ def evaluate(
     clean_logits = collect_logits(predictor, examples, None, seed, progress)
     clean = classification_metrics(y_true, clean_logits.argmax(axis=1).tolist(), predictor.labels)
     snr: dict[str, dict[str, float]] = {"clean": _short(clean)}
+    logits_by_snr = {}
     for level in snr_levels_db:
         if level is None:
             continue
         logits = collect_logits(predictor, examples, level, seed, progress)
         noisy = classification_metrics(y_true, logits.argmax(axis=1).tolist(), predictor.labels)
         snr[f"{level:g}"] = _short(noisy)
-    return Evaluation(predictor.labels, clean, snr, clean_logits)
+        logits_by_snr[f"{level:g}"] = logits
+    return Evaluation(predictor.labels, clean, snr, clean_logits, logits_by_snr)
 
 
 def _short(metrics: dict[str, Any]) -> dict[str, float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import shutil
 import tempfile
@@ -16,12 +17,20 @@ import numpy as np
 import torch
 
 from server.model import GraphSpec, InputSpec, Manifest, sha256_file, write_manifest
-from training.quantization import DEFAULT_QUANTIZATION, Quantization, quantize_int8
+from training.quantization import (
+    DEFAULT_QUANTIZATION,
+    FALLBACK_QUANTIZATION,
+    Quantization,
+    quantize_int8,
+    recipe,
+)
 
 OPSET = 17
+log = logging.getLogger(__name__)
 __all__ = [
     "DEFAULT_QUANTIZATION",
     "Quantization",
+    "export_for",
     "export_fp32",
     "new_version",
     "package_graph",
@@ -60,6 +69,22 @@ def export_fp32(model: torch.nn.Module, path: Path, sample_rate: int = 16000) ->
     return path
 
 
+def export_for(
+    model: torch.nn.Module,
+    path: Path,
+    quantization: str | Quantization,
+    sample_rate: int = 16000,
+) -> Path:
+    """The float graph ``quantization`` quantises: the model as it is, or, for a
+    ``conv_as_matmul`` recipe, with its encoder convolutions rewritten as MatMul (ValueError
+    when the model has no such encoder)."""
+    if recipe(quantization).conv_as_matmul:
+        from training.convmm import rewrite_feature_encoder
+
+        model = rewrite_feature_encoder(model)
+    return export_fp32(model, path, sample_rate)
+
+
 def new_version(graph_sha256: str) -> str:
     """``YYYYMMDD-HHMMSS-<sha8>``; the hash covers the graph and the export instant, so
     re-exporting the same graph within a second still gives a new version."""
@@ -80,6 +105,7 @@ def package_graph(
     normalize: bool = True,
     metrics: dict[str, Any] | None = None,
     provenance: dict[str, Any] | None = None,
+    min_samples: int = 400,
 ) -> Manifest:
     """Copy an ONNX graph into ``out_dir`` as ``model.onnx`` and write its manifest."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -91,7 +117,9 @@ def package_graph(
         version=new_version(digest),
         labels=tuple(labels),
         sample_rate=sample_rate,
-        input=InputSpec(normalize="zero_mean_unit_var" if normalize else "none"),
+        input=InputSpec(
+            normalize="zero_mean_unit_var" if normalize else "none", min_samples=min_samples
+        ),
         graph=GraphSpec(file=target.name, sha256=digest, precision=precision),  # type: ignore[arg-type]
         metrics=metrics or {},
         provenance=provenance or {},
@@ -117,9 +145,16 @@ def write_model_dir(
     if precision not in ("int8", "fp32"):
         raise ValueError(f"precision must be int8 or fp32, got {precision!r}")
     with tempfile.TemporaryDirectory() as tmp:
-        graph = export_fp32(model, Path(tmp) / "fp32.onnx", sample_rate)
         if precision == "int8":
-            graph = quantize_int8(graph, Path(tmp) / "int8.onnx", quantization)
+            try:
+                source = export_for(model, Path(tmp) / "fp32.onnx", quantization, sample_rate)
+            except ValueError as exc:
+                log.warning("%s; quantising with %r instead", exc, FALLBACK_QUANTIZATION)
+                quantization = FALLBACK_QUANTIZATION
+                source = export_for(model, Path(tmp) / "fp32.onnx", quantization, sample_rate)
+            graph = quantize_int8(source, Path(tmp) / "int8.onnx", quantization)
+        else:
+            graph = export_fp32(model, Path(tmp) / "fp32.onnx", sample_rate)
         return package_graph(
             graph,
             out_dir,

@@ -405,7 +405,8 @@ def speak(utt: Utterance, espeak_root: Path) -> Audio:
     rms = float(np.sqrt(np.mean(resampled**2)) + 1e-12)
     scaled = resampled * 10.0 ** (utt.level_dbfs / 20.0) / rms
     pad = np.zeros(int(0.1 * SAMPLE_RATE_HZ))
-    return np.clip(np.concatenate([pad, scaled, pad]), -1.0, 1.0).astype(np.float32)
+    out: Audio = np.clip(np.concatenate([pad, scaled, pad]), -1.0, 1.0).astype(np.float32)
+    return out
 
 
 def render(seed: int, indices: Sequence[int]) -> Iterator[tuple[Utterance, Audio]]:

@@ -20,7 +20,7 @@ import numpy as np
 
 from training.data import Example, read_split, select
 from training.evaluate import OnnxPredictor, collect_logits
-from training.export import export_fp32, package_graph
+from training.export import export_for, export_fp32, package_graph
 from training.finetune import load_feature_extractor, model_labels
 from training.metrics import agreement
 from training.quantization import QUANTIZATIONS, quantize_int8
@@ -37,7 +37,8 @@ def study(checkpoint: Path, examples: Sequence[Example], seed: int = 0) -> list[
     rows = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        fp32_graph = export_fp32(model, tmp / "fp32.onnx", int(extractor.sampling_rate))
+        rate_hz = int(extractor.sampling_rate)
+        fp32_graph = export_fp32(model, tmp / "fp32.onnx", rate_hz)
 
         def measure(graph: Path, name: str) -> dict[str, Any]:
             package_graph(
@@ -59,8 +60,11 @@ def study(checkpoint: Path, examples: Sequence[Example], seed: int = 0) -> list[
 
         reference = measure(fp32_graph, "fp32")
         rows.append(_row(reference, reference, truth))
-        for name in QUANTIZATIONS:
-            int8 = quantize_int8(fp32_graph, tmp / f"{name}.onnx", name)
+        for name, quant in QUANTIZATIONS.items():
+            source = fp32_graph
+            if quant.conv_as_matmul:
+                source = export_for(model, tmp / f"fp32-{name}.onnx", quant, rate_hz)
+            int8 = quantize_int8(source, tmp / f"{name}.onnx", name)
             rows.append(_row(measure(int8, name), reference, truth))
     return rows
 

@@ -28,16 +28,19 @@ from training.evaluate import (
     Evaluation,
     OnnxPredictor,
     TorchPredictor,
+    add_noise,
     collect_logits,
     evaluate,
     plot_confusion,
     render_report,
 )
-from training.export import export_fp32, package_graph, probe_audio
+from training.export import export_for, export_fp32, package_graph, probe_audio
 from training.finetune import ARGS_FILE, METRICS_FILE, load_feature_extractor, model_labels
 from training.metrics import agreement
 from training.quantization import (
     DEFAULT_QUANTIZATION,
+    FALLBACK_QUANTIZATION,
+    MIN_INT8_AGREEMENT,
     QUANTIZATIONS,
     first_conv_name,
     quantize_int8,
@@ -47,6 +50,8 @@ log = logging.getLogger(__name__)
 
 # fp32 ONNX must reproduce PyTorch's logits to this absolute tolerance (float32 rounding only).
 FP32_TOLERANCE = 1e-3
+# int8 agreement is measured on clean clips and on clips with white noise at this SNR.
+NOISY_SNR_DB = 10.0
 
 LABEL_ALIASES: dict[str, str] = {
     **{label: label for label in CANONICAL_LABELS},
@@ -78,10 +83,15 @@ class ReleaseOptions:
     force: bool = False
     seed: int = 0
     progress: bool = False
+    min_int8_agreement: float = MIN_INT8_AGREEMENT
 
     def check(self) -> None:
         if self.precision not in ("int8", "fp32"):
             raise ReleaseError(f"precision must be int8 or fp32, got {self.precision!r}")
+        if not 0.0 <= self.min_int8_agreement <= 1.0:
+            raise ReleaseError(
+                f"min_int8_agreement must be between 0 and 1, got {self.min_int8_agreement}"
+            )
         if self.quantization not in QUANTIZATIONS:
             raise ReleaseError(
                 f"unknown quantisation {self.quantization!r}; "
@@ -158,21 +168,20 @@ def release(
         fp32 = OnnxPredictor(tmp / "fp32")
         reference = TorchPredictor(model, labels, sample_rate, normalize)
         metrics: dict[str, Any] = {"fp32_vs_pytorch": check_fp32(reference, fp32)}
-        graph, quant = fp32_graph, None
-        if options.precision == "int8":
-            graph = quantize_int8(fp32_graph, tmp / "int8.onnx", options.quantization)
-            quant = _quant_record(options.quantization, fp32_graph)
         staged = tmp / "final"
+        graph, quant, evaluation = fp32_graph, None, None
+        if options.precision == "int8":
+            chosen = _choose_int8(model, fp32, examples, options, tmp, package)
+            graph, quant, evaluation = chosen.graph, chosen.record, chosen.evaluation
+            metrics["int8_vs_fp32"] = chosen.agreement
         package(graph, staged, options.precision)
         served = OnnxPredictor(staged)
-        evaluation = None
-        if examples:
+        if examples and evaluation is None:
             evaluation = evaluate(served, examples, seed=options.seed, progress=options.progress)
+        if evaluation is not None:
             metrics.update(evaluation.brief())
             metrics["eval_data"] = str(options.eval_data)
             metrics["eval_split"] = options.eval_split
-        if options.precision == "int8":
-            metrics["int8_vs_fp32"] = _int8_agreement(fp32, served, examples, evaluation, options)
         provenance = _provenance(source, options, quant, extra_provenance)
         manifest = package(graph, staged, options.precision, metrics=metrics, provenance=provenance)
         if evaluation is not None:
@@ -195,6 +204,77 @@ def check_fp32(reference: TorchPredictor, fp32: OnnxPredictor) -> dict[str, floa
     return {"max_abs_logit_error": result["max_abs_logit_error"], "n": result["n"]}
 
 
+@dataclass
+class _Int8:
+    graph: Path
+    record: dict[str, Any]
+    agreement: dict[str, Any]
+    evaluation: Evaluation | None
+
+
+def _choose_int8(
+    model: PreTrainedModel,
+    fp32: OnnxPredictor,
+    examples: list[Any],
+    options: ReleaseOptions,
+    tmp: Path,
+    package: Any,
+) -> _Int8:
+    """The asked-for recipe if it is accurate enough, else the fallback (recorded, with why)."""
+    candidates = [options.quantization]
+    if options.quantization != FALLBACK_QUANTIZATION:
+        candidates.append(FALLBACK_QUANTIZATION)
+    rejected: list[dict[str, str]] = []
+    for name in candidates:
+        last = name == candidates[-1]
+        try:
+            source = export_for(model, tmp / f"fp32-{name}.onnx", name, fp32.sample_rate_hz)
+        except ValueError as exc:
+            if last:
+                raise ReleaseError(f"cannot quantise with {name!r}: {exc}") from exc
+            rejected.append({"recipe": name, "reason": str(exc)})
+            continue
+        rewrite_error = None
+        if QUANTIZATIONS[name].conv_as_matmul:
+            rewrite_error = _check_rewrite(fp32, source, tmp / f"fp32-{name}", package)
+        graph = quantize_int8(source, tmp / f"{name}.onnx", name)
+        package(graph, tmp / name, "int8")
+        served = OnnxPredictor(tmp / name)
+        evaluation = None
+        if examples:
+            evaluation = evaluate(served, examples, seed=options.seed, progress=options.progress)
+        result = _int8_agreement(fp32, served, examples, evaluation, options)
+        worst = min(result["top1_agreement"], result["noisy"]["top1_agreement"])
+        if worst >= options.min_int8_agreement or last:
+            record = {**_quant_record(name, source), "rejected": rejected}
+            if rewrite_error is not None:
+                record["rewrite_max_abs_logit_error"] = rewrite_error
+            return _Int8(graph, record, result, evaluation)
+        rejected.append(
+            {
+                "recipe": name,
+                "reason": f"int8 agrees with fp32 on {worst:.4f} of clips "
+                f"(clean or {NOISY_SNR_DB:g} dB), below {options.min_int8_agreement}",
+            }
+        )
+    raise AssertionError("unreachable: the last candidate always returns")
+
+
+def _check_rewrite(fp32: OnnxPredictor, source: Path, where: Path, package: Any) -> float:
+    """The rewritten float graph computes what the plain one does (float rounding only)."""
+    package(source, where, "fp32")
+    rewritten = OnnxPredictor(where)
+    clips = probe_audio(fp32.sample_rate_hz)
+    expected = np.stack([fp32.logits(c) for c in clips])
+    result = agreement(expected, np.stack([rewritten.logits(c) for c in clips]))
+    if result["max_abs_logit_error"] > FP32_TOLERANCE * max(1.0, float(np.abs(expected).max())):
+        raise ReleaseError(
+            f"the convolutions rewritten as MatMul change the fp32 logits by "
+            f"{result['max_abs_logit_error']:.3g}; the rewrite is wrong"
+        )
+    return result["max_abs_logit_error"]
+
+
 def _int8_agreement(
     fp32: OnnxPredictor,
     served: OnnxPredictor,
@@ -202,13 +282,31 @@ def _int8_agreement(
     evaluation: Evaluation | None,
     options: ReleaseOptions,
 ) -> dict[str, Any]:
+    """int8 against fp32 on the same clips, clean and with white noise at NOISY_SNR_DB."""
     if evaluation is not None:
-        reference = collect_logits(fp32, examples, None, options.seed)
-        return {**agreement(reference, evaluation.clean_logits), "inputs": "eval set (clean)"}
+        clean = collect_logits(fp32, examples, None, options.seed)
+        noisy_fp32 = collect_logits(fp32, examples, NOISY_SNR_DB, options.seed)
+        noisy_int8 = evaluation.logits_by_snr[f"{NOISY_SNR_DB:g}"]
+        return {
+            **agreement(clean, evaluation.clean_logits),
+            "noisy": {**agreement(noisy_fp32, noisy_int8), "snr_db": NOISY_SNR_DB},
+            "inputs": "eval set",
+        }
     clips = probe_audio(fp32.sample_rate_hz)
-    reference = np.stack([fp32.logits(c) for c in clips])
-    candidate = np.stack([served.logits(c) for c in clips])
-    return {**agreement(reference, candidate), "inputs": "synthetic probe clips (no --eval data)"}
+    rng = np.random.default_rng(options.seed)
+    noisy_clips = [add_noise(c, NOISY_SNR_DB, rng) for c in clips]
+
+    def logits(predictor: OnnxPredictor, audio: list[np.ndarray]) -> np.ndarray:
+        return np.stack([predictor.logits(c) for c in audio])
+
+    return {
+        **agreement(logits(fp32, clips), logits(served, clips)),
+        "noisy": {
+            **agreement(logits(fp32, noisy_clips), logits(served, noisy_clips)),
+            "snr_db": NOISY_SNR_DB,
+        },
+        "inputs": "synthetic probe clips (no --eval data)",
+    }
 
 
 def _quant_record(name: str, fp32_graph: Path) -> dict[str, Any]:
@@ -218,6 +316,7 @@ def _quant_record(name: str, fp32_graph: Path) -> dict[str, Any]:
         "op_types": list(quant.op_types),
         "nodes_excluded": [first_conv_name(fp32_graph)] if quant.exclude_first_conv else [],
         "per_channel": quant.per_channel,
+        "conv_as_matmul": quant.conv_as_matmul,
     }
 
 

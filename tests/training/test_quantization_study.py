@@ -21,6 +21,7 @@ def test_study_compares_every_recipe_with_fp32(tone_checkpoint: tuple[Path, Path
         "matmul-conv",
         "matmul-conv-all",
         "matmul-perchannel",
+        "convmm",
     ]
     fp32 = rows[0]
     assert fp32["clean"]["top1_agreement"] == 1.0
@@ -30,8 +31,10 @@ def test_study_compares_every_recipe_with_fp32(tone_checkpoint: tuple[Path, Path
             assert row[condition]["n"] == 4
             assert 0.0 <= row[condition]["top1_agreement"] <= 1.0
             assert row[condition]["max_abs_logit_error"] > 0.0
-    # Every recipe shrinks the graph (by how much depends on the model's size).
-    assert all(r["size_bytes"] < fp32["size_bytes"] for r in rows[1:])
+    # Every recipe on the plain graph shrinks it (by how much depends on the model's size).
+    # convmm quantises a rewritten graph whose slicing constants outweigh a tiny model's
+    # convolution weights, so it is not smaller here (it is on wav2vec2-base: BENCHMARKS.md).
+    assert all(r["size_bytes"] < fp32["size_bytes"] for r in rows[1:] if r["recipe"] != "convmm")
     rendered = table(rows)
     assert rendered.count("\n") == len(rows) + 1
     assert "| matmul-conv |" in rendered

@@ -51,28 +51,35 @@ def test_int8_export_with_evaluation_records_agreement(
 ) -> None:
     checkpoint, split = tone_checkpoint
     out = tmp_path / "int8"
-    released = release(checkpoint, out, ReleaseOptions(eval_data=split, eval_split="test"))
+    options = ReleaseOptions(eval_data=split, eval_split="test", min_int8_agreement=0.0)
+    released = release(checkpoint, out, options)
     manifest = read_manifest(out)
     assert manifest == released.manifest
     assert manifest.graph.precision == "int8"
     assert manifest.labels == ("happy", "sad")
     metrics = manifest.metrics
     agreement = metrics["int8_vs_fp32"]
-    assert agreement["n"] == 8
-    assert agreement["inputs"] == "eval set (clean)"
-    assert 0.0 <= agreement["top1_agreement"] <= 1.0
-    assert 0.0 <= agreement["mean_abs_logit_error"] <= agreement["max_abs_logit_error"]
+    assert agreement["n"] == agreement["noisy"]["n"] == 8
+    assert agreement["inputs"] == "eval set"
+    assert agreement["noisy"]["snr_db"] == 10.0
+    for measured in (agreement, agreement["noisy"]):
+        assert 0.0 <= measured["top1_agreement"] <= 1.0
+        assert 0.0 <= measured["mean_abs_logit_error"] <= measured["max_abs_logit_error"]
     assert metrics["eval_split"] == "test"
     assert set(metrics["accuracy_by_snr_db"]) == {"clean", "20", "10", "5"}
     assert metrics["accuracy"] >= 0.75  # the tone task is easy
     provenance = manifest.provenance
     assert provenance["source"] == str(checkpoint)
-    assert provenance["quantization"] == {
-        "name": "matmul",
-        "op_types": ["MatMul"],
-        "nodes_excluded": [],
-        "per_channel": False,
-    }
+    quantization = provenance["quantization"]
+    assert quantization["name"] == "convmm", quantization["rejected"]
+    assert quantization["conv_as_matmul"] is True
+    assert quantization["rejected"] == []
+    assert quantization["rewrite_max_abs_logit_error"] < 1e-4
+    # Float Convs left: the first (waveform) encoder layer and the transformer's positional
+    # convolution; the six other encoder layers became MatMuls.
+    ops = [n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node]
+    assert ops.count("Conv") == 2
+    assert ops.count("MatMulInteger") > 7
     assert provenance["training"]["from_config"].endswith("config.json")
     assert provenance["validation"]["best_epoch"] >= 1
     assert (out / "MODEL_CARD.md").read_text().startswith("# ")
@@ -131,6 +138,36 @@ def test_conv_quantisation_variants(
     OnnxClassifier(out)
 
 
+def test_an_inaccurate_recipe_falls_back_and_says_why(
+    tmp_path: Path, tone_checkpoint: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from training import release as release_module
+
+    measure = release_module._int8_agreement
+    seen: list[int] = []
+
+    def convmm_disagrees(*args: object, **kwargs: object) -> dict[str, object]:
+        result = measure(*args, **kwargs)  # type: ignore[arg-type]
+        seen.append(1)
+        if len(seen) == 1:  # the first candidate, convmm, on the noisy clips only
+            result["noisy"] = {**result["noisy"], "top1_agreement": 0.98}
+        return result
+
+    monkeypatch.setattr(release_module, "_int8_agreement", convmm_disagrees)
+    checkpoint, _ = tone_checkpoint
+    out = tmp_path / "fallback"
+    manifest = release(checkpoint, out, ReleaseOptions(min_int8_agreement=0.99)).manifest
+    quantization = manifest.provenance["quantization"]
+    assert quantization["name"] == "matmul"
+    assert quantization["conv_as_matmul"] is False
+    [rejected] = quantization["rejected"]
+    assert rejected["recipe"] == "convmm"
+    assert "0.9800" in rejected["reason"] and "below 0.99" in rejected["reason"]
+    ops = [n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node]
+    assert ops.count("Conv") == 8  # seven encoder convolutions and the positional one
+    assert len(seen) == 2
+
+
 def test_export_refuses_a_graph_that_does_not_match_pytorch(
     tmp_path: Path, tone_checkpoint: tuple[Path, Path]
 ) -> None:
@@ -147,6 +184,8 @@ def test_bad_release_inputs(tmp_path: Path, tone_checkpoint: tuple[Path, Path]) 
     checkpoint, split = tone_checkpoint
     with pytest.raises(ReleaseError, match="precision must be int8 or fp32, got 'fp16'"):
         release(checkpoint, tmp_path / "x", ReleaseOptions(precision="fp16"))
+    with pytest.raises(ReleaseError, match="min_int8_agreement must be between 0 and 1"):
+        release(checkpoint, tmp_path / "x", ReleaseOptions(min_int8_agreement=1.5))
     with pytest.raises(ReleaseError, match="unknown quantisation 'everything'"):
         release(checkpoint, tmp_path / "x", ReleaseOptions(quantization="everything"))
     with pytest.raises(ReleaseError, match="cannot load an audio-classification model"):
@@ -220,3 +259,81 @@ def test_manifest_metrics_are_plain_json(
     raw = json.loads((tmp_path / "m" / "manifest.json").read_text())
     assert raw["metrics"]["eval_split"] == "val"
     assert raw["metrics"]["n"] == 12
+
+
+# The two published checkpoints the docs name, as their configs label them: the prototype's
+# (folder names of the Kaggle compilation, sorted, as the Trainer's ClassLabel made them) and
+# SUPERB's emotion recognition model (IEMOCAP's four codes, in its order).
+PROTOTYPE_LABELS = ("Angry", "Disgusted", "Fearful", "Happy", "Neutral", "Sad")
+SUPERB_LABELS = ("neu", "hap", "ang", "sad")
+
+
+@pytest.mark.parametrize(
+    ("layout", "expected"),
+    [
+        (PROTOTYPE_LABELS, ("angry", "disgust", "fearful", "happy", "neutral", "sad")),
+        (SUPERB_LABELS, ("neutral", "happy", "angry", "sad")),
+    ],
+)
+def test_import_maps_the_published_checkpoints_label_layouts(
+    tmp_path: Path, layout: tuple[str, ...], expected: tuple[str, ...]
+) -> None:
+    """A stand-in directory with the checkpoint's label layout imports to canonical names in
+    the graph's own output order, and the served scores follow that order."""
+    from training.tiny import tiny_model
+
+    source = tmp_path / "stand-in"
+    model = tiny_model(layout, seed=3)
+    model.save_pretrained(source)
+    released = release(
+        source, tmp_path / "served", ReleaseOptions(precision="fp32"), map_labels=True
+    )
+    assert released.manifest.labels == expected
+    assert set(expected) <= {"neutral", "happy", "sad", "angry", "fearful", "disgust"}
+    classifier = OnnxClassifier(tmp_path / "served")
+    clip = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
+    with torch.no_grad():
+        reference = model(input_values=torch.from_numpy(zero_mean_unit_var(clip))[None]).logits[0]
+    np.testing.assert_allclose(classifier.logits(clip), reference.numpy(), atol=1e-3)
+    # Each served label is the checkpoint's label at the same index.
+    config = json.loads((source / "config.json").read_text())
+    assert [config["id2label"][str(i)] for i in range(len(layout))] == list(layout)
+
+
+def test_import_through_the_cli_keeps_the_hub_loading_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`emostream import HUB_ID` hands the id to Transformers' from_pretrained unchanged (here
+    answered from a local stand-in, since no hub is reachable)."""
+    import transformers
+    from transformers import Wav2Vec2FeatureExtractor
+
+    from server.cli import main as cli_main
+    from training.tiny import tiny_model
+
+    stand_in = tmp_path / "hub-copy"
+    tiny_model(PROTOTYPE_LABELS, seed=4).save_pretrained(stand_in)
+    Wav2Vec2FeatureExtractor(sampling_rate=16000, do_normalize=True).save_pretrained(stand_in)
+    asked: list[str] = []
+
+    def answer_from(cls: type) -> None:
+        real = cls.from_pretrained
+
+        def from_hub(name: str, *args: object, **kwargs: object) -> object:
+            asked.append(name)
+            hub_id = "antonjaragon/emotions_6_classes_small"
+            return real(str(stand_in) if name == hub_id else name, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "from_pretrained", from_hub)
+
+    answer_from(transformers.AutoModelForAudioClassification)
+    answer_from(transformers.AutoFeatureExtractor)
+    out = tmp_path / "emotions-6"
+    code = cli_main(
+        ["import", "antonjaragon/emotions_6_classes_small", "--out", str(out), "--no-progress"]
+    )
+    assert code == 0
+    assert asked and set(asked) == {"antonjaragon/emotions_6_classes_small"}
+    manifest = read_manifest(out)
+    assert manifest.labels == ("angry", "disgust", "fearful", "happy", "neutral", "sad")
+    assert manifest.provenance["source"] == "antonjaragon/emotions_6_classes_small"
