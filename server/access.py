@@ -91,6 +91,11 @@ def _is_ip(text: str) -> bool:
     return True
 
 
+def address_in(address: str | None, networks: list[IpNetwork]) -> bool:
+    """Whether ``address`` is an IP address within one of ``networks``."""
+    return address is not None and _is_trusted(address, networks)
+
+
 def _is_trusted(address: str, trusted: list[IpNetwork]) -> bool:
     try:
         ip = ipaddress.ip_address(address)

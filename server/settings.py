@@ -97,6 +97,14 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     trusted_proxies: Annotated[list[IpNetwork], NoDecode] = Field(default_factory=list)
+    # Peers (the direct one, never X-Forwarded-For) that may reach /admin/*: loopback, so
+    # an operator calls it from inside the container or pod, never through the edge.
+    admin_networks: Annotated[list[IpNetwork], NoDecode] = Field(
+        default_factory=lambda: [
+            ipaddress.ip_network("127.0.0.0/8"),
+            ipaddress.ip_network("::1/128"),
+        ]
+    )
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -123,7 +131,7 @@ class Settings(BaseSettings):
     def _origins(cls, value: object) -> object:
         return _split_csv(value)
 
-    @field_validator("trusted_proxies", mode="before")
+    @field_validator("trusted_proxies", "admin_networks", mode="before")
     @classmethod
     def _proxies(cls, value: object) -> object:
         items = _split_csv(value)
