@@ -123,7 +123,7 @@ class Session:
         await self._closed.wait()
 
     async def run(self) -> Ending:
-        """The one place where the session ends: how is the reader's or the writer's answer."""
+        """The one place where the session ends; how comes from the reader or the writer."""
         reader = asyncio.create_task(self._read(), name=f"session-{self.id}-reader")
         writer = asyncio.create_task(self._write(), name=f"session-{self.id}-writer")
         ending: Ending = Gone()
