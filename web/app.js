@@ -110,6 +110,7 @@ const SPEECH_TEXT = { off: "Microphone off", listening: "Listening", speaking: "
 
 function changed(what) {
   if (what === "speech" || what === "mode") renderSpeech();
+  if (what === "mode") listSessions();
   if (what === "results" || what === "partial" || what === "mode" || what === "ready") render();
   if (what === "results") persist();
 }
@@ -197,8 +198,14 @@ function storageFailed(error) {
 
 async function listSessions() {
   if (!saved.archive) return;
-  const rows = (await saved.archive.list()).map(describe);
-  renderSessions(els.sessions, rows, saved.archive.currentId(), { open: openSession, export: exportSession, remove: deleteSession });
+  let rows;
+  try {
+    rows = (await saved.archive.list()).map(describe);
+  } catch (error) {
+    storageFailed(error);
+    return;
+  }
+  renderSessions(els.sessions, rows, saved.archive.currentId(), { open: openSession, export: exportSession, remove: deleteSession }, state.mode !== "idle");
 }
 
 function restore(record) {
