@@ -377,6 +377,64 @@ def test_browser_origin_allow_list(make_client: Any, origin: str, allowed: bool)
     assert "origin" in messages[0]["message"]
 
 
+@pytest.mark.parametrize(
+    ("headers", "refused"),
+    [
+        ({"Host": "evil.example", "Origin": "http://evil.example"}, "host"),  # DNS rebinding
+        ({"Host": "evil.example"}, "host"),
+        ({"Host": "emo.example.com", "Origin": "http://evil.example"}, "origin"),
+        # Behind Caddy (X-Forwarded-Proto: https) the site's own pages are https.
+        (
+            {
+                "Host": "emo.example.com",
+                "Origin": "http://emo.example.com",
+                "X-Forwarded-Proto": "https",
+            },
+            "origin",
+        ),
+        (
+            {
+                "Host": "emo.example.com",
+                "Origin": "https://emo.example.com",
+                "X-Forwarded-Proto": "https",
+            },
+            None,
+        ),
+        ({"Host": "emo.example.com"}, None),
+    ],
+)
+def test_configured_hosts_refuse_a_rebinding_page(
+    make_client: Any, headers: dict[str, str], refused: str | None
+) -> None:
+    client = make_client(allowed_hosts="emo.example.com")
+    with client.websocket_connect("/v1/stream", headers=headers) as ws:
+        if refused is None:
+            assert json.loads(ws.receive_text())["type"] == "ready"
+            return
+        messages, code = collect(ws)
+    assert code == 1008 and messages[0]["code"] == "unauthorized"
+    assert messages[0]["message"].startswith(refused)
+
+
+def test_configured_hosts_refuse_http_requests_for_other_hosts(make_client: Any) -> None:
+    client = make_client(allowed_hosts="emo.example.com")
+    for path in ("/", "/v1/model"):
+        reply = client.get(path, headers={"Host": "evil.example"})
+        assert reply.status_code == 400
+        assert reply.json()["error"]["code"] == "bad_request"
+        assert "'evil.example' is not served here" in reply.json()["error"]["message"]
+        assert client.get(path, headers={"Host": "emo.example.com"}).status_code == 200
+    upload = client.post(
+        "/v1/classify",
+        content=b"RIFF",
+        headers={"Host": "evil.example", "content-type": "audio/wav"},
+    )
+    assert upload.status_code == 400 and "not served here" in upload.text
+    # Probes and scrapes come by address.
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert client.get(path, headers={"Host": "10.1.2.3:8000"}).status_code == 200
+
+
 def test_inference_failure_reports_internal_and_stream_goes_on(
     make_client: Any, tiny_model_dir: Path, three_utterances: np.ndarray
 ) -> None:
