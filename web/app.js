@@ -3,7 +3,7 @@
 import { ArchiveError, describe, newRecord, SessionArchive } from "./archive.js";
 import { describeSettings, listMicrophones, MicrophoneError, startCapture } from "./capture.js";
 import { ScoreChart } from "./chart.js";
-import { parseModel } from "./protocol.js";
+import { interimMsFrom, parseModel } from "./protocol.js";
 import { SessionResults } from "./results.js";
 import { PageState, RATE_HZ } from "./state.js";
 import { LiveStream } from "./stream.js";
@@ -34,7 +34,7 @@ const els = {
 
 const params = new URLSearchParams(location.search);
 const token = params.get("token") || null;
-const interimMs = /^\d+$/.test(params.get("interim_ms") ?? "") ? Number(params.get("interim_ms")) : DEFAULT_INTERIM_MS;
+const interimMs = interimMsFrom(params.get("interim_ms"), DEFAULT_INTERIM_MS);
 
 const state = new PageState({ onChange: (what) => changed(what) });
 // What is not page state but the page's connections to the outside: one of each at a time.
