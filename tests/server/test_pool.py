@@ -408,7 +408,9 @@ def test_readyz_stays_200_while_the_pool_is_full(
 ) -> None:
     log: list[tuple[str, int]] = []
     recorder = Recorder(read_manifest(tiny_model_dir), log)
-    client = make_client(loader=lambda path: recorder, workers=1, queue_size=0)
+    client = make_client(
+        loader=lambda path: recorder, workers=1, queue_size=0, early_endpoint=False
+    )
     with client.websocket_connect("/v1/stream?sample_rate=16000") as ws:
         ws.receive_text()
         send_audio(ws, to_pcm16(one_utterance))
