@@ -6,8 +6,10 @@ later. This starts that segment's classification at once, at the pool's lowest
 (``provisional``) priority and only while no work waits for a worker, so it never
 delays or displaces a final. When the final segment arrives with the same bounds (the
 same audio), its result is the early one, delivered as soon as the segment is known;
-when voice comes back, the bounds change or the early job was refused, the early work
-is discarded and the final is classified as usual.
+when voice comes back, the bounds change, the early job was refused, or it is still
+waiting for a worker when the final arrives (it must not hold the final back behind other
+work at the lowest priority), the early work is discarded and the final is classified as
+usual, at final priority.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class EarlyEnd:
         self._stream = stream
         self._bounds: tuple[int, int] | None = None
         self._task: Early | None = None
+        self._started = asyncio.Event()  # a worker has taken the current early job
 
     def update(self, tentative: vad.InProgress | None) -> None:
         """After each piece of audio: start, keep or withdraw the early classification."""
@@ -46,15 +49,18 @@ class EarlyEnd:
         if self._pool.waiting:  # only when capacity is free
             return
         self._bounds = bounds
+        self._started = asyncio.Event()  # a new one: the withdrawn job may still start
         audio = to_float(tentative.audio)  # the one copy: the segmenter reuses its buffer
-        self._task = asyncio.create_task(self._classify(audio), name=f"early-{self._stream}")
+        self._task = asyncio.create_task(
+            self._classify(audio, self._started), name=f"early-{self._stream}"
+        )
 
     def take(self, segment: vad.Segment) -> Early | None:
         """The early classification of ``segment`` if it is the one started; otherwise
         None, and any early work is discarded. Either way nothing early is left."""
-        task, bounds = self._task, self._bounds
+        task, bounds, started = self._task, self._bounds, self._started.is_set()
         self._task = self._bounds = None
-        if task is not None and bounds == (segment.start_sample, segment.end_sample):
+        if task is not None and started and bounds == (segment.start_sample, segment.end_sample):
             return task
         if task is not None:
             task.cancel()
@@ -70,13 +76,14 @@ class EarlyEnd:
             self._task.cancel()
         self._task = self._bounds = None
 
-    async def _classify(self, audio: Audio) -> Prediction | None:
+    async def _classify(self, audio: Audio, started: asyncio.Event) -> Prediction | None:
         try:
             return await self._pool.classify(
                 model_rate(audio, self._pool),
                 priority="provisional",
                 client=self._client,
                 stream=self._stream,
+                on_start=started.set,
             )
         except Overloaded:
             return None

@@ -62,6 +62,7 @@ class _Job:
     seq: int = field(default=0)
     running: bool = False
     abandoned: bool = False  # its caller gave up while it ran
+    on_start: Callable[[], None] | None = None
 
 
 class _FairQueue:
@@ -200,11 +201,13 @@ class InferencePool:
         priority: Priority = "final",
         client: str = "",
         stream: str = "",
+        on_start: Callable[[], None] | None = None,
     ) -> Prediction:
         """Classify ``audio`` as work of ``priority`` for ``stream`` of ``client`` (an address).
 
         Raises ``Overloaded`` when refused or displaced, ``InferenceFailed`` when the model
         fails. Cancelling the call gives up the job's place if it has not started.
+        ``on_start`` is called (on the event loop) when a worker takes the job.
         """
         if priority not in PRIORITIES:
             raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, got {priority!r}")
@@ -218,6 +221,7 @@ class InferencePool:
             stream,
             time.monotonic(),
             loop.create_future(),
+            on_start=on_start,
         )
         self._admit(job)
         self._dispatch()
@@ -285,6 +289,8 @@ class InferencePool:
             ).inc()
             self._running[job.rank] += 1
             job.running = True
+            if job.on_start is not None:
+                job.on_start()
             future = self._executor.submit(self._run, classifier, job.audio)
             future.add_done_callback(self._on_done(job))
         self._publish_depth()

@@ -17,15 +17,29 @@ from server.pool import InferenceFailed, Overloaded
 
 
 class FakePool:
+    """Each job is taken by a worker at once (``on_start``), unless ``workers_free`` is cleared."""
+
     def __init__(self, waiting: int = 0, fail: Exception | None = None) -> None:
         self.waiting = waiting
         self.fail = fail
         self.calls: list[tuple[int, str]] = []
         self.gate = asyncio.Event()
+        self.workers_free = asyncio.Event()
+        self.workers_free.set()
         self.classifier = SimpleNamespace(manifest=SimpleNamespace(sample_rate=16000))
 
-    async def classify(self, audio: np.ndarray, *, priority: str, client: str, stream: str) -> Any:
+    async def classify(
+        self,
+        audio: np.ndarray,
+        *,
+        priority: str,
+        client: str,
+        stream: str,
+        on_start: Callable[[], None],
+    ) -> Any:
         self.calls.append((audio.size, priority))
+        await self.workers_free.wait()
+        on_start()
         await self.gate.wait()
         if self.fail is not None:
             raise self.fail
@@ -68,6 +82,33 @@ async def test_the_early_result_is_used_for_the_same_segment() -> None:
 
 
 @in_loop
+async def test_an_early_job_still_waiting_for_a_worker_does_not_hold_the_final_back() -> None:
+    pool = FakePool()
+    pool.workers_free.clear()  # the early job waits behind other work
+    early = EarlyEnd(pool, client="c", stream="s")  # type: ignore[arg-type]
+    early.update(tentative(100, 9000))
+    await asyncio.sleep(0)
+    waiting = early._task
+    assert waiting is not None and pool.calls == [(8900, "provisional")]
+    assert early.take(segment(100, 9000)) is None  # the final goes the usual way
+    await asyncio.sleep(0)
+    assert waiting.cancelled()
+
+
+@in_loop
+async def test_a_withdrawn_job_that_starts_late_does_not_count_for_the_next() -> None:
+    pool = FakePool()
+    pool.workers_free.clear()
+    early = EarlyEnd(pool, client="c", stream="s")  # type: ignore[arg-type]
+    early.update(tentative(0, 9000))
+    await asyncio.sleep(0)
+    early.update(tentative(0, 12000))  # other bounds: the first is withdrawn, a second starts
+    await asyncio.sleep(0)
+    assert len(pool.calls) == 2
+    assert early.take(segment(0, 12000)) is None  # the second has not started either
+
+
+@in_loop
 async def test_voice_coming_back_or_other_bounds_discard_the_early_work() -> None:
     pool = FakePool()
     early = EarlyEnd(pool, client="c", stream="s")  # type: ignore[arg-type]
@@ -102,6 +143,7 @@ async def test_a_refused_or_failed_early_job_gives_none(fault: Exception) -> Non
     pool = FakePool(fail=fault)
     early = EarlyEnd(pool, client="c", stream="s")  # type: ignore[arg-type]
     early.update(tentative(0, 9000))
+    await asyncio.sleep(0)  # a worker takes it
     task = early.take(segment(0, 9000))
     assert task is not None
     pool.gate.set()
