@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     min_segment_ms: int = _VAD.min_segment_ms
     # A Silero ONNX file elsewhere than the pinned package's (it must still be that file).
     vad_model_path: Path | None = None
+    # Classify an utterance's last segment as its silence begins (server/early.py).
+    early_endpoint: bool = True
 
     # Limits
     max_connections: int = Field(default=200, ge=1, le=100_000)

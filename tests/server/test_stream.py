@@ -441,7 +441,10 @@ def test_inference_failure_reports_internal_and_stream_goes_on(
     def loader(path: Path) -> ScriptedClassifier:
         return ScriptedClassifier(OnnxClassifier(path), fail_calls={1})
 
-    _, messages, code = stream_all(make_client(loader=loader), three_utterances)
+    # Without the early endpoint: its own calls would shift the scripted failure, and a
+    # failed early job falls back to classifying the final (tests/server/test_early.py).
+    client = make_client(loader=loader, early_endpoint=False)
+    _, messages, code = stream_all(client, three_utterances)
     assert code == 1000
     found = outcomes(messages)
     assert [o["type"] for o in found] == ["result", "skipped", "result"]
@@ -547,7 +550,9 @@ def test_queue_deadline_skips_overloaded(
         holder["c"] = ScriptedClassifier(OnnxClassifier(path))
         return holder["c"]
 
-    client = make_client(loader=loader, workers=1, queue_size=4, queue_timeout_ms=200)
+    client = make_client(
+        loader=loader, workers=1, queue_size=4, queue_timeout_ms=200, early_endpoint=False
+    )
     holder["c"].gate = gate
     timer = threading.Timer(1.0, gate.set)
     timer.start()
@@ -604,7 +609,7 @@ def test_client_disconnect_mid_utterance_releases_the_session(
 def test_metrics_count_connections_segments_and_inference(
     make_client: Any, three_utterances: np.ndarray
 ) -> None:
-    client = make_client()
+    client = make_client(early_endpoint=False)  # early work would add inferences
     stream_all(client, three_utterances)
     text = client.get("/metrics").text
     assert 'emostream_connections_total{outcome="accepted"} 1.0' in text
@@ -655,3 +660,43 @@ def test_the_browser_app_is_served_at_the_root(make_client: Any) -> None:
     reply = make_client().get("/")
     assert reply.status_code == 200 and "text/html" in reply.headers["content-type"]
     assert make_client().get("/no-such-file.js").status_code == 404
+
+
+def test_early_endpoint_gives_the_same_results_and_is_used(
+    make_client: Any, three_utterances: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from server.early import EarlyEnd
+
+    client = make_client()
+    monkeypatch.setattr(EarlyEnd, "update", lambda self, tentative: None)
+    _, without, _ = stream_all(client, three_utterances)
+    monkeypatch.undo()
+    used: list[bool] = []
+    take = EarlyEnd.take
+
+    def counting_take(self: EarlyEnd, segment: Any) -> Any:
+        task = take(self, segment)
+        used.append(task is not None)
+        return task
+
+    monkeypatch.setattr(EarlyEnd, "take", counting_take)
+    _, with_early, _ = stream_all(client, three_utterances)
+
+    def results(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in m.items() if k != "latency_ms"} for m in outcomes(messages)]
+
+    assert results(with_early) == results(without)  # the same audio, so the same scores
+    assert any(used)  # at least one utterance's last segment was classified early
+    assert len(used) == len(outcomes(with_early))
+
+
+def test_early_work_is_discarded_when_voice_comes_back(make_client: Any) -> None:
+    # A 300 ms pause inside the utterance: the early end appears in it (after the 100 ms
+    # post-padding) and is withdrawn when the voice resumes before the 400 ms hangover.
+    first, second = espeak("Well then"), espeak("we shall see.")
+    talk = np.concatenate([silence(0.5), first, silence(0.3), second, silence(1.2)])
+    _, messages, _ = stream_all(make_client(), talk)
+    found = outcomes(messages)
+    starts = [m for m in messages if m["type"] == "speech_start"]
+    assert len(starts) == 1
+    assert found[-1]["end_ms"] >= 500 + (first.size + second.size) * 1000 // 16000 + 300 - 100

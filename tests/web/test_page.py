@@ -159,6 +159,11 @@ def test_a_reload_during_and_after_a_session_keeps_every_result(
         expect(page.locator("#segments-body tr").nth(1)).to_be_attached(timeout=30_000)
         shown = page_rows(page)
         page.wait_for_function(SAVED_AT_LEAST, arg=len(shown), timeout=10_000)
+        # while capturing, the shown session cannot be switched or deleted
+        current = page.locator("#sessions li[data-current='true']")
+        expect(current.get_by_role("button", name=re.compile("^Open "))).to_be_disabled()
+        expect(current.get_by_role("button", name=re.compile("^Delete "))).to_be_disabled()
+        expect(current.get_by_role("button", name=re.compile("^Export "))).to_be_enabled()
 
         # a reload while capturing asks first, then keeps what was shown
         page.reload()
