@@ -17,7 +17,9 @@ from pathlib import Path
 import psutil
 
 HOST = "127.0.0.1"
-READY_MARKERS = ("Application startup complete", "Running on http")
+# uvicorn binds its socket after the lifespan startup, so "Application startup complete"
+# comes before the port listens: wait for its "Uvicorn running on" line (Flask: "Running on").
+READY_MARKERS = ("Uvicorn running on", "Running on http")
 START_TIMEOUT_S = 180.0
 # What ``emostream serve`` does, without its argument parser (settings come from EMOSTREAM_*).
 SERVE_OURS = (

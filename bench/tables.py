@@ -154,13 +154,19 @@ def partials_note(partials: dict[str, Any] | None) -> str:
 
 def vad_cost(data: dict[str, Any]) -> str:
     rows = [
-        [f"{r['input_rate_hz']} Hz",
+        [r.get("detector", "webrtc"), f"{r['input_rate_hz']} Hz",
          f"{r['cpu_ms_per_audio_s']['median']:.2f} ({r['cpu_ms_per_audio_s']['min']:.2f}–"
          f"{r['cpu_ms_per_audio_s']['max']:.2f})",
          f"{r['streams_per_core']:.0f}", str(r["segments"])]
         for r in data["rows"]
     ]  # fmt: skip
-    head = ["client rate", "CPU ms per audio s (min–max)", "streams per core", "segments"]
+    head = [
+        "detector",
+        "client rate",
+        "CPU ms per audio s (min–max)",
+        "streams per core",
+        "segments",
+    ]
     return table(head, rows)
 
 

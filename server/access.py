@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
@@ -54,8 +54,19 @@ def _origin(text: str) -> tuple[str, tuple[str, int]] | None:
     return None if host_port is None else (scheme, host_port)
 
 
-def origin_allowed(origin: str | None, host: str | None, allowed: list[str], secure: bool) -> bool:
-    """No Origin (a non-browser client) passes; otherwise same origin or an allow-listed one."""
+def origin_allowed(
+    origin: str | None,
+    host: str | None,
+    allowed: list[str],
+    secure: bool,
+    hosts: Sequence[str] = (),
+) -> bool:
+    """No Origin (a non-browser client) passes; otherwise same origin or an allow-listed one.
+
+    The server's own origin is a configured host name when ``hosts`` is set, else whatever
+    the ``Host`` header says (which a DNS-rebinding page controls). On a TLS site
+    (``secure``) its own pages are https: a plain-http Origin is not one of them.
+    """
     if origin is None:
         return True
     parsed = _origin(origin)
@@ -63,12 +74,24 @@ def origin_allowed(origin: str | None, host: str | None, allowed: list[str], sec
         return False
     if any(parsed == _origin(entry) for entry in allowed):
         return True
+    scheme, host_port = parsed
+    if secure and scheme != "https":
+        return False
+    if hosts:
+        return host_port[0] in hosts and host_allowed(host, hosts)
     if host is None:
         return False
-    scheme, host_port = parsed
     own_scheme = "https" if secure else "http"
     # Behind a TLS proxy the upstream request is plain, so accept either scheme for the own host.
     return host_port in {_host_port(own_scheme, host), _host_port(scheme, host)}
+
+
+def host_allowed(host: str | None, hosts: Sequence[str]) -> bool:
+    """Whether a ``Host`` header names one of ``hosts`` (any port); True when none is set."""
+    if not hosts:
+        return True
+    host_port = None if host is None else _host_port("http", host)
+    return host_port is not None and host_port[0] in hosts
 
 
 def client_address(peer: str | None, forwarded_for: str | None, trusted: list[IpNetwork]) -> str:
@@ -89,6 +112,11 @@ def _is_ip(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def address_in(address: str | None, networks: list[IpNetwork]) -> bool:
+    """Whether ``address`` is an IP address within one of ``networks``."""
+    return address is not None and _is_trusted(address, networks)
 
 
 def _is_trusted(address: str, trusted: list[IpNetwork]) -> bool:

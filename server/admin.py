@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from server.access import bearer_token, token_matches
+from server.access import address_in, bearer_token, token_matches
 from server.connection import http_error, service_of
 from server.model import ModelError
 from server.upload import UploadError, read_limited
+
+log = logging.getLogger(__name__)
 
 ADMIN_BODY_BYTES = 64 * 1024
 
@@ -19,6 +22,10 @@ ADMIN_BODY_BYTES = 64 * 1024
 async def switch_model(request: Request) -> Response:
     """Body ``{"model_dir": "..."}``, or empty for the configured directory."""
     service = service_of(request)
+    peer = request.client.host if request.client else None
+    if not address_in(peer, service.settings.admin_networks):
+        # As if there were no such route: the public side learns nothing of it.
+        return http_error(404, "not_found", "no such endpoint")
     admin = service.settings.admin_token
     if admin is None:
         return http_error(
@@ -43,7 +50,8 @@ async def switch_model(request: Request) -> Response:
     try:
         manifest = await service.switch_model(target)
     except ModelError as exc:
-        return http_error(422, "bad_model", f"{exc}; still serving the previous model")
+        log.warning("model switch refused: %s", exc)
+        return http_error(422, "bad_model", f"{exc.public}; still serving the previous model")
     return JSONResponse({"model": manifest.public()})
 
 

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.responses import FileResponse, PlainTextResponse
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
@@ -16,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from server import api
 from server.admin import switch_model
+from server.connection import HostCheck
 from server.service import ClassifierLoader, Service
 from server.settings import Settings
 from server.stream import stream
@@ -82,6 +84,7 @@ def create_app(settings: Settings, loader: ClassifierLoader | None = None) -> St
             log.warning("web/node_modules/%s is missing: run scripts/setup.sh", missing)
         web = WebFiles(StaticFiles(directory=WEB_DIR, html=True), routes)
         routes.append(Mount("/", web, name="web"))
-    app = Starlette(routes=routes, lifespan=lifespan)
+    middleware = [Middleware(HostCheck, hosts=settings.allowed_hosts)]
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.service = service
     return app

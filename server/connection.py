@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from server.access import bearer_token, client_address, token_matches
+from server.access import bearer_token, client_address, host_allowed, token_matches
 from server.service import Service
 
 
@@ -34,3 +36,27 @@ def http_error(
 ) -> JSONResponse:
     body = {"error": {"code": code, "message": message}}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+class HostCheck:
+    """Refuses HTTP requests for a ``Host`` that is not one of the configured host names.
+
+    Health, readiness and metrics are asked for by address (orchestrators, Caddy's health
+    check, Prometheus) and admin only from internal peers: those paths are not checked.
+    The WebSocket endpoint checks the host itself, to answer with a protocol error.
+    """
+
+    UNCHECKED = ("/healthz", "/readyz", "/metrics", "/admin/")
+
+    def __init__(self, app: ASGIApp, hosts: list[str]) -> None:
+        self._app = app
+        self._hosts = hosts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self._hosts and not scope["path"].startswith(self.UNCHECKED):
+            host = Headers(scope=scope).get("host")
+            if not host_allowed(host, self._hosts):
+                message = f"host {(host or '')[:100]!r} is not served here"
+                await http_error(400, "bad_request", message)(scope, receive, send)
+                return
+        await self._app(scope, receive, send)

@@ -11,7 +11,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
-from server.model import Manifest, ModelError, read_manifest
+from server.model import Manifest, ModelError, read_model
 
 Audio = npt.NDArray[np.float32]
 Scores = npt.NDArray[np.float32]
@@ -98,16 +98,19 @@ class OnnxClassifier:
 
     def __init__(self, model_dir: Path, threads: ThreadOptions = ThreadOptions()) -> None:
         self.model_dir = model_dir
-        self.manifest = read_manifest(model_dir)
+        self.manifest, graph_bytes = read_model(model_dir)
         graph = model_dir / self.manifest.graph.file
         try:
             self._session = ort.InferenceSession(
-                str(graph),
+                graph_bytes,
                 sess_options=session_options(threads),
                 providers=["CPUExecutionProvider"],
             )
         except ORT_ERRORS as exc:
-            raise ModelError(f"ONNX Runtime cannot load {str(graph)!r}: {exc}") from exc
+            raise ModelError(
+                f"ONNX Runtime cannot load {str(graph)!r}: {exc}",
+                "ONNX Runtime cannot load its graph",
+            ) from exc
         self._check_io()
 
     def _check_io(self) -> None:

@@ -15,7 +15,18 @@ CANONICAL_LABELS = ("neutral", "happy", "sad", "angry", "fearful", "disgust")
 
 
 class ModelError(ValueError):
-    """A model directory that cannot be served; the message says what is wrong."""
+    """A model directory that cannot be served; the message says what is wrong.
+
+    ``public`` says it without naming any path, for answers to clients: whether a path
+    exists, is a directory or holds a manifest is not theirs to learn.
+    """
+
+    def __init__(self, message: str, public: str | None = None) -> None:
+        super().__init__(message)
+        self.public = message if public is None else public
+
+
+NOT_A_MODEL = "there is no readable model directory at that path"
 
 
 class _Strict(BaseModel):
@@ -91,17 +102,43 @@ def sha256_file(path: Path) -> str:
 
 def read_manifest(model_dir: Path) -> Manifest:
     """Read and check a model directory's manifest and graph checksum."""
+    manifest, graph_path = _checked_manifest(model_dir)
+    try:
+        actual = sha256_file(graph_path)
+    except OSError as exc:
+        raise ModelError(
+            f"graph file {str(graph_path)!r} cannot be read: {exc}", "its graph cannot be read"
+        ) from exc
+    _check_digest(manifest, graph_path, actual)
+    return manifest
+
+
+def read_model(model_dir: Path) -> tuple[Manifest, bytes]:
+    """The manifest and the graph's bytes, checked against its checksum: the caller loads
+    exactly the bytes that were verified (a file replaced in between cannot slip in)."""
+    manifest, graph_path = _checked_manifest(model_dir)
+    try:
+        graph = graph_path.read_bytes()
+    except OSError as exc:
+        raise ModelError(
+            f"graph file {str(graph_path)!r} cannot be read: {exc}", "its graph cannot be read"
+        ) from exc
+    _check_digest(manifest, graph_path, hashlib.sha256(graph).hexdigest())
+    return manifest, graph
+
+
+def _checked_manifest(model_dir: Path) -> tuple[Manifest, Path]:
     if not model_dir.is_dir():
-        raise ModelError(f"model directory {str(model_dir)!r} does not exist")
+        raise ModelError(f"model directory {str(model_dir)!r} does not exist", NOT_A_MODEL)
     manifest_path = model_dir / MANIFEST_FILE
     if not manifest_path.is_file():
-        raise ModelError(f"{str(manifest_path)!r} is missing")
+        raise ModelError(f"{str(manifest_path)!r} is missing", NOT_A_MODEL)
     try:
         raw = json.loads(manifest_path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ModelError(f"{str(manifest_path)!r} cannot be read: {exc}") from exc
+        raise ModelError(f"{str(manifest_path)!r} cannot be read: {exc}", NOT_A_MODEL) from exc
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{str(manifest_path)!r} is not valid JSON: {exc}") from exc
+        raise ModelError(f"{str(manifest_path)!r} is not valid JSON: {exc}", NOT_A_MODEL) from exc
     try:
         manifest = Manifest.model_validate(raw)
     except ValidationError as exc:
@@ -109,20 +146,26 @@ def read_manifest(model_dir: Path) -> Manifest:
             f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
             for err in exc.errors()
         )
-        raise ModelError(f"{str(manifest_path)!r} is not a valid manifest: {problems}") from exc
+        raise ModelError(
+            f"{str(manifest_path)!r} is not a valid manifest: {problems}",
+            f"its manifest is not valid: {problems}",
+        ) from exc
     graph_path = model_dir / manifest.graph.file
     if not graph_path.is_file():
-        raise ModelError(f"graph file {str(graph_path)!r} named by the manifest is missing")
-    try:
-        actual = sha256_file(graph_path)
-    except OSError as exc:
-        raise ModelError(f"graph file {str(graph_path)!r} cannot be read: {exc}") from exc
+        raise ModelError(
+            f"graph file {str(graph_path)!r} named by the manifest is missing",
+            "the graph file its manifest names is missing",
+        )
+    return manifest, graph_path
+
+
+def _check_digest(manifest: Manifest, graph_path: Path, actual: str) -> None:
     if actual != manifest.graph.sha256:
         raise ModelError(
             f"checksum mismatch for {str(graph_path)!r}: manifest says "
-            f"{manifest.graph.sha256}, file has {actual}"
+            f"{manifest.graph.sha256}, file has {actual}",
+            f"checksum mismatch: the manifest says {manifest.graph.sha256}, the graph has {actual}",
         )
-    return manifest
 
 
 def write_manifest(model_dir: Path, manifest: Manifest) -> Path:

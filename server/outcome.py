@@ -41,8 +41,12 @@ async def classify_segment(
         log.error("inference failed on segment %d: %s", index, exc, exc_info=exc.__cause__)
         error = Error("internal", f"inference failed on segment {index}; the stream goes on")
         return _skip(pool, index, segment, "error"), error
+    return result_of(index, segment, prediction, known_at), None
+
+
+def result_of(index: int, segment: vad.Segment, prediction: Prediction, known_at: float) -> Result:
     label, confidence, scores = readout(prediction)
-    result = Result(
+    return Result(
         segment=index,
         start_ms=segment.start_ms,
         end_ms=segment.end_ms,
@@ -52,7 +56,6 @@ async def classify_segment(
         model_version=prediction.manifest.version,
         latency_ms=round((time.monotonic() - known_at) * 1000),
     )
-    return result, None
 
 
 def model_rate(audio: Audio, pool: InferencePool) -> Audio:

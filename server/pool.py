@@ -9,7 +9,8 @@ place of the newest waiting job of a worse class, or of the client that holds th
 places in its own class while it holds fewer; otherwise it is refused (``Overloaded``).
 Provisional work never displaces anything, holds no place once it runs, and runs on at
 most ``workers - 1`` workers (one when there is a single worker), so a final segment
-finds a worker free sooner.
+finds a worker free sooner; a provisional run whose caller gave up (a partial overtaken
+by its final) still occupies its worker but no longer counts against that limit.
 
 The adaptive layout: a job that would run alone (no other job running or waiting) runs
 on the ``lone`` classifier, an ONNX Runtime session with more intra-op threads, when
@@ -59,6 +60,9 @@ class _Job:
     admitted_at: float
     future: asyncio.Future[Prediction]
     seq: int = field(default=0)
+    running: bool = False
+    abandoned: bool = False  # its caller gave up while it ran
+    on_start: Callable[[], None] | None = None
 
 
 class _FairQueue:
@@ -149,6 +153,7 @@ class InferencePool:
         self._metrics = metrics
         self._queues = [_FairQueue() for _ in PRIORITIES]
         self._running = [0] * len(PRIORITIES)
+        self._abandoned = [0] * len(PRIORITIES)
         self._seq = 0
         self._closed = False
 
@@ -196,11 +201,13 @@ class InferencePool:
         priority: Priority = "final",
         client: str = "",
         stream: str = "",
+        on_start: Callable[[], None] | None = None,
     ) -> Prediction:
         """Classify ``audio`` as work of ``priority`` for ``stream`` of ``client`` (an address).
 
         Raises ``Overloaded`` when refused or displaced, ``InferenceFailed`` when the model
         fails. Cancelling the call gives up the job's place if it has not started.
+        ``on_start`` is called (on the event loop) when a worker takes the job.
         """
         if priority not in PRIORITIES:
             raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, got {priority!r}")
@@ -214,6 +221,7 @@ class InferencePool:
             stream,
             time.monotonic(),
             loop.create_future(),
+            on_start=on_start,
         )
         self._admit(job)
         self._dispatch()
@@ -222,6 +230,12 @@ class InferencePool:
         except asyncio.CancelledError:
             if self._queues[job.rank].remove(job):
                 self._publish_depth()
+            elif job.running and not job.abandoned:
+                # The model run cannot be stopped, but it no longer counts against the
+                # provisional limit: the next provisional job may take a free worker.
+                job.abandoned = True
+                self._abandoned[job.rank] += 1
+                self._dispatch()
             raise
 
     def _admit(self, job: _Job) -> None:
@@ -274,6 +288,9 @@ class InferencePool:
                 layout="lone" if classifier is self._lone else "shared"
             ).inc()
             self._running[job.rank] += 1
+            job.running = True
+            if job.on_start is not None:
+                job.on_start()
             future = self._executor.submit(self._run, classifier, job.audio)
             future.add_done_callback(self._on_done(job))
         self._publish_depth()
@@ -282,7 +299,8 @@ class InferencePool:
         for rank, queue in enumerate(self._queues):
             if queue.size == 0:
                 continue
-            if PRIORITIES[rank] == "provisional" and self._running[rank] >= self._max_provisional:
+            live = self._running[rank] - self._abandoned[rank]
+            if PRIORITIES[rank] == "provisional" and live >= self._max_provisional:
                 return None
             job = queue.pop()
             if job.future.done():  # its caller gave up
@@ -300,6 +318,8 @@ class InferencePool:
 
     def _finished(self, job: _Job, future: Future[Prediction]) -> None:
         self._running[job.rank] -= 1
+        if job.abandoned:
+            self._abandoned[job.rank] -= 1
         if not job.future.done():
             exc = future.exception()
             if exc is None:

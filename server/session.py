@@ -13,8 +13,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 import vad
 from server.access import client_address
+from server.early import Early, EarlyEnd
 from server.interim import Interim
-from server.outcome import classify_segment
+from server.outcome import classify_segment, result_of
 from server.protocol import (
     CLOSE_NORMAL,
     CLOSE_POLICY,
@@ -27,6 +28,7 @@ from server.protocol import (
     ProtocolError,
     Ready,
     Result,
+    SegmentOutcome,
     ServerMessage,
     SpeechEnd,
     SpeechStart,
@@ -99,6 +101,11 @@ class Session:
         self._client = client_address(
             peer, websocket.headers.get("x-forwarded-for"), self._settings.trusted_proxies
         )
+        self._early = (
+            EarlyEnd(service.pool, client=self._client, stream=self.id)
+            if self._settings.early_endpoint
+            else None
+        )
         self._interim = (
             Interim(
                 params.interim_ms,
@@ -123,7 +130,7 @@ class Session:
         await self._closed.wait()
 
     async def run(self) -> Ending:
-        """The one place where the session ends: how is the reader's or the writer's answer."""
+        """The one place where the session ends; how comes from the reader or the writer."""
         reader = asyncio.create_task(self._read(), name=f"session-{self.id}-reader")
         writer = asyncio.create_task(self._write(), name=f"session-{self.id}-writer")
         ending: Ending = Gone()
@@ -136,11 +143,13 @@ class Session:
             partial = self._interim.close() if self._interim is not None else None
             if partial is not None:
                 self._tasks.add(partial)
-            for task in (*self._tasks, reader, writer):
+            early = self._early.close() if self._early is not None else None
+            extra = [] if early is None else [early]
+            for task in (*self._tasks, *extra, reader, writer):
                 task.cancel()
             # asyncio.wait, not gather: a cancellation of this task while waiting must arrive
             # as the canceller's own CancelledError (gather would replace it with a child's).
-            await asyncio.wait({*self._tasks, reader, writer})
+            await asyncio.wait({*self._tasks, *extra, reader, writer})
             if isinstance(ending, Abort):
                 log.info("session %s dropped: %s", self.id, ending.reason)
                 if not abort_transport(self._ws.scope):
@@ -236,6 +245,8 @@ class Session:
             await self._handle(events)
         if self._interim is not None:
             self._interim.update(self._segments, self._segmenter.in_progress())
+        if self._early is not None:
+            self._early.update(self._segmenter.tentative_end())
         if self._segmenter.audio_ms > self._settings.max_stream_ms:
             await self._finish()
             message = f"stream exceeded max_stream_ms {self._settings.max_stream_ms}"
@@ -286,8 +297,9 @@ class Session:
         await self._slots.acquire()
         index, self._segments = self._segments, self._segments + 1
         self._service.metrics.segments.labels(source="stream").inc()
+        early = self._early.take(segment) if self._early is not None else None
         task = asyncio.create_task(
-            self._classify(index, segment, time.monotonic(), self._last),
+            self._classify(index, segment, time.monotonic(), self._last, early),
             name=f"session-{self.id}-segment-{index}",
         )
         self._tasks.add(task)
@@ -299,11 +311,21 @@ class Session:
         self._slots.release()
 
     async def _classify(
-        self, index: int, segment: vad.Segment, known_at: float, previous: asyncio.Task[None] | None
+        self,
+        index: int,
+        segment: vad.Segment,
+        known_at: float,
+        previous: asyncio.Task[None] | None,
+        early: Early | None = None,
     ) -> None:
-        outcome, error = await classify_segment(
-            self._service.pool, index, segment, known_at, client=self._client, stream=self.id
-        )
+        prediction = await early if early is not None else None
+        if prediction is not None:  # classified while the hangover ran: the same audio
+            outcome: SegmentOutcome = result_of(index, segment, prediction, known_at)
+            error = None
+        else:
+            outcome, error = await classify_segment(
+                self._service.pool, index, segment, known_at, client=self._client, stream=self.id
+            )
         if previous is not None:
             await previous  # outcomes leave in segment order
         if isinstance(outcome, Result):

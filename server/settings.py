@@ -39,6 +39,9 @@ _CONFIG_NAME = re.compile(r"\b(" + "|".join(VAD_SETTINGS.values()) + r")\b")
 _SETTING_OF = {field: setting for setting, field in VAD_SETTINGS.items()}
 
 
+_HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")
+
+
 def _split_csv(value: object) -> object:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
@@ -72,6 +75,8 @@ class Settings(BaseSettings):
     min_segment_ms: int = _VAD.min_segment_ms
     # A Silero ONNX file elsewhere than the pinned package's (it must still be that file).
     vad_model_path: Path | None = None
+    # Classify an utterance's last segment as its silence begins (server/early.py).
+    early_endpoint: bool = True
 
     # Limits
     max_connections: int = Field(default=200, ge=1, le=100_000)
@@ -96,7 +101,18 @@ class Settings(BaseSettings):
     token: SecretStr | None = None
     admin_token: SecretStr | None = None
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # The site's own host names: when set, requests for any other Host are refused and only
+    # these make the site's own origin (set them in production: DNS rebinding).
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     trusted_proxies: Annotated[list[IpNetwork], NoDecode] = Field(default_factory=list)
+    # Peers (the direct one, never X-Forwarded-For) that may reach /admin/*: loopback, so
+    # an operator calls it from inside the container or pod, never through the edge.
+    admin_networks: Annotated[list[IpNetwork], NoDecode] = Field(
+        default_factory=lambda: [
+            ipaddress.ip_network("127.0.0.0/8"),
+            ipaddress.ip_network("::1/128"),
+        ]
+    )
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -118,12 +134,23 @@ class Settings(BaseSettings):
             )
         return data
 
-    @field_validator("allowed_origins", mode="before")
+    @field_validator("allowed_origins", "allowed_hosts", mode="before")
     @classmethod
     def _origins(cls, value: object) -> object:
         return _split_csv(value)
 
-    @field_validator("trusted_proxies", mode="before")
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, hosts: list[str]) -> list[str]:
+        for host in hosts:
+            if not _HOST_NAME.fullmatch(host):
+                raise ValueError(
+                    f"allowed host {host!r} must be a host name or IP address, "
+                    "without scheme, port or path"
+                )
+        return [host.lower().strip("[]") for host in hosts]
+
+    @field_validator("trusted_proxies", "admin_networks", mode="before")
     @classmethod
     def _proxies(cls, value: object) -> object:
         items = _split_csv(value)

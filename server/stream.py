@@ -7,7 +7,7 @@ import logging
 
 from starlette.websockets import WebSocket
 
-from server.access import ConnectionLimit, origin_allowed
+from server.access import ConnectionLimit, host_allowed, origin_allowed
 from server.connection import authorized, client_of, service_of
 from server.protocol import (
     CLOSE_INTERNAL,
@@ -30,8 +30,14 @@ async def stream(ws: WebSocket) -> None:
     service = service_of(ws)
     settings = service.settings
     secure = ws.url.scheme == "wss" or ws.headers.get("x-forwarded-proto") == "https"
+    host = ws.headers.get("host")
+    if not host_allowed(host, settings.allowed_hosts):
+        service.metrics.connections_total.labels(outcome="unauthorized").inc()
+        message = f"host {(host or '')[:100]!r} is not served here"
+        await _refuse(ws, service, "unauthorized", message, CLOSE_POLICY)
+        return
     if not origin_allowed(
-        ws.headers.get("origin"), ws.headers.get("host"), settings.allowed_origins, secure
+        ws.headers.get("origin"), host, settings.allowed_origins, secure, settings.allowed_hosts
     ):
         service.metrics.connections_total.labels(outcome="unauthorized").inc()
         origin = ws.headers.get("origin", "")[:100]

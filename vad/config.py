@@ -28,7 +28,7 @@ class SegmenterConfig:
     threshold_hysteresis: float = 0.15
     start_ms: int = 240
     start_ratio: float = 0.6
-    hangover_ms: int = 600
+    hangover_ms: int = 400  # chosen from bench/vad_quality, see docs/segmentation.md
     stop_ratio: float = 0.1
     pre_padding_ms: int = 200
     post_padding_ms: int = 100

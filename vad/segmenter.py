@@ -112,6 +112,33 @@ class Segmenter:
             shortest >= self._min_segment,
         )
 
+    def tentative_end(self) -> InProgress | None:
+        """The final segment the utterance would get if the silence that has begun is its
+        end, or None: while voiced, before post_padding_ms of silence has arrived, or when
+        the end would leave no segment or a too_short one.
+
+        The hangover confirms the end later; when no voice comes back and the overhang
+        trim decides alike, the final segment has exactly these bounds and so this audio.
+        ``audio`` is a read-only view, valid until the next frame is pushed."""
+        utterance = self._utterance
+        if utterance is None or utterance.last_voiced_end >= self._position:
+            return None
+        if self._position < utterance.last_voiced_end + self._post_padding:
+            return None
+        voiced_end = self._trimmed_voiced_end(utterance)
+        after_cut = utterance.voiced_after_cut
+        if utterance.cuts and (after_cut is None or voiced_end < after_cut):
+            return None
+        start = utterance.seg_start
+        end = max(start, min(voiced_end + self._post_padding, self._position))
+        if end - start < self._min_segment:
+            return None
+        view = utterance.audio[: end - start]
+        view.flags.writeable = False
+        return InProgress(
+            start, end, self._ms(start), self._ms(end), self._position - start, view, True
+        )
+
     def reset(self) -> None:
         """Start over as a new stream; the detector starts afresh too."""
         self._reset_detector()

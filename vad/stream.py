@@ -69,6 +69,11 @@ class StreamSegmenter:
         """The segment in progress so far (a view of the segmenter's buffer), or None."""
         return self._segmenter.in_progress()
 
+    def tentative_end(self) -> InProgress | None:
+        """The final segment if the silence that has begun ends the utterance (see
+        Segmenter.tentative_end), or None."""
+        return self._segmenter.tentative_end()
+
     def feed_bytes(self, data: bytes) -> list[Event]:
         """Raises FrameError for a partial sample, before anything of data is processed.
 

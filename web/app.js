@@ -3,7 +3,7 @@
 import { ArchiveError, describe, newRecord, SessionArchive } from "./archive.js";
 import { describeSettings, listMicrophones, MicrophoneError, startCapture } from "./capture.js";
 import { ScoreChart } from "./chart.js";
-import { parseModel } from "./protocol.js";
+import { interimMsFrom, parseModel } from "./protocol.js";
 import { SessionResults } from "./results.js";
 import { PageState, RATE_HZ } from "./state.js";
 import { LiveStream } from "./stream.js";
@@ -34,7 +34,7 @@ const els = {
 
 const params = new URLSearchParams(location.search);
 const token = params.get("token") || null;
-const interimMs = /^\d+$/.test(params.get("interim_ms") ?? "") ? Number(params.get("interim_ms")) : DEFAULT_INTERIM_MS;
+const interimMs = interimMsFrom(params.get("interim_ms"), DEFAULT_INTERIM_MS);
 
 const state = new PageState({ onChange: (what) => changed(what) });
 // What is not page state but the page's connections to the outside: one of each at a time.
@@ -110,6 +110,7 @@ const SPEECH_TEXT = { off: "Microphone off", listening: "Listening", speaking: "
 
 function changed(what) {
   if (what === "speech" || what === "mode") renderSpeech();
+  if (what === "mode") listSessions();
   if (what === "results" || what === "partial" || what === "mode" || what === "ready") render();
   if (what === "results") persist();
 }
@@ -197,8 +198,14 @@ function storageFailed(error) {
 
 async function listSessions() {
   if (!saved.archive) return;
-  const rows = (await saved.archive.list()).map(describe);
-  renderSessions(els.sessions, rows, saved.archive.currentId(), { open: openSession, export: exportSession, remove: deleteSession });
+  let rows;
+  try {
+    rows = (await saved.archive.list()).map(describe);
+  } catch (error) {
+    storageFailed(error);
+    return;
+  }
+  renderSessions(els.sessions, rows, saved.archive.currentId(), { open: openSession, export: exportSession, remove: deleteSession }, state.mode !== "idle");
 }
 
 function restore(record) {

@@ -81,6 +81,16 @@ export function parseModel(obj, where = "model") {
   return { name: text(obj, "name", where), version: text(obj, "version", where), labels: [...labels] };
 }
 
+// interim_ms values the protocol accepts: 0 (off) or MIN..MAX.
+export const INTERIM_MS = { MIN: 250, MAX: 3000 };
+
+// The page's ?interim_ms=: a valid value, else the fallback (an invalid one would be refused).
+export function interimMsFrom(text, fallback) {
+  if (text === null || !/^\d{1,5}$/.test(text)) return fallback;
+  const value = Number(text);
+  return value === 0 || (value >= INTERIM_MS.MIN && value <= INTERIM_MS.MAX) ? value : fallback;
+}
+
 // ready.interim_ms: the partial-result interval in force; absent from servers that predate it.
 function interimOf(msg) {
   return msg.interim_ms === undefined ? 0 : integer(msg, "interim_ms", "ready");

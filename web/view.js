@@ -132,7 +132,8 @@ function duration(ms) {
 }
 
 // rows: describe()d records; actions: {open(id), export(id), remove(id)}; currentId: shown now.
-export function renderSessions(list, rows, currentId, actions) {
+// busy: while capturing, sessions cannot be switched or the shown one deleted.
+export function renderSessions(list, rows, currentId, actions, busy = false) {
   if (rows.length === 0) {
     list.replaceChildren(el("li", { class: "small", text: "No saved sessions yet." }));
     return;
@@ -141,17 +142,18 @@ export function renderSessions(list, rows, currentId, actions) {
     ...rows.map((row) => {
       const when = new Date(row.createdAt).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
       const name = `${when}, ${duration(row.lengthMs)}`;
-      const button = (text, run, label) => {
+      const current = row.id === currentId;
+      const button = (text, run, label, locked) => {
         const b = el("button", { type: "button", class: "quiet", "aria-label": `${label} ${name}`, text });
+        b.disabled = locked;
         b.addEventListener("click", () => run(row.id));
         return b;
       };
-      const current = row.id === currentId;
       return el(
         "li",
         { dataset: { id: row.id, current: String(current), segments: String(row.segments), lengthMs: String(row.lengthMs) } },
         el("span", { class: "session-name" }, el("time", { datetime: row.createdAt, text: when }), el("span", { class: "small", text: ` · ${duration(row.lengthMs)} · ${row.classified} classified${current ? " · shown" : ""}` })),
-        el("span", { class: "session-actions" }, button("Open", actions.open, "Open"), button("Export", actions.export, "Export"), button("Delete", actions.remove, "Delete")),
+        el("span", { class: "session-actions" }, button("Open", actions.open, "Open", busy), button("Export", actions.export, "Export", false), button("Delete", actions.remove, "Delete", busy && current)),
       );
     }),
   );

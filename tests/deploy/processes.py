@@ -170,7 +170,9 @@ class ServerProcess:
 class CaddyProcess:
     """The project's Caddyfile, unedited, run by the caddy binary on a loopback port."""
 
-    def __init__(self, upstream: str, state_dir: Path) -> None:
+    def __init__(
+        self, upstream: str, state_dir: Path, extra_env: Mapping[str, str] | None = None
+    ) -> None:
         self.port = free_port()
         self.state_dir = state_dir
         env = dict(os.environ)
@@ -184,6 +186,7 @@ class CaddyProcess:
                 "CADDY_SITE_OPTIONS": "bind 127.0.0.1",
                 "XDG_DATA_HOME": str(state_dir / "data"),
                 "XDG_CONFIG_HOME": str(state_dir / "config"),
+                **(extra_env or {}),
             }
         )
         self.proc = subprocess.Popen(

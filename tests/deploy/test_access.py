@@ -183,7 +183,7 @@ def test_admin_endpoint_needs_the_admin_bearer_token(
 
 def test_admin_endpoint_is_off_without_an_admin_token(tiny_model_dir: Path) -> None:
     app = create_app(Settings(model_dir=tiny_model_dir))
-    with TestClient(app) as client:
+    with TestClient(app, client=("127.0.0.1", 40000)) as client:  # admin: loopback only
         response = client.post("/admin/model", headers={"Authorization": "Bearer anything"})
     assert response.status_code == 403
 
@@ -205,7 +205,7 @@ def test_tokens_are_compared_in_constant_time(
     settings = Settings(
         model_dir=tiny_model_dir, token=SecretStr(TOKEN), admin_token=SecretStr(ADMIN_TOKEN)
     )
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), client=("127.0.0.1", 40000)) as client:
         assert client.get("/v1/model", params={"token": "guess-1"}).status_code == 401
         assert client.get("/v1/model", headers={"Authorization": f"Bearer {TOKEN}"}).is_success
         with client.websocket_connect("/v1/stream?token=guess-2") as ws:

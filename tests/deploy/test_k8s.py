@@ -418,8 +418,9 @@ def test_ingress_is_tls_with_websocket_friendly_timeouts(
     assert [h for tls in ingress["spec"]["tls"] for h in tls["hosts"]] == hosts
     backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
     assert backend["name"] == one(production, "Service")["metadata"]["name"]
-    # the allowed origin is the ingress host over https
+    # the allowed origin is the ingress host over https, and the server knows its hosts
     assert settings.allowed_origins == [f"https://{hosts[0]}"]
+    assert settings.allowed_hosts == hosts
 
 
 def test_secrets_env_is_never_committed() -> None:

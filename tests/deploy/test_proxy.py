@@ -7,11 +7,14 @@ trust that CA's root only, and connect to ``localhost`` (the certificate's name)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import http.client
 import json
 import re
+import socket
 import ssl
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -38,6 +41,7 @@ def _caddy() -> None:
 
 
 CADDY_MAX_BODY_BYTES = 26 * 1024 * 1024
+ADMIN_TOKEN = "admin-token-for-the-edge-test"
 
 
 @dataclass
@@ -60,13 +64,15 @@ class Stack:
 @pytest.fixture(scope="module")
 def make_stack(
     tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[[dict[str, str]], Stack]]:
+) -> Iterator[Callable[..., Stack]]:
     stacks: list[Stack] = []
 
-    def make(settings: dict[str, str]) -> Stack:
+    def make(settings: dict[str, str], caddy_env: dict[str, str] | None = None) -> Stack:
         server = ServerProcess(tiny_model_dir, settings)
         try:
-            caddy = CaddyProcess(f"127.0.0.1:{server.port}", tmp_path_factory.mktemp("caddy"))
+            caddy = CaddyProcess(
+                f"127.0.0.1:{server.port}", tmp_path_factory.mktemp("caddy"), caddy_env
+            )
         except RuntimeError:
             server.stop()
             raise
@@ -80,7 +86,7 @@ def make_stack(
 
 
 @pytest.fixture(scope="module")
-def stack(make_stack: Callable[[dict[str, str]], Stack]) -> Stack:
+def stack(make_stack: Callable[..., Stack]) -> Stack:
     # The server's own upload limit is set above Caddy's so that the proxy's limit is
     # the one under test here; in production Caddy's is the larger (see test_caddyfile).
     return make_stack(
@@ -88,6 +94,7 @@ def stack(make_stack: Callable[[dict[str, str]], Stack]) -> Stack:
             "trusted_proxies": "127.0.0.1/32",
             "workers": "1",
             "max_upload_bytes": str(64 * 1024 * 1024),
+            "admin_token": ADMIN_TOKEN,
         }
     )
 
@@ -162,6 +169,80 @@ def test_metrics_are_not_exposed_at_the_edge(stack: Stack) -> None:
     with stack.client() as client:
         assert client.get("/metrics").status_code == 404
     assert httpx.get(f"{stack.server.http_url}/metrics").status_code == 200
+
+
+def raw_request(stack: Stack, head: bytes, body: bytes = b"", timeout_s: float = 30) -> bytes:
+    """Send a request exactly as written (no client normalises its path); what came back."""
+    with (
+        socket.create_connection(("localhost", stack.caddy.port), timeout=timeout_s) as plain,
+        stack.tls.wrap_socket(plain, server_hostname="localhost") as sock,
+    ):
+        sock.sendall(head + body)
+        reply = b""
+        with contextlib.suppress(TimeoutError, ConnectionResetError, ssl.SSLError):
+            while chunk := sock.recv(65536):
+                reply += chunk
+        return reply
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/admin/model", "/admin/model/", "/ADMIN/model", "//admin/model", "/admin%2Fmodel", "/admin"],
+)
+def test_admin_is_not_routed_through_the_edge(stack: Stack, path: str) -> None:
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: localhost:{stack.caddy.port}\r\n"
+        f"Authorization: Bearer {ADMIN_TOKEN}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    reply = raw_request(stack, head.encode())
+    assert reply.startswith(b"HTTP/1.1 404"), reply[:200]
+    assert b"error" not in reply  # Caddy's own empty 404, not the server's JSON
+
+
+def test_admin_answers_on_the_replica_itself(stack: Stack) -> None:
+    # The same request straight to the server, from loopback (docs/deployment.md): served.
+    reply = httpx.post(
+        f"{stack.server.http_url}/admin/model",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=60,
+    )
+    assert reply.status_code == 200, reply.text
+
+
+@pytest.fixture(scope="module")
+def quick_body_stack(make_stack: Callable[..., Stack]) -> Stack:
+    return make_stack({"workers": "1"}, {"CADDY_READ_BODY_TIMEOUT": "2s"})
+
+
+def test_a_slow_body_is_cut_off_at_the_edge(quick_body_stack: Stack) -> None:
+    head = (
+        f"POST /v1/classify HTTP/1.1\r\nHost: localhost:{quick_body_stack.caddy.port}\r\n"
+        "Content-Type: audio/wav\r\nContent-Length: 1000000\r\n\r\n"
+    )
+    started = time.monotonic()
+    reply = raw_request(quick_body_stack, head.encode(), b"0123456789", timeout_s=30)
+    waited_s = time.monotonic() - started
+    assert waited_s < 15, "the edge kept a slow body open"
+    assert b"segments" not in reply  # nothing was classified from the ten bytes
+
+
+def test_the_body_timeout_does_not_cut_websockets(quick_body_stack: Stack) -> None:
+    async def scenario() -> Stream:
+        stream = await Stream.open(
+            quick_body_stack.caddy.wss_url, ssl=quick_body_stack.tls, origin=quick_body_stack.origin
+        )
+        await stream.wait_for("ready")
+        for _ in range(8):  # 4 s, twice the edge's read_body timeout
+            await stream.send_audio(bytes(3200))
+            await asyncio.sleep(0.5)
+        await stream.send_audio(utterance_pcm())
+        await stream.ws.send(json.dumps({"type": "end"}))
+        await stream.closed_code()
+        return stream
+
+    stream = asyncio.run(scenario())
+    assert len(stream.of_type("result")) == 1
+    assert stream.ws.close_code == 1000
 
 
 # Streaming over wss://

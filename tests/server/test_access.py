@@ -12,6 +12,7 @@ from server.access import (
     ConnectionLimiter,
     bearer_token,
     client_address,
+    host_allowed,
     origin_allowed,
     token_matches,
 )
@@ -260,3 +261,72 @@ def test_per_client_counts_are_independent() -> None:
         with limiter.hold("10.0.0.2"):
             assert limiter.total == 4
     assert limiter.total == 0
+
+
+# Configured host names (DNS rebinding) and TLS sites
+
+HOSTS = ["emo.example.com", "10.0.0.5"]
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "secure"),
+    [
+        ("https://emo.example.com", "emo.example.com", True),
+        ("https://emo.example.com", "emo.example.com:443", True),
+        ("https://EMO.example.com:8443", "emo.example.com:8443", True),
+        ("http://10.0.0.5:8000", "10.0.0.5:8000", False),
+        ("https://emo.example.com", "emo.example.com", False),  # behind a TLS proxy
+    ],
+)
+def test_configured_hosts_make_the_own_origin(origin: str, host: str, secure: bool) -> None:
+    assert origin_allowed(origin, host, [], secure, HOSTS)
+
+
+@pytest.mark.parametrize(
+    ("origin", "host"),
+    [
+        ("http://evil.example", "evil.example"),  # a rebinding page: Host and Origin agree
+        ("https://evil.example", "evil.example"),
+        ("https://evil.example", "emo.example.com"),
+        ("https://emo.example.com", "evil.example"),
+        ("https://emo.example.com.evil.example", "emo.example.com.evil.example"),
+        ("https://emo.example.com", None),
+    ],
+)
+def test_other_hosts_are_not_the_own_origin(origin: str, host: str | None) -> None:
+    assert not origin_allowed(origin, host, [], True, HOSTS)
+    assert not origin_allowed(origin, host, [], False, HOSTS)
+
+
+@pytest.mark.parametrize("hosts", [[], HOSTS])
+def test_a_plain_http_origin_is_refused_on_a_tls_site(hosts: list[str]) -> None:
+    assert not origin_allowed("http://emo.example.com", "emo.example.com", [], True, hosts)
+    assert not origin_allowed("http://emo.example.com:443", "emo.example.com", [], True, hosts)
+    assert origin_allowed("https://emo.example.com", "emo.example.com", [], True, hosts)
+
+
+def test_an_allow_listed_origin_passes_whatever_the_host() -> None:
+    allowed = ["https://app.example.org"]
+    assert origin_allowed("https://app.example.org", "evil.example", allowed, True, HOSTS)
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("emo.example.com", True),
+        ("EMO.example.com:8443", True),
+        ("10.0.0.5:8000", True),
+        ("evil.example", False),
+        ("emo.example.com.evil.example", False),
+        ("", False),
+        (None, False),
+        ("emo.example.com@evil.example", False),
+    ],
+)
+def test_host_allowed(host: str | None, expected: bool) -> None:
+    assert host_allowed(host, HOSTS) is expected
+
+
+def test_no_configured_hosts_allows_any_host() -> None:
+    assert host_allowed("anything.example", [])
+    assert host_allowed(None, [])

@@ -286,3 +286,25 @@ def test_graph_that_cannot_take_mono_audio_is_refused(model_copy: Path) -> None:
     with pytest.raises(ModelError, match="cannot run on one second of mono float32 audio") as info:
         OnnxClassifier(model_copy)
     assert isinstance(info.value.__cause__, ORT_ERRORS)
+
+
+def test_the_verified_bytes_are_the_bytes_loaded(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Hash, then load by path, would let a file replaced in between be served unchecked.
+    import hashlib
+
+    from server import inference
+
+    sources: list[object] = []
+    real = inference.ort.InferenceSession
+
+    def spy(source: object, *args: object, **kwargs: object) -> object:
+        sources.append(source)
+        return real(source, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(inference.ort, "InferenceSession", spy)
+    classifier = OnnxClassifier(tiny_model_dir)
+    (source,) = sources
+    assert isinstance(source, bytes)
+    assert hashlib.sha256(source).hexdigest() == classifier.manifest.graph.sha256

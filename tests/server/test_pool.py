@@ -408,7 +408,9 @@ def test_readyz_stays_200_while_the_pool_is_full(
 ) -> None:
     log: list[tuple[str, int]] = []
     recorder = Recorder(read_manifest(tiny_model_dir), log)
-    client = make_client(loader=lambda path: recorder, workers=1, queue_size=0)
+    client = make_client(
+        loader=lambda path: recorder, workers=1, queue_size=0, early_endpoint=False
+    )
     with client.websocket_connect("/v1/stream?sample_rate=16000") as ws:
         ws.receive_text()
         send_audio(ws, to_pcm16(one_utterance))
@@ -443,4 +445,30 @@ def test_a_running_partial_holds_no_place_a_final_needs(manifest: Manifest) -> N
 
     assert len(asyncio.run(run())) == 3  # capacity 2 (one worker, one queue place): both fit
     assert run_order(log) == [10, 30, 31]
+    pool.close()
+
+
+def test_an_abandoned_provisional_run_frees_the_provisional_limit(manifest: Manifest) -> None:
+    pool, recorder, log = recorder_pool(manifest, workers=2)
+
+    async def run() -> None:
+        stale = asyncio.ensure_future(pool.classify(tagged(10), priority="provisional"))
+        await asyncio.to_thread(recorder.started.acquire, True, 5)
+        early = asyncio.ensure_future(pool.classify(tagged(20), priority="provisional"))
+        await asyncio.sleep(0.05)
+        assert run_order(log) == [10]  # the provisional limit (one of two workers)
+        stale.cancel()  # its caller gave up; the model run goes on
+        await asyncio.to_thread(recorder.started.acquire, True, 5)
+        assert run_order(log) == [10, 20]  # on the free worker, without waiting for it
+        recorder.gate.set()
+        await early
+        await asyncio.sleep(0.05)
+        third = asyncio.ensure_future(pool.classify(tagged(30), priority="provisional"))
+        await third
+        with pytest.raises(asyncio.CancelledError):
+            await stale
+
+    asyncio.run(run())
+    assert run_order(log) == [10, 20, 30]
+    assert pool._abandoned == [0, 0, 0]
     pool.close()

@@ -204,3 +204,16 @@ def test_empty_token_means_unset(clean_env: pytest.MonkeyPatch, name: str) -> No
     clean_env.setenv(name, "")
     settings = Settings()
     assert settings.token is None and settings.admin_token is None
+
+
+def test_allowed_hosts_are_host_names(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("EMOSTREAM_ALLOWED_HOSTS", "Emo.Example.com, 10.0.0.5,[::1]")
+    assert Settings().allowed_hosts == ["emo.example.com", "10.0.0.5", "::1"]
+
+
+@pytest.mark.parametrize(
+    "host", ["https://emo.example.com", "emo.example.com:443", "a/b", "-x", "a b"]
+)
+def test_allowed_hosts_refuse_what_is_not_a_host_name(host: str) -> None:
+    with pytest.raises(ValidationError, match="allowed host"):
+        Settings(allowed_hosts=[host])

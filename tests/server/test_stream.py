@@ -377,13 +377,74 @@ def test_browser_origin_allow_list(make_client: Any, origin: str, allowed: bool)
     assert "origin" in messages[0]["message"]
 
 
+@pytest.mark.parametrize(
+    ("headers", "refused"),
+    [
+        ({"Host": "evil.example", "Origin": "http://evil.example"}, "host"),  # DNS rebinding
+        ({"Host": "evil.example"}, "host"),
+        ({"Host": "emo.example.com", "Origin": "http://evil.example"}, "origin"),
+        # Behind Caddy (X-Forwarded-Proto: https) the site's own pages are https.
+        (
+            {
+                "Host": "emo.example.com",
+                "Origin": "http://emo.example.com",
+                "X-Forwarded-Proto": "https",
+            },
+            "origin",
+        ),
+        (
+            {
+                "Host": "emo.example.com",
+                "Origin": "https://emo.example.com",
+                "X-Forwarded-Proto": "https",
+            },
+            None,
+        ),
+        ({"Host": "emo.example.com"}, None),
+    ],
+)
+def test_configured_hosts_refuse_a_rebinding_page(
+    make_client: Any, headers: dict[str, str], refused: str | None
+) -> None:
+    client = make_client(allowed_hosts="emo.example.com")
+    with client.websocket_connect("/v1/stream", headers=headers) as ws:
+        if refused is None:
+            assert json.loads(ws.receive_text())["type"] == "ready"
+            return
+        messages, code = collect(ws)
+    assert code == 1008 and messages[0]["code"] == "unauthorized"
+    assert messages[0]["message"].startswith(refused)
+
+
+def test_configured_hosts_refuse_http_requests_for_other_hosts(make_client: Any) -> None:
+    client = make_client(allowed_hosts="emo.example.com")
+    for path in ("/", "/v1/model"):
+        reply = client.get(path, headers={"Host": "evil.example"})
+        assert reply.status_code == 400
+        assert reply.json()["error"]["code"] == "bad_request"
+        assert "'evil.example' is not served here" in reply.json()["error"]["message"]
+        assert client.get(path, headers={"Host": "emo.example.com"}).status_code == 200
+    upload = client.post(
+        "/v1/classify",
+        content=b"RIFF",
+        headers={"Host": "evil.example", "content-type": "audio/wav"},
+    )
+    assert upload.status_code == 400 and "not served here" in upload.text
+    # Probes and scrapes come by address.
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert client.get(path, headers={"Host": "10.1.2.3:8000"}).status_code == 200
+
+
 def test_inference_failure_reports_internal_and_stream_goes_on(
     make_client: Any, tiny_model_dir: Path, three_utterances: np.ndarray
 ) -> None:
     def loader(path: Path) -> ScriptedClassifier:
         return ScriptedClassifier(OnnxClassifier(path), fail_calls={1})
 
-    _, messages, code = stream_all(make_client(loader=loader), three_utterances)
+    # Without the early endpoint: its own calls would shift the scripted failure, and a
+    # failed early job falls back to classifying the final (tests/server/test_early.py).
+    client = make_client(loader=loader, early_endpoint=False)
+    _, messages, code = stream_all(client, three_utterances)
     assert code == 1000
     found = outcomes(messages)
     assert [o["type"] for o in found] == ["result", "skipped", "result"]
@@ -489,7 +550,9 @@ def test_queue_deadline_skips_overloaded(
         holder["c"] = ScriptedClassifier(OnnxClassifier(path))
         return holder["c"]
 
-    client = make_client(loader=loader, workers=1, queue_size=4, queue_timeout_ms=200)
+    client = make_client(
+        loader=loader, workers=1, queue_size=4, queue_timeout_ms=200, early_endpoint=False
+    )
     holder["c"].gate = gate
     timer = threading.Timer(1.0, gate.set)
     timer.start()
@@ -546,7 +609,7 @@ def test_client_disconnect_mid_utterance_releases_the_session(
 def test_metrics_count_connections_segments_and_inference(
     make_client: Any, three_utterances: np.ndarray
 ) -> None:
-    client = make_client()
+    client = make_client(early_endpoint=False)  # early work would add inferences
     stream_all(client, three_utterances)
     text = client.get("/metrics").text
     assert 'emostream_connections_total{outcome="accepted"} 1.0' in text
@@ -597,3 +660,43 @@ def test_the_browser_app_is_served_at_the_root(make_client: Any) -> None:
     reply = make_client().get("/")
     assert reply.status_code == 200 and "text/html" in reply.headers["content-type"]
     assert make_client().get("/no-such-file.js").status_code == 404
+
+
+def test_early_endpoint_gives_the_same_results_and_is_used(
+    make_client: Any, three_utterances: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from server.early import EarlyEnd
+
+    client = make_client()
+    monkeypatch.setattr(EarlyEnd, "update", lambda self, tentative: None)
+    _, without, _ = stream_all(client, three_utterances)
+    monkeypatch.undo()
+    used: list[bool] = []
+    take = EarlyEnd.take
+
+    def counting_take(self: EarlyEnd, segment: Any) -> Any:
+        task = take(self, segment)
+        used.append(task is not None)
+        return task
+
+    monkeypatch.setattr(EarlyEnd, "take", counting_take)
+    _, with_early, _ = stream_all(client, three_utterances)
+
+    def results(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in m.items() if k != "latency_ms"} for m in outcomes(messages)]
+
+    assert results(with_early) == results(without)  # the same audio, so the same scores
+    assert any(used)  # at least one utterance's last segment was classified early
+    assert len(used) == len(outcomes(with_early))
+
+
+def test_early_work_is_discarded_when_voice_comes_back(make_client: Any) -> None:
+    # A 300 ms pause inside the utterance: the early end appears in it (after the 100 ms
+    # post-padding) and is withdrawn when the voice resumes before the 400 ms hangover.
+    first, second = espeak("Well then"), espeak("we shall see.")
+    talk = np.concatenate([silence(0.5), first, silence(0.3), second, silence(1.2)])
+    _, messages, _ = stream_all(make_client(), talk)
+    found = outcomes(messages)
+    starts = [m for m in messages if m["type"] == "speech_start"]
+    assert len(starts) == 1
+    assert found[-1]["end_ms"] >= 500 + (first.size + second.size) * 1000 // 16000 + 300 - 100

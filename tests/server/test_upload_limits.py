@@ -197,3 +197,41 @@ def test_client_leaving_mid_upload_logs_no_traceback(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not [r for r in caplog.records if r.exc_info]
     assert any("went away during its upload" in r.getMessage() for r in caplog.records)
+
+
+def test_http_work_beyond_the_cap_is_refused(
+    serve: Callable[..., LiveServer], speech_wav: bytes
+) -> None:
+    # uvicorn counts open connections (this one too) against one session slot plus two
+    # HTTP requests: with two uploads held, a third connection's request is 503.
+    server = serve(max_connections=1, max_http_requests=2, max_uploads=4, max_uploads_per_ip=4)
+    held = [HeldUpload(server, speech_wav) for _ in range(2)]
+    try:
+        wait_until(lambda: server.service.uploads.total == 2)
+        assert httpx.get(f"{server.http_url}/v1/model", timeout=30).status_code == 503
+        for upload in held:
+            assert upload.finish()[0] == 200
+    finally:
+        for upload in held:
+            upload.close()
+
+
+def test_uploads_are_decoded_on_the_decode_pool(
+    serve: Callable[..., LiveServer], speech_wav: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from server import recording
+
+    threads: list[str] = []
+    real = recording.decode_audio
+
+    def spy(*args: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return real(*args)
+
+    monkeypatch.setattr(recording, "decode_audio", spy)
+    server = serve()
+    assert post(server, speech_wav).status_code == 200
+    (name,) = threads
+    assert name.startswith("decode")

@@ -457,3 +457,49 @@ def test_default_detector_is_webrtcvad_and_starts_afresh_on_reset() -> None:
     run(segmenter, [noise[start : start + FRAME] for start in range(0, len(noise), FRAME)])
     segmenter.reset()
     assert run(segmenter, frames) == first
+
+
+def tentative_trace(segmenter: Segmenter, frames: Frames) -> list[tuple[int, object, object]]:
+    """Per frame: the tentative end's bounds (or None) and the segments emitted."""
+    out: list[tuple[int, object, object]] = []
+    for index, frame in enumerate(frames):
+        events = segmenter.push(frame)
+        tentative = segmenter.tentative_end()
+        bounds = None if tentative is None else (tentative.start_sample, tentative.end_sample)
+        if tentative is not None:
+            np.testing.assert_array_equal(
+                tentative.audio, np.concatenate(frames)[tentative.start_sample : bounds[1]]
+            )
+            assert not tentative.audio.flags.writeable
+        out.append((index, bounds, [seg(e.start_sample, e.end_sample) for e in events
+                                    if isinstance(e, Segment)]))  # fmt: skip
+    return out
+
+
+def test_tentative_end_appears_once_the_post_padding_is_in_and_matches_the_final() -> None:
+    frames = frames_for("." * 20 + "x" * 30 + "." * 40)
+    trace = tentative_trace(energy_segmenter(), frames)
+    offered = [(i, b) for i, b, _ in trace if b is not None]
+    # Voice ends with frame 49; 100 ms of padding is 4 frames (frame 53 completes it).
+    assert offered[0][0] == 53
+    assert {b for _, b in offered} == {(6400, 50 * FRAME + 1600)}
+    final = next((i, s) for i, _, s in trace if s)
+    assert final == (67, [seg(6400, 50 * FRAME + 1600)])
+    assert all(b is None for i, b, _ in trace if i >= 67)  # the utterance has ended
+
+
+def test_tentative_end_is_withdrawn_when_voice_comes_back() -> None:
+    frames = frames_for("." * 20 + "x" * 30 + "." * 8 + "x" * 20 + "." * 40)
+    trace = tentative_trace(energy_segmenter(), frames)
+    assert trace[55][1] == (6400, 50 * FRAME + 1600)  # in the pause
+    assert all(b is None for i, b, _ in trace if 58 <= i < 81)  # voiced again
+    final = next(s for _, _, s in trace if s)
+    assert final == [seg(6400, 78 * FRAME + 1600)]  # the whole utterance, one segment
+
+
+def test_no_tentative_end_for_a_too_short_or_padding_only_end() -> None:
+    short = tentative_trace(energy_segmenter(), frames_for("." * 20 + "x" * 6 + "." * 40))
+    assert all(b is None for _, b, _ in short)
+    # After a cut in a pause, what is left is padding: no tentative end either.
+    cut = tentative_trace(energy_segmenter(), frames_for("." * 20 + "x" * 91 + "." * 40))
+    assert all(b is None for i, b, _ in cut if i >= 113)

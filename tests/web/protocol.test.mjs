@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
-import { parseClassifyReply, parseServerMessage, ProtocolError } from "../../web/protocol.js";
+import { interimMsFrom, parseClassifyReply, parseServerMessage, ProtocolError } from "../../web/protocol.js";
 
 const SCORES = { neutral: 0.1, happy: 0.7, sad: 0.2 };
 const RESULT = { type: "result", segment: 2, start_ms: 1200, end_ms: 3400, label: "happy", confidence: 0.7, scores: SCORES, model_version: "v1", latency_ms: 42 };
@@ -28,6 +28,12 @@ describe("parseServerMessage", () => {
     assert.throws(() => parseServerMessage(JSON.stringify({ type: "ready", session: "s1", model: MODEL, interim_ms: -5 })), /ready: field "interim_ms"/);
     assert.throws(() => parseServerMessage(JSON.stringify({ ...RESULT, type: "partial", confidence: 2 })), /partial: field "confidence"/);
     assert.throws(() => parseServerMessage(JSON.stringify({ ...RESULT, type: "partial", label: "other" })), /partial: field "label"/);
+  });
+
+  it("takes a valid ?interim_ms= and falls back on anything else", () => {
+    for (const [text, want] of [["0", 0], ["250", 250], ["3000", 3000], ["1000", 1000], [null, 1000], ["", 1000], ["100", 1000], ["3001", 1000], ["-5", 1000], ["abc", 1000], ["1e3", 1000], ["99999999", 1000]]) {
+      assert.equal(interimMsFrom(text, 1000), want, String(text));
+    }
   });
 
   it("ignores fields it does not know", () => {

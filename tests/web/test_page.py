@@ -8,11 +8,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from playwright.sync_api import Dialog, Page, expect
 
 from server.settings import Settings
-from tests.speech import wav_bytes
+from tests.speech import espeak, silence, wav_bytes
 from tests.web.conftest import LaunchFn, Served, serve, write_wav
 from tests.web.pages import (
     download_text,
@@ -158,6 +159,11 @@ def test_a_reload_during_and_after_a_session_keeps_every_result(
         expect(page.locator("#segments-body tr").nth(1)).to_be_attached(timeout=30_000)
         shown = page_rows(page)
         page.wait_for_function(SAVED_AT_LEAST, arg=len(shown), timeout=10_000)
+        # while capturing, the shown session cannot be switched or deleted
+        current = page.locator("#sessions li[data-current='true']")
+        expect(current.get_by_role("button", name=re.compile("^Open "))).to_be_disabled()
+        expect(current.get_by_role("button", name=re.compile("^Delete "))).to_be_disabled()
+        expect(current.get_by_role("button", name=re.compile("^Export "))).to_be_enabled()
 
         # a reload while capturing asks first, then keeps what was shown
         page.reload()
@@ -240,6 +246,32 @@ def test_sessions_are_listed_reopened_exported_and_deleted(
         page.locator("#sessions li[data-id] button", has_text="Delete").click()
         expect(page.locator("#sessions li[data-id]")).to_have_count(0)
         expect(page.locator("#sessions")).to_contain_text("No saved sessions yet.")
+
+        # damaged records in the browser's storage: one without a date is left out of the
+        # list; one with a bad segment is listed but refused whole when opened
+        page.evaluate(DAMAGE_SCRIPT)
+        page.reload()
+        expect(page.locator("body")).to_have_attribute("data-ready", "true")
+        expect(page.locator("#message")).to_contain_text("A saved session could not be reopened")
+        expect(page.locator("#segments-body tr")).to_have_count(0)
+        expect(page.locator("#sessions li[data-id]")).to_have_count(1)
+        expect(page.locator("#sessions li[data-id='bad-entry']")).to_have_count(1)
+
+
+# Writes damaged session records straight into IndexedDB and makes one the shown session.
+DAMAGE_SCRIPT = """() => new Promise((resolve, reject) => {
+  const open = indexedDB.open("emostream", 1);
+  open.onsuccess = () => {
+    const tx = open.result.transaction("sessions", "readwrite");
+    const store = tx.objectStore("sessions");
+    store.put({ id: "no-date", entries: [] });
+    store.put({ id: "bad-entry", createdAt: "2026-01-01T00:00:00Z", updatedAt: "x", audioEndMs: 0,
+                entries: [{ segment: 0, startMs: 5, endMs: 1, label: null, source: "live" }] });
+    tx.oncomplete = () => { localStorage.setItem("emostream.current-session", "bad-entry");
+                            open.result.close(); resolve(); };
+    tx.onerror = () => reject(tx.error);
+  };
+})"""
 
 
 def test_analysing_shows_between_speech_end_and_its_result(
@@ -356,3 +388,85 @@ def test_microphone_picker_and_the_applied_capture_settings(
         page.reload()
         expect(page.locator("body")).to_have_attribute("data-ready", "true")
         expect(page.locator("#mic")).to_have_value(value)  # the choice is remembered
+
+
+# Logs the page's WebSocket messages with the readout's and the announcer's changes.
+PARTIAL_LOG_SCRIPT = (
+    EVENT_LOG_SCRIPT
+    + """
+document.addEventListener("DOMContentLoaded", () => {
+  const current = document.getElementById("current");
+  const label = document.getElementById("current-label");
+  const log = () => window.__events.push(
+    (current.dataset.provisional === "true" ? "provisional:" : "shown:") + label.textContent);
+  new MutationObserver(log).observe(current, { subtree: true, childList: true, characterData: true,
+    attributes: true, attributeFilter: ["data-provisional"] });
+  window.__progress = [];
+  const chart = document.getElementById("chart");
+  new MutationObserver(() => chart.dataset.progressEndMs && window.__progress.push(
+    [Number(chart.dataset.progressStartMs), Number(chart.dataset.progressEndMs)]))
+    .observe(chart, { attributes: true, attributeFilter: ["data-progress-end-ms"] });
+  const spoken = { childList: true, characterData: true, subtree: true };
+  new MutationObserver(() => window.__events.push("announced"))
+    .observe(document.getElementById("announcer"), spoken);
+});
+"""
+)
+
+
+def test_partials_show_provisional_before_the_final_and_exports_hold_finals_only(
+    server: Served, launch: LaunchFn, tmp_path: Path, screenshots: Path
+) -> None:
+    speech = np.concatenate(
+        [
+            silence(0.4),
+            espeak("I think this has been a really rather wonderful afternoon", rate_wpm=140),
+            silence(1.2),
+        ]
+    )
+    wav = write_wav(tmp_path / "long.wav", speech, 16000)
+    with launch(wav) as page:
+        frames = record_frames(page)
+        page.add_init_script(PARTIAL_LOG_SCRIPT)
+        loaded(page, server.url + "/?interim_ms=500")
+        page.click("#start")
+        expect(page.locator("#current")).to_have_attribute(
+            "data-provisional", "true", timeout=20_000
+        )
+        expect(page.locator("#current-meta")).to_contain_text("Provisional")
+        expect(page.locator("#bars")).to_have_attribute("data-provisional", "true")
+        page.screenshot(path=screenshots / "provisional-desktop.png", full_page=True)
+        wait_captured(page, len(speech) / 16 + 300)
+        stop(page)
+        events: list[str] = page.evaluate("window.__events")
+        progress: list[list[int]] = page.evaluate("window.__progress")
+        expect(page.locator("#interim")).to_contain_text("every 500 ms")
+        exported_segments = exported(page)
+        csv_lines = download_text(page, "#export-csv").strip().split("\r\n")
+    assert frames[0]["interim_ms"] == 500
+    partials = [f for f in frames if f["type"] == "partial"]
+    finals = segment_frames(frames)
+    assert partials, "the server sent no partial"
+    first_final = events.index("result")
+    # the readout was provisional before the first final came ...
+    assert any(e.startswith("provisional:") for e in events[:first_final]), events
+    # ... and settles to it: the first state shown after it is not provisional, its label
+    settled = next(e for e in events[first_final:] if e.startswith(("provisional:", "shown:")))
+    first = next(f for f in frames if f["type"] == "result")
+    assert settled == f"shown:{first['label'].capitalize()}", events
+    # the announcer speaks after finals only, never after a partial
+    for i, event in enumerate(events):
+        if event == "announced":
+            before = [e for e in events[:i] if e in ("partial", "result", "skipped")]
+            assert before and before[-1] in ("result", "skipped"), events
+    # the chart's band of the segment in progress grew while it was spoken
+    ends: dict[int, list[int]] = {}
+    for start, end in progress:
+        ends.setdefault(start, []).append(end)
+    assert any(e[i] < e[i + 1] < e[i + 2] for e in ends.values() for i in range(len(e) - 2)), (
+        progress
+    )
+    # exports hold the finals and nothing else
+    assert len(exported_segments) == len(finals)
+    assert [s["segment"] for s in exported_segments] == [f["segment"] for f in finals]
+    assert len(csv_lines) == len(finals) + 1
