@@ -301,16 +301,16 @@ def stream(args: argparse.Namespace) -> int:
 
 async def _stdin_chunks(chunk_bytes: int = 4096) -> AsyncIterator[bytes]:
     """Standard input's bytes as they arrive. A daemon thread does the blocking reads, so a
-    stream the server ends early does not wait for the pipe (``arecord`` never ends)."""
+    stream the server ends early does not wait for the pipe (``arecord`` never ends). It
+    reads the file descriptor itself: a daemon thread blocked inside ``sys.stdin.buffer``
+    holds that object's lock, and the interpreter aborts at exit when it finds it held."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=64)
-    source = sys.stdin.buffer
+    fd = sys.stdin.fileno()
 
     def pump() -> None:
         while True:
-            data = (
-                source.read1(chunk_bytes) if hasattr(source, "read1") else source.read(chunk_bytes)
-            )
+            data = os.read(fd, chunk_bytes)
             try:
                 asyncio.run_coroutine_threadsafe(queue.put(data), loop).result()
             except RuntimeError:  # the stream is over and its event loop closed
