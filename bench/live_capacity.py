@@ -6,7 +6,7 @@ utterances do not line up across clients) at real-time pace in 40 ms frames. Two
 about three quarters speech: someone talking). Latency of an utterance: arrival of the
 result (or skip) of its last segment minus the moment its last sample was due to be sent,
 i.e. from the end of the utterance in audio time. This includes the segmenter's
-trailing-silence hangover (600 ms by default), which any VAD-cut stream must wait.
+trailing-silence hangover (400 ms by default), which any VAD-cut stream must wait.
 Segment latency: from each segment's ``end_ms`` instead.
 
 K is searched upwards (1, 2, 4, ... doubling, then bisection between the last pass and the

@@ -66,6 +66,15 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.vad_frames = Counter(
+            "emostream_vad_frames",
+            "Frames the batched Silero VAD decided (divided by emostream_vad_calls: the "
+            "mean batch).",
+            registry=r,
+        )
+        self.vad_calls = Counter(
+            "emostream_vad_calls", "Model calls of the batched Silero VAD.", registry=r
+        )
         self.uploads = Counter(
             "emostream_uploads", "Uploaded files by HTTP status.", ["status"], registry=r
         )

@@ -47,6 +47,8 @@ class Service:
         self._pool: InferencePool | None = None
         self._swap_lock = asyncio.Lock()
         self.segmenter_config = settings.segmenter_config()
+        # Silero streams' frames, batched across streams (None: webrtcvad, or batching off).
+        self.vad_batcher: vad.SileroBatcher | None = None
 
     def _load_onnx(self, model_dir: Path) -> Classifier:
         return self._onnx(model_dir, self.settings.intra_op_threads)
@@ -86,9 +88,17 @@ class Service:
         """A fresh voice detector for one stream (Silero: state on the shared session)."""
         return vad.make_detector(self.segmenter_config, self.settings.vad_model_path)
 
+    def _on_vad_batch(self, size: int) -> None:
+        self.metrics.vad_calls.inc()
+        self.metrics.vad_frames.inc(size)
+
     def start(self) -> None:
         # Loads and checks the Silero model now: a bad file stops the server at start.
-        self.new_detector()
+        detector = self.new_detector()
+        if isinstance(detector, vad.SileroDetector) and self.settings.vad_batch:
+            self.vad_batcher = vad.SileroBatcher(
+                detector.model, self.settings.vad_batch, on_batch=self._on_vad_batch
+            )
         classifier, lone = self._load(self.settings.model_dir)
         self._pool = InferencePool(
             classifier,
@@ -108,6 +118,8 @@ class Service:
 
     def stop(self) -> None:
         self.decoder.shutdown(wait=True, cancel_futures=True)
+        if self.vad_batcher is not None:
+            self.vad_batcher.close()
         if self._pool is not None:
             self._pool.close()
             self._pool = None

@@ -8,6 +8,8 @@ import logging
 import time
 import uuid
 
+import numpy as np
+import numpy.typing as npt
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -80,11 +82,12 @@ class Session:
         self._service = service
         self._settings = service.settings
         self._params = params
+        self._detector = service.new_detector()
         self._segmenter = vad.StreamSegmenter(
             service.segmenter_config,
             params.sample_rate,
             params.encoding,
-            detector=service.new_detector(),
+            detector=self._detector,
         )
         self._outbox: asyncio.Queue[ServerMessage | Close] = asyncio.Queue(OUTBOX_SIZE)
         self._slots = asyncio.Semaphore(self._settings.max_pending_segments)
@@ -235,10 +238,12 @@ class Session:
             await self._close("bad_frame", message, CLOSE_TOO_BIG)
             return
         try:
-            events = self._segmenter.feed_bytes(data)
+            frames = self._segmenter.frames_of(data)
         except vad.FrameError as exc:
             await self._outbox.put(Error("bad_frame", f"{exc}; frame dropped"))
             return
+        try:
+            events = await self._segment(frames)
         except vad.DetectorError as exc:
             await self._detector_failed(exc)
         else:
@@ -251,6 +256,24 @@ class Session:
             await self._finish()
             message = f"stream exceeded max_stream_ms {self._settings.max_stream_ms}"
             await self._close("limit", message, CLOSE_POLICY)
+
+    async def _segment(self, frames: list[npt.NDArray[np.int16]]) -> list[vad.Event]:
+        """Silero decides the frames in the service's batch with other streams' frames,
+        off the event loop; otherwise the stream's own detector decides them here.
+
+        A batch fault counts these frames as unvoiced and starts the detector afresh, as
+        a fault of the stream's own detector would (DetectorError)."""
+        batcher = self._service.vad_batcher
+        detector = self._detector
+        if batcher is None or not frames or not isinstance(detector, vad.SileroDetector):
+            return self._segmenter.segment(frames)
+        try:
+            voiced = await batcher.decide(detector, frames)
+        except Exception as exc:  # the model's fault, reported as internal
+            detector.reset()
+            events = self._segmenter.segment(frames, [False] * len(frames))
+            raise vad.DetectorError(events, exc) from exc
+        return self._segmenter.segment(frames, voiced)
 
     async def _on_text(self, text: str) -> None:
         try:

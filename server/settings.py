@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     vad_post_padding_ms: int = _VAD.post_padding_ms
     max_segment_ms: int = _VAD.max_segment_ms
     min_segment_ms: int = _VAD.min_segment_ms
+    # Silero: at most this many streams' frames in one model call (vad/batch.py); 0: each
+    # stream runs the model on its own frames, one call per frame.
+    vad_batch: int = Field(default=64, ge=0, le=1024)
     # A Silero ONNX file elsewhere than the pinned package's (it must still be that file).
     vad_model_path: Path | None = None
     # Classify an utterance's last segment as its silence begins (server/early.py).

@@ -1,5 +1,6 @@
 """Voice-activity segmentation of audio streams (Silero VAD or webrtcvad, soxr)."""
 
+from vad.batch import BatcherClosed, SileroBatcher
 from vad.config import DETECTORS, DetectorName, SegmenterConfig
 from vad.detector import Detector, DetectorError, EnergyDetector, WebRtcDetector, make_detector
 from vad.events import Event, InProgress, Segment, SpeechEnd, SpeechStart
@@ -11,6 +12,7 @@ from vad.stream import StreamSegmenter
 
 __all__ = [
     "DETECTORS",
+    "BatcherClosed",
     "Detector",
     "DetectorError",
     "DetectorName",
@@ -24,6 +26,7 @@ __all__ = [
     "Segment",
     "Segmenter",
     "SegmenterConfig",
+    "SileroBatcher",
     "SileroDetector",
     "SileroModel",
     "SpeechEnd",

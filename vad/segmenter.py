@@ -159,12 +159,16 @@ class Segmenter:
         if callable(reset):
             reset()
 
-    def push(self, frame: npt.NDArray[np.int16]) -> list[Event]:
-        """Process exactly one frame of config.frame_ms.
+    def push(self, frame: npt.NDArray[np.int16], voiced: bool | None = None) -> list[Event]:
+        """Process exactly one frame of config.frame_ms; ``voiced``: the decision made
+        elsewhere for this frame (vad.batch), or None to ask the detector.
 
         If the detector raises, the frame counts as unvoiced, the detector starts afresh
         and DetectorError carries the events of this frame (the stream may go on)."""
-        return self._push(self._checked(frame), self._position + self._frame)
+        frame = self._checked(frame)
+        if voiced is not None:
+            return self._advance(frame, voiced, self._position + self._frame)
+        return self._push(frame, self._position + self._frame)
 
     def flush(self) -> list[Event]:
         """End the utterance in progress now; [] when there is none."""

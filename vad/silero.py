@@ -145,19 +145,43 @@ class SileroDetector:
         self.probability = 0.0
 
     def speech_probability(self, frame: npt.NDArray[np.int16]) -> float:
+        self.next_window(frame)
+        probs, self._state = self.model.run(self._window, self._state)
+        self.probability = float(probs[0])
+        return self.probability
+
+    def __call__(self, frame: npt.NDArray[np.int16]) -> bool:
+        return self.decide(self.speech_probability(frame))
+
+    # The steps of one frame, for a caller that runs many streams' frames in one call
+    # (vad.batch.SileroBatcher): next_window, then the model on the stacked windows and
+    # states, then accept.
+
+    def next_window(self, frame: npt.NDArray[np.int16]) -> npt.NDArray[np.float32]:
+        """This frame's model input (the context, then the frame), whose end is the next
+        context: a view of the detector's own buffer, valid until the next frame."""
         if frame.shape != (FRAME_SAMPLES,):
             raise ValueError(
                 f"Silero VAD takes frames of {FRAME_SAMPLES} samples at {SAMPLE_RATE_HZ} Hz, "
                 f"got shape {frame.shape}"
             )
-        window = self._window
-        window[0, :CONTEXT_SAMPLES] = window[0, -CONTEXT_SAMPLES:]
-        np.multiply(frame, _INT16_SCALE, out=window[0, CONTEXT_SAMPLES:])
-        probs, self._state = self.model.run(window, self._state)
-        self.probability = float(probs[0])
-        return self.probability
+        window: npt.NDArray[np.float32] = self._window[0]
+        window[:CONTEXT_SAMPLES] = window[-CONTEXT_SAMPLES:]
+        np.multiply(frame, _INT16_SCALE, out=window[CONTEXT_SAMPLES:])
+        return window
 
-    def __call__(self, frame: npt.NDArray[np.int16]) -> bool:
-        probability = self.speech_probability(frame)
+    @property
+    def state(self) -> npt.NDArray[np.float32]:
+        """The recurrent state, shape STATE_SHAPE."""
+        return self._state
+
+    def accept(self, probability: float, state: npt.NDArray[np.float32]) -> bool:
+        """Take the model's answer for the last window: the new state, then the decision."""
+        self._state = state
+        self.probability = probability
+        return self.decide(probability)
+
+    def decide(self, probability: float) -> bool:
+        """Voiced or not, with hysteresis on the probability."""
         self._voiced = probability >= (self.release if self._voiced else self.threshold)
         return self._voiced

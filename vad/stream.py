@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 
@@ -75,7 +77,14 @@ class StreamSegmenter:
         return self._segmenter.tentative_end()
 
     def feed_bytes(self, data: bytes) -> list[Event]:
-        """Raises FrameError for a partial sample, before anything of data is processed.
+        """Raises FrameError for a partial sample, before anything of data is processed."""
+        return self.segment(self.frames_of(data))
+
+    def frames_of(self, data: bytes) -> list[npt.NDArray[np.int16]]:
+        """The whole detector frames that data completes, not yet segmented: the first half
+        of feed_bytes, for a caller that decides voicing elsewhere (vad.batch), then calls
+        segment(frames, voiced). Raises FrameError for a partial sample, before anything
+        of data is processed.
 
         pcm_s16le at the segmenter's own rate goes to the frames as the client's int16
         samples, with no conversion at all; anything else is decoded to float once,
@@ -86,12 +95,11 @@ class StreamSegmenter:
                     f"binary frame of {len(data)} bytes is not a whole number of "
                     "2-byte pcm_s16le samples"
                 )
-            if self._finished:
-                raise RuntimeError("the stream has finished; no more audio is accepted")
+            self._check_open()
             samples = np.frombuffer(data, dtype="<i2").astype(np.int16)
             self._input_samples += len(samples)
-            return self._frames(samples)
-        return self._feed(decode_pcm(data, self.encoding))
+            return self._reframer.push(samples)
+        return self._frames_of_audio(decode_pcm(data, self.encoding))
 
     def feed_audio(self, audio: npt.NDArray[np.floating]) -> list[Event]:
         """Already-decoded mono float audio at in_rate_hz; non-finite samples become 0."""
@@ -99,7 +107,29 @@ class StreamSegmenter:
             raise ValueError(f"expected mono 1-D audio, got shape {audio.shape}")
         if not np.issubdtype(audio.dtype, np.floating):
             raise ValueError(f"expected float audio in [-1, 1], got dtype {audio.dtype}")
-        return self._feed(sanitize(audio))
+        return self.segment(self._frames_of_audio(sanitize(audio)))
+
+    def segment(
+        self, frames: Sequence[npt.NDArray[np.int16]], voiced: Sequence[bool] | None = None
+    ) -> list[Event]:
+        """Segment frames from frames_of, in order; ``voiced``: one decision per frame
+        made elsewhere, or None to ask this stream's detector.
+
+        Every frame is segmented even if the detector fails on some; then DetectorError
+        (the first fault) carries all the events."""
+        if voiced is not None and len(voiced) != len(frames):
+            raise ValueError(f"{len(voiced)} voicing decisions for {len(frames)} frames")
+        events: list[Event] = []
+        fault: DetectorError | None = None
+        for index, frame in enumerate(frames):
+            try:
+                events += self._segmenter.push(frame, None if voiced is None else voiced[index])
+            except DetectorError as exc:
+                fault = fault or exc
+                events += exc.events
+        if fault is not None:
+            raise DetectorError(events, fault.cause) from fault.cause
+        return events
 
     def flush(self) -> list[Event]:
         """End the utterance in progress at the audio segmented so far."""
@@ -113,7 +143,7 @@ class StreamSegmenter:
             return []
         fault: DetectorError | None = None
         try:
-            events = self._segment(self._resampler.flush())
+            events = self.segment(self._reframer.push(to_int16(self._resampler.flush())))
         except DetectorError as exc:
             fault, events = exc, exc.events
         self._finished = True
@@ -126,26 +156,11 @@ class StreamSegmenter:
             raise DetectorError(events, fault.cause) from fault.cause
         return events
 
-    def _feed(self, audio: npt.NDArray[np.float32]) -> list[Event]:
+    def _check_open(self) -> None:
         if self._finished:
             raise RuntimeError("the stream has finished; no more audio is accepted")
+
+    def _frames_of_audio(self, audio: npt.NDArray[np.float32]) -> list[npt.NDArray[np.int16]]:
+        self._check_open()
         self._input_samples += len(audio)
-        return self._segment(self._resampler.process(audio))
-
-    def _segment(self, audio: npt.NDArray[np.float32]) -> list[Event]:
-        return self._frames(to_int16(audio))
-
-    def _frames(self, samples: npt.NDArray[np.int16]) -> list[Event]:
-        """Every frame is segmented even if the detector fails on some; then DetectorError
-        (the first fault) carries all the events."""
-        events: list[Event] = []
-        fault: DetectorError | None = None
-        for frame in self._reframer.push(samples):
-            try:
-                events += self._segmenter.push(frame)
-            except DetectorError as exc:
-                fault = fault or exc
-                events += exc.events
-        if fault is not None:
-            raise DetectorError(events, fault.cause) from fault.cause
-        return events
+        return self._reframer.push(to_int16(self._resampler.process(audio)))

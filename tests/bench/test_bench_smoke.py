@@ -77,12 +77,21 @@ def test_layout(tmp_path: Path, work_dir: Path) -> None:
 
 def test_vad_cost(tmp_path: Path, work_dir: Path) -> None:
     data = run_quick("vad_cost", tmp_path, work_dir)
-    assert [(row["detector"], row["input_rate_hz"]) for row in data["rows"]] == [
-        ("silero", 16000),
-        ("silero", 48000),
-        ("webrtc", 16000),
-        ("webrtc", 48000),
+    assert [
+        (row["detector"], row["input_rate_hz"], row.get("streams")) for row in data["rows"]
+    ] == [
+        ("silero", 16000, None),
+        ("silero", 48000, None),
+        ("silero (inline)", 16000, 1),
+        ("silero (batched)", 16000, 1),
+        ("silero (inline)", 16000, 4),
+        ("silero (batched)", 16000, 4),
+        ("webrtc", 16000, None),
+        ("webrtc", 48000, None),
     ]
+    # Inline and batched decide alike, so they cut the same segments.
+    by_kind = {(row["detector"], row.get("streams")): row["segments"] for row in data["rows"]}
+    assert by_kind[("silero (inline)", 4)] == by_kind[("silero (batched)", 4)]
     assert all(row["segments"] > 0 for row in data["rows"])
     assert all(row["cpu_ms_per_audio_s"]["median"] > 0 for row in data["rows"])
 

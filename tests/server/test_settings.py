@@ -217,3 +217,11 @@ def test_allowed_hosts_are_host_names(clean_env: pytest.MonkeyPatch) -> None:
 def test_allowed_hosts_refuse_what_is_not_a_host_name(host: str) -> None:
     with pytest.raises(ValidationError, match="allowed host"):
         Settings(allowed_hosts=[host])
+
+
+@pytest.mark.parametrize("bad", ["-1", "1025", "many"])
+def test_the_vad_batch_is_bounded(clean_env: pytest.MonkeyPatch, bad: str) -> None:
+    assert Settings().vad_batch == 64
+    clean_env.setenv("EMOSTREAM_VAD_BATCH", bad)
+    with pytest.raises(ValidationError, match="vad_batch"):
+        Settings()
