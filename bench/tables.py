@@ -154,7 +154,7 @@ def partials_note(partials: dict[str, Any] | None) -> str:
 
 def vad_cost(data: dict[str, Any]) -> str:
     rows = [
-        [r.get("detector", "webrtc"), f"{r['input_rate_hz']} Hz",
+        [r.get("detector", "webrtc"), str(r.get("streams", 1)), f"{r['input_rate_hz']} Hz",
          f"{r['cpu_ms_per_audio_s']['median']:.2f} ({r['cpu_ms_per_audio_s']['min']:.2f}–"
          f"{r['cpu_ms_per_audio_s']['max']:.2f})",
          f"{r['streams_per_core']:.0f}", str(r["segments"])]
@@ -162,8 +162,9 @@ def vad_cost(data: dict[str, Any]) -> str:
     ]  # fmt: skip
     head = [
         "detector",
+        "streams at once",
         "client rate",
-        "CPU ms per audio s (min–max)",
+        "CPU ms per audio s per stream (min–max)",
         "streams per core",
         "segments",
     ]

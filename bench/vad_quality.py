@@ -150,6 +150,7 @@ def f1(decided: npt.NDArray[np.bool_], truth: npt.NDArray[np.bool_]) -> float:
 # hangover (the decisions do not depend on it; the segmenter's energy trim sees the audio).
 
 DetectorMaker = Callable[[], Callable[[npt.NDArray[np.int16]], bool]]
+NO_GATE = " (no babble gate)"
 
 
 def detectors(quick: bool) -> dict[str, tuple[SegmenterConfig, DetectorMaker]]:
@@ -160,6 +161,9 @@ def detectors(quick: bool) -> dict[str, tuple[SegmenterConfig, DetectorMaker]]:
     for level in (2,) if quick else (2, 3):
         config = SegmenterConfig(detector="webrtc", aggressiveness=level)
         makers[f"webrtc{level}"] = (config, functools.partial(WebRtcDetector, level, 16000))
+    # The same decisions segmented without the babble gate (vad/gate.py), to show its effect.
+    for label, (config, make) in list(makers.items()):
+        makers[label + NO_GATE] = (replace(config, babble_gate_db=0.0), make)
     return makers
 
 
@@ -290,9 +294,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         truth = truth_frames(conv, 512)
         frame_rows.append({"detector": "silero", "condition": name, "seed": seed,
                            "f1": f1(np.array(raw), truth[: len(raw)])})  # fmt: skip
+        decided: dict[int, list[bool]] = {}  # a detector's decisions serve both gate settings
         for label, (config, make) in makers.items():
-            flags = decisions(samples, config.frame_samples, make)
-            if label.startswith("webrtc"):
+            if id(make) not in decided:
+                decided[id(make)] = decisions(samples, config.frame_samples, make)
+            flags = decided[id(make)]
+            if label.startswith("webrtc") and not label.endswith(NO_GATE):
                 truth_w = truth_frames(conv, config.frame_samples)
                 frame_rows.append({"detector": label, "condition": name, "seed": seed,
                                    "f1": f1(np.array(flags), truth_w[: len(flags)])})  # fmt: skip

@@ -31,6 +31,7 @@ VAD_SETTINGS = {
     "vad_hangover_ms": "hangover_ms",
     "vad_pre_padding_ms": "pre_padding_ms",
     "vad_post_padding_ms": "post_padding_ms",
+    "vad_babble_gate_db": "babble_gate_db",
     "max_segment_ms": "max_segment_ms",
     "min_segment_ms": "min_segment_ms",
 }
@@ -71,6 +72,7 @@ class Settings(BaseSettings):
     vad_hangover_ms: int = _VAD.hangover_ms
     vad_pre_padding_ms: int = _VAD.pre_padding_ms
     vad_post_padding_ms: int = _VAD.post_padding_ms
+    vad_babble_gate_db: float = _VAD.babble_gate_db
     max_segment_ms: int = _VAD.max_segment_ms
     min_segment_ms: int = _VAD.min_segment_ms
     # Silero: at most this many streams' frames in one model call (vad/batch.py); 0: each

@@ -16,6 +16,8 @@ SILERO_RATE_HZ = 16000
 NATIVE_FRAME_MS = {"silero": SILERO_FRAME_MS, "webrtc": 30}
 MAX_SEGMENT_LIMIT_MS = 60_000
 DETECTOR_FRAME_MS = 0  # frame_ms meaning "the detector's own frame"
+MAX_BABBLE_GATE_DB = 30.0
+MIN_BABBLE_WINDOW_MS = 1000
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,9 @@ class SegmenterConfig:
     cut_search_ms: int = 1000
     end_trim_ms: int = 90
     end_trim_margin_db: float = 6.0
+    # Babble gate (vad/gate.py): 0 turns it off; chosen from bench/vad_quality.
+    babble_gate_db: float = 6.0
+    babble_window_ms: int = 5000
 
     def __post_init__(self) -> None:
         self._check_choice("detector", self.detector, DETECTORS)
@@ -74,6 +79,11 @@ class SegmenterConfig:
             raise ValueError(
                 f"end_trim_margin_db must be a finite value >= 0, got {self.end_trim_margin_db}"
             )
+        if not 0.0 <= self.babble_gate_db <= MAX_BABBLE_GATE_DB:
+            raise ValueError(
+                f"babble_gate_db must be in [0, {MAX_BABBLE_GATE_DB}], got {self.babble_gate_db}"
+            )
+        self._check_at_least("babble_window_ms", MIN_BABBLE_WINDOW_MS)
         if not 0.0 < self.start_ratio <= 1.0:
             raise ValueError(f"start_ratio must be in (0, 1], got {self.start_ratio}")
         if not 0.0 <= self.stop_ratio < 1.0:
@@ -123,6 +133,11 @@ class SegmenterConfig:
     def end_trim_frames(self) -> int:
         """Trailing voiced frames the end may be moved back over: end_trim_ms rounded down."""
         return self.end_trim_ms // self.frame_ms
+
+    @property
+    def babble_window_frames(self) -> int:
+        """Frames the babble gate looks back over: babble_window_ms rounded down."""
+        return self.babble_window_ms // self.frame_ms
 
     @property
     def start_voiced_frames(self) -> int:

@@ -12,6 +12,7 @@ from vad.config import SegmenterConfig
 from vad.detector import Detector, DetectorError, frame_energy, make_detector
 from vad.events import Event, InProgress, Segment, SpeechEnd, SpeechStart
 from vad.framing import to_float
+from vad.gate import BabbleGate
 from vad.ring import SampleRing
 
 _MIN_NOISE_FRAMES = 3
@@ -79,6 +80,11 @@ class Segmenter:
         )
         self._energies: deque[tuple[int, float]] = deque(maxlen=kept_frames)
         self._preroll = SampleRing(config.start_frames * self._frame + self._pre_padding)
+        self._gate = (
+            BabbleGate(config.babble_gate_db, config.babble_window_frames)
+            if config.babble_gate_db
+            else None
+        )
         self.reset()
 
     @property
@@ -148,6 +154,8 @@ class Segmenter:
         self._utterance: _Utterance | None = None
         self._energies.clear()
         self._preroll.clear()
+        if self._gate is not None:
+            self._gate.reset()
 
     def _reset_detector(self) -> None:
         given = self._given_detector
@@ -220,7 +228,10 @@ class Segmenter:
             # Cut only when audio that does not fit has arrived: a stream that ends exactly
             # at the limit keeps one whole segment instead of a cut and a sliver.
             events = self._cut(utterance)
-        self._energies.append((self._position, frame_energy(frame)))
+        energy = frame_energy(frame)
+        if self._gate is not None:
+            voiced = self._gate(energy, voiced)
+        self._energies.append((self._position, energy))
         self._preroll.write(frame)
         self._position += self._frame
         if utterance is None:

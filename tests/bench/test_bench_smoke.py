@@ -169,12 +169,23 @@ def test_failover(tmp_path: Path, work_dir: Path) -> None:
 def test_vad_quality(tmp_path: Path, work_dir: Path) -> None:
     data = run_quick("vad_quality", tmp_path, work_dir)
     rows = {(r["detector"], r["condition"], r["hangover_ms"]): r for r in data["rows"]}
+    detectors = ("silero", "webrtc2")
     assert set(rows) == {
-        (d, c, h)
-        for d in ("silero", "webrtc2")
+        (d + gate, c, h)
+        for d in detectors
+        for gate in ("", " (no babble gate)")
         for c in ("clean", "white0", "babble10")
         for h in (300, 600)
     }
+    # The babble gate (on by default) separates utterances in babble and leaves a clean
+    # room and white noise as they were.
+    babble = [rows[(d, "babble10", 600)]["found"] for d in ("silero", "silero (no babble gate)")]
+    assert babble[0] > babble[1]
+    for condition in ("clean", "white0"):
+        assert (
+            rows[("silero", condition, 600)]["found"]
+            == rows[("silero (no babble gate)", condition, 600)]["found"]
+        )
     # Deterministic counts, so the quick run can hold the detectors to what they do:
     # both find every utterance in a clean room, only Silero in white noise at 0 dB.
     for detector in ("silero", "webrtc2"):
