@@ -258,8 +258,8 @@ class Session:
             await self._close("limit", message, CLOSE_POLICY)
 
     async def _segment(self, frames: list[npt.NDArray[np.int16]]) -> list[vad.Event]:
-        """Silero decides the frames in the service's batch with other streams' frames,
-        off the event loop; otherwise the stream's own detector decides them here.
+        """Silero decides the frames in one model call with the other streams' waiting
+        frames (the service's batcher); otherwise the stream's own detector decides them.
 
         A batch fault counts these frames as unvoiced and starts the detector afresh, as
         a fault of the stream's own detector would (DetectorError)."""
