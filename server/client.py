@@ -6,7 +6,7 @@ import asyncio
 import json
 import random as _random
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -281,6 +281,67 @@ def _on_timeline(message: Message, offset_ms: float) -> Message:
     return moved
 
 
+def _receive(
+    ws: ClientConnection,
+    connection: Connection,
+    report: StreamReport,
+    on_message: Callable[[Message], None] | None,
+    offset_ms: float = 0.0,
+    ready: asyncio.Event | None = None,
+) -> Callable[[], Coroutine[Any, Any, None]]:
+    """The reader of one connection: every message into the report, in order (times
+    moved onto the whole stream's timeline by ``offset_ms``)."""
+
+    async def receive() -> None:
+        async for raw in ws:
+            message = _on_timeline(_parse(raw), offset_ms)
+            if message["type"] == "ready":
+                connection.session = str(message.get("session", ""))
+                connection.ready_at = asyncio.get_running_loop().time()
+                if ready is not None:
+                    ready.set()
+            elif message["type"] == "end":
+                report.finished = True
+            report.messages.append(message)
+            if on_message is not None:
+                on_message(message)
+
+    return receive
+
+
+async def _exchange(
+    ws: ClientConnection,
+    receive: Callable[[], Coroutine[Any, Any, None]],
+    send: Callable[[asyncio.Task[None]], Awaitable[None]],
+    connection: Connection,
+    finish_timeout_s: float,
+) -> None:
+    """Send (given the reader's task) while reading, then read what the server still
+    sends until it closes: at most finish_timeout_s (then TimeoutError). A server
+    ``error`` that ends the stream is raised as ServerMessageError."""
+    async with ws:
+        receiver = asyncio.create_task(receive())
+        try:
+            await send(receiver)
+        except websockets.ConnectionClosed:
+            pass  # the server closed first; the receiver still reads what it sent before
+        except BaseException:
+            receiver.cancel()
+            await asyncio.wait({receiver})
+            raise
+        await asyncio.wait({receiver}, timeout=finish_timeout_s)
+        if not receiver.done():
+            receiver.cancel()
+            await asyncio.wait({receiver})
+            raise TimeoutError(
+                f"the server did not finish the stream within {finish_timeout_s:g} s"
+            )
+        error = None if receiver.cancelled() else receiver.exception()
+        if isinstance(error, ServerMessageError):
+            raise error
+        connection.close_code = ws.close_code
+
+
 async def _one_connection(
     target: str,
     pcm: npt.NDArray[np.int16],
@@ -302,45 +363,17 @@ async def _one_connection(
     if ready_timeout_s is None:
         ready.set()  # without reconnecting, audio goes out at once, as it always did
 
-    async def receive() -> None:
-        async for raw in ws:
-            message = _on_timeline(_parse(raw), offset_ms)
-            if message["type"] == "ready":
-                connection.session = str(message.get("session", ""))
-                connection.ready_at = asyncio.get_running_loop().time()
-                ready.set()
-            elif message["type"] == "end":
-                report.finished = True
-            report.messages.append(message)
-            if on_message is not None:
-                on_message(message)
+    async def send(receiver: asyncio.Task[None]) -> None:
+        if ready_timeout_s is not None:
+            await _wait_ready(ready, receiver, ready_timeout_s)
+        if ready.is_set():
+            await _send(ws, pcm, frame, pace, receiver, connection, report)
 
-    async with ws:
-        receiver = asyncio.create_task(receive())
-        try:
-            if ready_timeout_s is not None:
-                await _wait_ready(ready, receiver, ready_timeout_s)
-            if ready.is_set():
-                await _send(ws, pcm, frame, pace, receiver, connection, report)
-        except websockets.ConnectionClosed:
-            pass  # the server closed first; the receiver still reads what it sent before
-        except BaseException:
-            receiver.cancel()
-            await asyncio.wait({receiver})
-            raise
-        # Every message the server still sends, until it closes: not forever.
-        await asyncio.wait({receiver}, timeout=finish_timeout_s)
-        if not receiver.done():
-            receiver.cancel()
-            await asyncio.wait({receiver})
-            raise _Retryable(
-                f"the server did not finish the stream within {finish_timeout_s:g} s",
-                TimeoutError("the server did not finish the stream"),
-            )
-        error = None if receiver.cancelled() else receiver.exception()
-        if isinstance(error, ServerMessageError):
-            raise error
-        connection.close_code = ws.close_code
+    receive = _receive(ws, connection, report, on_message, offset_ms, ready)
+    try:
+        await _exchange(ws, receive, send, connection, finish_timeout_s)
+    except TimeoutError as exc:
+        raise _Retryable(str(exc), exc) from None
     if ready_timeout_s is not None and not connection.opened:
         last = next((m for m in reversed(report.messages) if m["type"] == "error"), None)
         detail = f": {last.get('code')} {last.get('message')}" if last else ""
@@ -416,18 +449,7 @@ async def stream_chunks(
     except _Retryable as exc:
         raise exc.cause from None
 
-    async def receive() -> None:
-        async for raw in ws:
-            message = _parse(raw)
-            if message["type"] == "ready":
-                connection.session = str(message.get("session", ""))
-            elif message["type"] == "end":
-                report.finished = True
-            report.messages.append(message)
-            if on_message is not None:
-                on_message(message)
-
-    async def send() -> None:
+    async def send(receiver: asyncio.Task[None]) -> None:
         pending = b""
         async for chunk in chunks:
             if receiver.done():
@@ -444,27 +466,8 @@ async def stream_chunks(
         if not receiver.done():
             await ws.send(json.dumps({"type": "end"}))
 
-    async with ws:
-        receiver = asyncio.create_task(receive())
-        try:
-            await send()
-        except websockets.ConnectionClosed:
-            pass  # the server closed first; the receiver still reads what it sent before
-        except BaseException:
-            receiver.cancel()
-            await asyncio.wait({receiver})
-            raise
-        await asyncio.wait({receiver}, timeout=finish_timeout_s)
-        if not receiver.done():
-            receiver.cancel()
-            await asyncio.wait({receiver})
-            raise TimeoutError(
-                f"the server did not finish the stream within {finish_timeout_s:g} s"
-            )
-        error = None if receiver.cancelled() else receiver.exception()
-        if isinstance(error, ServerMessageError):
-            raise error
-        connection.close_code = ws.close_code
+    receive = _receive(ws, connection, report, on_message)
+    await _exchange(ws, receive, send, connection, finish_timeout_s)
     report.close_code = connection.close_code
     report.sent_samples = connection.sent_samples
     return report
