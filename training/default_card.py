@@ -98,6 +98,11 @@ def _reuse_note(prov: dict[str, Any]) -> str:
     )
 
 
+def _threads(training: dict[str, Any]) -> str:
+    threads = training.get("threads")
+    return "one thread" if threads == 1 else f"{threads} threads"
+
+
 def _dropout_note(recipe: dict[str, Any]) -> str:
     rate = recipe.get("cue_dropout", 0.0)
     if not rate:
@@ -152,8 +157,8 @@ def render_card(manifest: Manifest, size_bytes: int) -> str:
         f"{_pct(training.get('noise_probability'))} of the clips on top of the corpus's own "
         "noisy clips, one frequency and one time mask per clip; best validation epoch "
         f"{record.get('best_epoch')} (validation accuracy {_pct(record.get('val_accuracy'))}); "
-        f"{prov.get('train_seconds', 0) / 60:.0f} min of training ({training.get('threads')} "
-        "thread(s), on a 2-core machine shared with other work, so a loaded figure).",
+        f"{prov.get('train_seconds', 0) / 60:.0f} min of training ({_threads(training)}, on a "
+        "2-core machine shared with other work, so a loaded figure).",
         f"- Rebuild: `{prov.get('command')}` (renders both generators with seed "
         f"{recipe.get('seed')}, trains, exports, measures and writes this card; deterministic "
         f"up to floating-point summation order across machines).{_reuse_note(prov)}",
@@ -212,7 +217,10 @@ def render_card(manifest: Manifest, size_bytes: int) -> str:
         "  independent set shares the synthesiser, so a model can still exploit what all",
         "  espeak-ng voices have in common. Nothing here says how it does on people.",
         "- The independent set is small (8 speakers, 40 sentences); a difference of a few",
-        "  points between models is within its noise.",
+        "  points between models is within its noise, and its per-class recalls (40 clips",
+        "  each) moved by 10–30 points between similar training runs (the experiment log in",
+        "  docs/synthetic-corpus.md): a target met by a few points can be missed by a rebuild",
+        "  with another seed or on another machine.",
         "- Loudness reaches the model only as variation within a segment (the server",
         "  normalises every segment).",
         "",
