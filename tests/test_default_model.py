@@ -18,7 +18,7 @@ MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
 CLIPS_PER_EMOTION = 8
 # Six classes: chance is 1/6 ≈ 0.17. On 48 fresh clips the standard error is about 0.07, so
 # each floor sits well below the accuracy measured on the full test sets (MODEL_CARD.md:
-# 0.835 on the own generator's 600 test clips, 0.538 on the 240 independent clips) and still
+# 0.862 on the own generator's 600 test clips, 0.613 on the 240 independent clips) and still
 # above chance: a broken or swapped model fails.
 MIN_OWN_ACCURACY = 0.55
 MIN_INDEPENDENT_ACCURACY = 0.3

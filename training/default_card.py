@@ -83,6 +83,38 @@ def _targets(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _reuse_note(prov: dict[str, Any]) -> str:
+    names = {
+        "corpus": "training corpus",
+        "independent": "independent test set",
+        "network": "trained network",
+    }
+    reused = [names.get(step, step) for step, taken in prov.get("reused", {}).items() if taken]
+    if not reused:
+        return " This build ran every step from scratch."
+    return (
+        f" This build took the {', the '.join(reused)} from an earlier run's work directory "
+        "(`--reuse`, only where that run's configuration was the same) instead of redoing it."
+    )
+
+
+def _threads(training: dict[str, Any]) -> str:
+    threads = training.get("threads")
+    return "one thread" if threads == 1 else f"{threads} threads"
+
+
+def _dropout_note(recipe: dict[str, Any]) -> str:
+    rate = recipe.get("cue_dropout", 0.0)
+    if not rate:
+        return ""
+    return (
+        f" In the training clips each voice-quality cue (tremor, jitter, pitch steps, creak, "
+        f"breathiness, spectral tilt) and the sentence-final punctuation is neutralised with "
+        f"probability {rate:g} (cue dropout), so that pitch, range and rate must carry the "
+        "decision too; validation and test clips follow the full rules."
+    )
+
+
 def render_card(manifest: Manifest, size_bytes: int) -> str:
     metrics, prov = manifest.metrics, manifest.provenance
     recipe = prov.get("recipe", {})
@@ -125,10 +157,11 @@ def render_card(manifest: Manifest, size_bytes: int) -> str:
         f"{_pct(training.get('noise_probability'))} of the clips on top of the corpus's own "
         "noisy clips, one frequency and one time mask per clip; best validation epoch "
         f"{record.get('best_epoch')} (validation accuracy {_pct(record.get('val_accuracy'))}); "
-        f"{prov.get('train_seconds', 0) / 60:.0f} min of training on 2 shared CPU cores.",
+        f"{prov.get('train_seconds', 0) / 60:.0f} min of training ({_threads(training)}, on a "
+        "2-core machine shared with other work, so a loaded figure).",
         f"- Rebuild: `{prov.get('command')}` (renders both generators with seed "
         f"{recipe.get('seed')}, trains, exports, measures and writes this card; deterministic "
-        "up to floating-point summation order across machines).",
+        f"up to floating-point summation order across machines).{_reuse_note(prov)}",
         "",
         "## Training data",
         "",
@@ -138,7 +171,8 @@ def render_card(manifest: Manifest, size_bytes: int) -> str:
         "emotionally neutral sentences, with each emotion rendered through prosody rules after",
         "Murray & Arnott (1993) — pitch level and range, speech rate, intensity, pitch contour,",
         "voice quality (tremor, breathiness, creak, spectral tilt) — plus random background noise",
-        "(0–30 dB SNR), room echo and level changes. The validation and test sets use voice",
+        f"(0–30 dB SNR), room echo and level changes.{_dropout_note(recipe)} The validation "
+        "and test sets use voice",
         "variants *and* sentences that never occur in training. Details and the rules:",
         "docs/synthetic-corpus.md.",
         "",
@@ -183,7 +217,10 @@ def render_card(manifest: Manifest, size_bytes: int) -> str:
         "  independent set shares the synthesiser, so a model can still exploit what all",
         "  espeak-ng voices have in common. Nothing here says how it does on people.",
         "- The independent set is small (8 speakers, 40 sentences); a difference of a few",
-        "  points between models is within its noise.",
+        "  points between models is within its noise, and its per-class recalls (40 clips",
+        "  each) moved by 10–30 points between similar training runs (the experiment log in",
+        "  docs/synthetic-corpus.md): a target met by a few points can be missed by a rebuild",
+        "  with another seed or on another machine.",
         "- Loudness reaches the model only as variation within a segment (the server",
         "  normalises every segment).",
         "",

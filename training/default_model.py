@@ -57,9 +57,16 @@ class Recipe:
     val_clips: int = 600
     test_clips: int = 600
     independent_clips: int = 240
-    cue_dropout: float = 0.0  # training clips only, see CorpusConfig.cue_dropout
-    model: MelCnnConfig = field(default_factory=MelCnnConfig)
-    training: TrainConfig = field(default_factory=TrainConfig)
+    cue_dropout: float = 0.4  # training clips only, see CorpusConfig.cue_dropout
+    model: MelCnnConfig = field(
+        default_factory=lambda: MelCnnConfig(channels=128, embedding=128, hidden=128)
+    )
+    # One thread: the build leaves the second core to whatever else runs on the machine,
+    # and its figures were measured with this setting (the thread count changes the
+    # floating-point summation order, hence the weights).
+    training: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=24, crop_frames=(75, 150), threads=1)
+    )
     quantize_ops: tuple[str, ...] = ("Conv", "MatMul")
 
     def corpus(self) -> CorpusConfig:
@@ -67,14 +74,17 @@ class Recipe:
         return CorpusConfig(seed=self.seed, clips=clips, cue_dropout=self.cue_dropout)
 
 
-def build_corpus(work: Path, recipe: Recipe, reuse: bool) -> Path:
-    """Render the training corpus, or reuse one rendered with the same configuration."""
+def build_corpus(work: Path, recipe: Recipe, reuse: bool, reused: dict[str, bool]) -> Path:
+    """Render the training corpus, or reuse one rendered with the same configuration
+    (``reused["corpus"]`` says which)."""
     corpus = work / "corpus"
     split_csv, config_file = corpus / "split.csv", corpus / CORPUS_CONFIG_FILE
     wanted = asdict(recipe.corpus())
+    reused["corpus"] = False
     if reuse and split_csv.is_file() and config_file.is_file():
         if json.loads(config_file.read_text(encoding="utf-8")) == json.loads(json.dumps(wanted)):
             print(f"reusing corpus {corpus}", flush=True)
+            reused["corpus"] = True
             return split_csv
         print(f"{corpus} was rendered with another configuration: rendering it again", flush=True)
     shutil.rmtree(corpus, ignore_errors=True)
@@ -84,14 +94,16 @@ def build_corpus(work: Path, recipe: Recipe, reuse: bool) -> Path:
     return split_csv
 
 
-def build_independent(work: Path, recipe: Recipe, reuse: bool) -> Path:
+def build_independent(work: Path, recipe: Recipe, reuse: bool, reused: dict[str, bool]) -> Path:
     from training.independent import write_set
 
     out = work / "independent"
     split_csv = out / "split.csv"
+    reused["independent"] = False
     if reuse and split_csv.is_file():
         if len(read_split(split_csv)) == recipe.independent_clips:
             print(f"reusing independent set {out}", flush=True)
+            reused["independent"] = True
             return split_csv
         print(f"{out} has another number of clips: rendering it again", flush=True)
     shutil.rmtree(out, ignore_errors=True)
@@ -99,18 +111,26 @@ def build_independent(work: Path, recipe: Recipe, reuse: bool) -> Path:
 
 
 def train(
-    work: Path, split_csv: Path, recipe: Recipe, reuse: bool
+    work: Path, split_csv: Path, recipe: Recipe, reuse: bool, reused: dict[str, bool]
 ) -> tuple[MelCnn, dict[str, Any]]:
-    """Train (or reuse) the network; returns it and its training record."""
+    """Train (or reuse) the network; returns it and its training record. A network in
+    ``work`` is reused only if it was trained with the same recipe (corpus, network,
+    training) and on a corpus that was itself reused."""
     from training.melcnn import train_melcnn
 
     run = work / "melcnn"
     weights, record_file = run / "model.pt", run / "training.json"
     model = MelCnn(recipe.model)
-    if reuse and weights.is_file() and record_file.is_file():
-        print(f"reusing trained network {run}", flush=True)
-        model.load_state_dict(torch.load(weights, weights_only=True))
-        return model.eval(), json.loads(record_file.read_text(encoding="utf-8"))
+    wanted = json.loads(json.dumps(asdict(recipe)))
+    reused["network"] = False
+    if reuse and reused.get("corpus") and weights.is_file() and record_file.is_file():
+        record = json.loads(record_file.read_text(encoding="utf-8"))
+        if record.get("recipe") == wanted:
+            print(f"reusing trained network {run}", flush=True)
+            model.load_state_dict(torch.load(weights, weights_only=True))
+            reused["network"] = True
+            return model.eval(), record
+        print(f"{run} was trained with another recipe: training again", flush=True)
     shutil.rmtree(run, ignore_errors=True)
     run.mkdir(parents=True)
     rows = read_split(split_csv, labels=CANONICAL_LABELS)
@@ -122,6 +142,7 @@ def train(
         "val_macro_f1": result.best_val["macro_f1"],
         "history": result.history,
         "train_seconds": result.seconds,
+        "recipe": wanted,
     }
     record_file.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return result.model.eval(), record
@@ -247,6 +268,7 @@ def release(
     corpus: Path,
     independent: Path,
     out: Path,
+    reused: dict[str, bool] | None = None,
 ) -> Manifest:
     from training.evaluate import plot_confusion
 
@@ -269,6 +291,8 @@ def release(
             "training": record,
             "train_seconds": round(record["train_seconds"]),
             "command": COMMAND,
+            # Steps of this build taken from an earlier run's --work (--reuse), not redone.
+            "reused": dict(reused or {}),
             "validated_on_human_speech": False,
             "torch": torch.__version__,
         }
@@ -304,11 +328,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(recipe.training.threads)
     started = time.monotonic()
     args.work.mkdir(parents=True, exist_ok=True)
-    split_csv = build_corpus(args.work, recipe, args.reuse)
-    independent = build_independent(args.work, recipe, args.reuse)
-    model, record = train(args.work, split_csv, recipe, args.reuse)
+    reused: dict[str, bool] = {}
+    split_csv = build_corpus(args.work, recipe, args.reuse, reused)
+    independent = build_independent(args.work, recipe, args.reuse, reused)
+    model, record = train(args.work, split_csv, recipe, args.reuse, reused)
     print(f"trained in {record['train_seconds'] / 60:.1f} min", flush=True)
-    manifest = release(model, record, recipe, split_csv.parent, independent, args.out)
+    manifest = release(model, record, recipe, split_csv.parent, independent, args.out, reused)
     metrics = manifest.metrics
     print(
         f"wrote {args.out} ({manifest.version}, {manifest.graph.precision}): own test "

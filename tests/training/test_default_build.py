@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -66,8 +68,14 @@ def test_build_writes_a_served_model_with_every_figure(built: tuple[Path, Path])
         "| independent generator | ≥ 60.0 % |",
         "antonjaragon/emotions_6_classes_small",
         "superb/wav2vec2-base-superb-er",
+        "This build ran every step from scratch.",
     ):
         assert needle in card
+    assert manifest.provenance["reused"] == {
+        "corpus": False,
+        "independent": False,
+        "network": False,
+    }
     assert (model_dir / "confusion.png").is_file()
     assert (model_dir / "confusion_independent.png").is_file()
 
@@ -90,3 +98,30 @@ def test_reuse_keeps_corpora_and_network(built: tuple[Path, Path], tmp_path: Pat
     # Same network, same graph (export is deterministic); a new version all the same.
     assert read_manifest(out).graph.sha256 == read_manifest(model_dir).graph.sha256
     assert read_manifest(out).version != read_manifest(model_dir).version
+    reused = read_manifest(out).provenance["reused"]
+    assert reused == {"corpus": True, "independent": True, "network": True}
+    card = (out / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "took the training corpus, the independent test set, the trained network" in card
+
+
+def test_reuse_trains_again_when_the_recipe_changed(
+    built: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import training.default_model as default_model
+
+    work, _ = built
+    # A copy of the work directory, so the other tests keep the original network.
+    copy = tmp_path / "work"
+    shutil.copytree(work, copy)
+    weights = (copy / "melcnn" / "model.pt").read_bytes()
+    other = dataclasses.replace(TINY, training=dataclasses.replace(TINY.training, seed=1))
+    original = default_model.Recipe
+    default_model.Recipe = lambda: other  # type: ignore[assignment,misc]
+    try:
+        assert main(["--work", str(copy), "--out", str(tmp_path / "m"), "--reuse"]) == 0
+    finally:
+        default_model.Recipe = original  # type: ignore[misc]
+    reused = read_manifest(tmp_path / "m").provenance["reused"]
+    assert reused == {"corpus": True, "independent": True, "network": False}
+    assert (copy / "melcnn" / "model.pt").read_bytes() != weights
+    assert read_manifest(tmp_path / "m").provenance["recipe"]["training"]["seed"] == 1
