@@ -225,3 +225,18 @@ def test_the_vad_batch_is_bounded(clean_env: pytest.MonkeyPatch, bad: str) -> No
     clean_env.setenv("EMOSTREAM_VAD_BATCH", bad)
     with pytest.raises(ValidationError, match="vad_batch"):
         Settings()
+
+
+@pytest.mark.parametrize("bad", ["-1", "31", "loud", "nan"])
+def test_a_bad_babble_gate_is_refused_in_the_settings_name(
+    clean_env: pytest.MonkeyPatch, bad: str
+) -> None:
+    clean_env.setenv("EMOSTREAM_VAD_BABBLE_GATE_DB", bad)
+    with pytest.raises(ValidationError, match=r"(?i)vad_babble_gate_db"):
+        Settings()
+
+
+def test_the_babble_gate_setting_reaches_the_segmenter(clean_env: pytest.MonkeyPatch) -> None:
+    assert Settings().segmenter_config().babble_gate_db == 6.0
+    clean_env.setenv("EMOSTREAM_VAD_BABBLE_GATE_DB", "0")
+    assert Settings().segmenter_config().babble_gate_db == 0.0
