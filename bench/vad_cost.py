@@ -92,7 +92,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         make_detector(config)  # load the shared Silero session outside the timing
         rows += measure_detector(args, audio, audio_s, config)
         if detector == "silero":
-            rows += measure_batched(args, audio, audio_s, config)
+            rows += measure_streams(args, audio, audio_s, config)
     return {
         "audio_seconds": audio_s,
         "utterances": len(spans),
@@ -167,7 +167,7 @@ async def run_streams(
     return cpu_s, segments, too_short
 
 
-def measure_batched(
+def measure_streams(
     args: argparse.Namespace, audio: np.ndarray, audio_s: float, config: SegmenterConfig
 ) -> list[dict[str, Any]]:
     rows = []
