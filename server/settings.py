@@ -29,6 +29,8 @@ VAD_SETTINGS = {
     "vad_frame_ms": "frame_ms",
     "vad_start_ms": "start_ms",
     "vad_hangover_ms": "hangover_ms",
+    "vad_short_hangover_ms": "short_hangover_ms",
+    "vad_short_hangover_after_ms": "short_hangover_after_ms",
     "vad_pre_padding_ms": "pre_padding_ms",
     "vad_post_padding_ms": "post_padding_ms",
     "vad_babble_gate_db": "babble_gate_db",
@@ -70,6 +72,8 @@ class Settings(BaseSettings):
     vad_frame_ms: int = vad.config.DETECTOR_FRAME_MS
     vad_start_ms: int = _VAD.start_ms
     vad_hangover_ms: int = _VAD.hangover_ms
+    vad_short_hangover_ms: int = _VAD.short_hangover_ms
+    vad_short_hangover_after_ms: int = _VAD.short_hangover_after_ms
     vad_pre_padding_ms: int = _VAD.pre_padding_ms
     vad_post_padding_ms: int = _VAD.post_padding_ms
     vad_babble_gate_db: float = _VAD.babble_gate_db

@@ -32,6 +32,11 @@ class SegmenterConfig:
     start_ratio: float = 0.6
     hangover_ms: int = 400  # chosen from bench/vad_quality, see docs/segmentation.md
     stop_ratio: float = 0.1
+    # Once the utterance has short_hangover_after_ms of speech (its start to its last voiced
+    # frame), this shorter trailing silence ends it too; 0 turns it off. Chosen from
+    # bench/endpoint_labels, see docs/segmentation.md.
+    short_hangover_ms: int = 200
+    short_hangover_after_ms: int = 1500
     pre_padding_ms: int = 200
     post_padding_ms: int = 100
     max_segment_ms: int = 3000
@@ -73,8 +78,15 @@ class SegmenterConfig:
             "min_segment_ms",
             "cut_search_ms",
             "end_trim_ms",
+            "short_hangover_ms",
+            "short_hangover_after_ms",
         ):
             self._check_at_least(name, 0)
+        if self.short_hangover_ms and self.short_hangover_ms >= self.hangover_ms:
+            raise ValueError(
+                f"short_hangover_ms ({self.short_hangover_ms}) must be below hangover_ms "
+                f"({self.hangover_ms}), or 0 to turn it off"
+            )
         if not 0.0 <= self.end_trim_margin_db < math.inf:
             raise ValueError(
                 f"end_trim_margin_db must be a finite value >= 0, got {self.end_trim_margin_db}"
@@ -128,6 +140,16 @@ class SegmenterConfig:
     def stop_frames(self) -> int:
         """Frames in the hangover window: hangover_ms rounded up to whole frames."""
         return math.ceil(self.hangover_ms / self.frame_ms)
+
+    @property
+    def short_stop_frames(self) -> int:
+        """Frames in the short hangover window (0 = off): rounded up to whole frames."""
+        return math.ceil(self.short_hangover_ms / self.frame_ms)
+
+    @property
+    def short_stop_voiced_frames(self) -> int:
+        """At most this many voiced frames in the short hangover window end speech."""
+        return math.floor(self.stop_ratio * self.short_stop_frames + 1e-9)
 
     @property
     def end_trim_frames(self) -> int:

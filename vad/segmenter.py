@@ -49,6 +49,7 @@ class _Utterance:
     audio: npt.NDArray[np.int16]  # audio[:filled] holds [seg_start, seg_start + filled)
     filled: int
     stop_window: _Window
+    short_window: _Window
     cuts: int = 0
     # End of the first voiced frame after the last cut; None while there is none.
     voiced_after_cut: int | None = None
@@ -73,6 +74,8 @@ class Segmenter:
         self._max_segment = config.samples(config.max_segment_ms)
         self._min_segment = config.samples(config.min_segment_ms)
         self._cut_search = config.samples(config.cut_search_ms)
+        self._short_frames = config.short_stop_frames
+        self._short_after = config.samples(config.short_hangover_after_ms)
         self._trim_frames = config.end_trim_frames
         self._trim_factor = 10.0 ** (config.end_trim_margin_db / 10.0)
         kept_frames = max(
@@ -229,6 +232,7 @@ class Segmenter:
             # at the limit keeps one whole segment instead of a cut and a sliver.
             events = self._cut(utterance)
         energy = frame_energy(frame)
+        heard = voiced  # the detector's own decision, before the babble gate
         if self._gate is not None:
             voiced = self._gate(energy, voiced)
         self._energies.append((self._position, energy))
@@ -239,6 +243,7 @@ class Segmenter:
         utterance.audio[utterance.filled : utterance.filled + self._frame] = frame
         utterance.filled += self._frame
         utterance.stop_window.append(voiced)
+        utterance.short_window.append(heard)
         if voiced:
             utterance.last_voiced_end = self._position
             if utterance.voiced_after_cut is None:
@@ -248,10 +253,19 @@ class Segmenter:
         return events
 
     def _stopped(self, utterance: _Utterance) -> bool:
-        """Few enough voiced frames in the hangover window, and the post-padding is in."""
+        """The post-padding is in, and few enough voiced frames in the hangover window, or
+        in the short hangover's once the utterance has enough speech for it. The short
+        window holds the detector's own decisions: a stretch that only the babble gate
+        took back (other voices, or the quiet part of continuous speech) never ends an
+        utterance early."""
+        if self._position < utterance.last_voiced_end + self._post_padding:
+            return False
+        if utterance.stop_window.voiced <= self.config.stop_voiced_frames:
+            return True
         return (
-            utterance.stop_window.voiced <= self.config.stop_voiced_frames
-            and self._position >= utterance.last_voiced_end + self._post_padding
+            self._short_frames > 0
+            and utterance.last_voiced_end - utterance.speech_start >= self._short_after
+            and utterance.short_window.voiced <= self.config.short_stop_voiced_frames
         )
 
     def _maybe_start(self, voiced: bool) -> list[Event]:
@@ -263,13 +277,22 @@ class Segmenter:
         speech_start = self._position - age * self._frame
         seg_start = max(self._floor, speech_start - self._pre_padding, self._preroll.start)
         stop_window = _Window(self.config.stop_frames, fill=True)
+        short_window = _Window(max(1, self._short_frames), fill=True)
         for flag in window.latest(age):  # frames before these count as voiced
             stop_window.append(flag)
+            short_window.append(flag)
         # Room for one zero-padded last frame beyond the limit; what is reported stays within.
         audio = np.empty(self._max_segment + self._frame, dtype=np.int16)
         filled = self._preroll.read_into(audio, seg_start)
         self._utterance = _Utterance(
-            speech_start, seg_start, speech_start, self._position, audio, filled, stop_window
+            speech_start,
+            seg_start,
+            speech_start,
+            self._position,
+            audio,
+            filled,
+            stop_window,
+            short_window,
         )
         self._start_window = _Window(self.config.start_frames, fill=False)
         return [self._speech_start(speech_start)]

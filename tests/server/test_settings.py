@@ -128,6 +128,18 @@ def test_invalid_environment_value_names_the_key(
         ({"vad_frame_ms": 15}, "EMOSTREAM_VAD_FRAME_MS must be one of (32,) for silero"),
         ({"vad_threshold": 1.5}, "EMOSTREAM_VAD_THRESHOLD must be in (0, 1)"),
         ({"vad_hangover_ms": 0}, "EMOSTREAM_VAD_HANGOVER_MS must be an integer >= 1"),
+        (
+            {"vad_hangover_ms": 150},
+            "EMOSTREAM_VAD_SHORT_HANGOVER_MS (200) must be below EMOSTREAM_VAD_HANGOVER_MS (150)",
+        ),
+        (
+            {"vad_short_hangover_ms": -1},
+            "EMOSTREAM_VAD_SHORT_HANGOVER_MS must be an integer >= 0",
+        ),
+        (
+            {"vad_short_hangover_after_ms": -5},
+            "EMOSTREAM_VAD_SHORT_HANGOVER_AFTER_MS must be an integer >= 0",
+        ),
         ({"vad_aggressiveness": 4}, "EMOSTREAM_VAD_AGGRESSIVENESS must be one of"),
         ({"max_upload_bytes": 10}, "max_upload_bytes"),
         ({"idle_timeout_ms": 0}, "idle_timeout_ms"),

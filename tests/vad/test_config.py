@@ -88,6 +88,13 @@ def test_detector_settings_are_checked(values: dict[str, object], message: str) 
         ("hangover_ms", 2980, "hangover_ms and post_padding_ms needs 3030 ms"),
         ("post_padding_ms", 2990, "hangover_ms and post_padding_ms needs 3020 ms"),
         ("pre_padding_ms", 2800, "start_ms + pre_padding_ms needs 3070 ms"),
+        ("short_hangover_ms", -1, "short_hangover_ms must be an integer >= 0, got -1"),
+        (
+            "short_hangover_ms",
+            600,
+            "short_hangover_ms (600) must be below hangover_ms (600), or 0 to turn it off",
+        ),
+        ("short_hangover_after_ms", 1.5, "short_hangover_after_ms must be an integer >= 0"),
     ],
 )
 def test_bad_values_are_named(field: str, value: object, message: str) -> None:

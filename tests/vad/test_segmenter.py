@@ -50,8 +50,14 @@ def run(segmenter: Segmenter, frames: Frames, first_index: int = 0) -> list[tupl
 
 
 def config(**overrides: object) -> SegmenterConfig:
-    """webrtcvad's 30 ms frames and the 600 ms hangover these patterns are drawn for."""
-    values: dict[str, object] = {"detector": "webrtc", "hangover_ms": 600, **overrides}
+    """webrtcvad's 30 ms frames and the 600 ms hangover these patterns are drawn for (the
+    short hangover off unless a test turns it on)."""
+    values: dict[str, object] = {
+        "detector": "webrtc",
+        "hangover_ms": 600,
+        "short_hangover_ms": 0,
+        **overrides,
+    }
     return SegmenterConfig(**values)  # type: ignore[arg-type]
 
 
@@ -141,6 +147,64 @@ def test_speech_end_waits_for_the_post_padding() -> None:
     frames = frames_for("." * 20 + "x" * 30 + "." * 17 + "x" + "." * 30)
     events = summary(run(energy_segmenter(), frames))
     assert events[1:] == [(71, seg(6400, 68 * FRAME + 1600)), (71, SpeechEnd(68 * FRAME, 2040))]
+
+
+SHORT = {"short_hangover_ms": 210, "short_hangover_after_ms": 1500}  # 7 frames, 50 frames
+
+
+def test_after_enough_speech_the_short_hangover_ends_the_utterance() -> None:
+    # 60 voiced frames (1.8 s) are past short_hangover_after_ms: the 7th unvoiced frame
+    # ends it (none of 7 may be voiced) instead of the 18th; the bounds are the same.
+    frames = frames_for("." * 20 + "x" * 60 + "." * 40)
+    short = summary(run(energy_segmenter(**SHORT), frames))
+    long = summary(run(energy_segmenter(), frames))
+    assert short[1:] == [(86, seg(6400, 80 * FRAME + 1600)), (86, SpeechEnd(80 * FRAME, 2400))]
+    assert [event for _, event in short] == [event for _, event in long]
+    assert long[-1][0] == 97
+    # short_hangover_ms=0 turns it off.
+    assert summary(run(energy_segmenter(**{**SHORT, "short_hangover_ms": 0}), frames)) == long
+
+
+def test_before_enough_speech_a_pause_longer_than_the_short_hangover_keeps_the_utterance() -> None:
+    # A 300 ms pause after 0.9 s of speech: shorter than the hangover, so one utterance.
+    # Once the utterance has 1.5 s of speech (its second part), 7 unvoiced frames end it.
+    frames = frames_for("." * 20 + "x" * 30 + "." * 10 + "x" * 30 + "." * 40)
+    events = summary(run(energy_segmenter(**SHORT), frames))
+    assert events == [
+        (24, SpeechStart(9600, 600)),
+        (96, seg(6400, 90 * FRAME + 1600)),
+        (96, SpeechEnd(90 * FRAME, 2700)),
+    ]
+    # The same pause after 1.8 s of speech is an end.
+    frames = frames_for("." * 20 + "x" * 60 + "." * 10 + "x" * 30 + "." * 40)
+    starts = [e for _, e in run(energy_segmenter(**SHORT), frames) if isinstance(e, SpeechStart)]
+    assert len(starts) == 2
+
+
+def test_after_a_cut_the_short_hangover_counts_the_whole_utterance() -> None:
+    # 3.15 s of speech: cut near 3 s, the last segment is short, but the utterance has
+    # had 1.5 s of speech long ago, so the 7th unvoiced frame ends it.
+    frames = frames_for("." * 20 + "x" * 105 + "." * 40)
+    events = summary(run(energy_segmenter(**SHORT), frames))
+    assert [index for index, _ in events[2:]] == [131, 131]
+    assert events[-1] == (131, SpeechEnd(125 * FRAME, 3750))
+
+
+def test_the_short_hangover_needs_the_detector_to_hear_silence_not_the_babble_gate() -> None:
+    # The detector calls every frame voiced; the gate takes back the 12 after the first 60
+    # (as it does with quiet stretches of continuous speech). Only the hangover ends it.
+    frames = frames_for("." * 20 + "x" * 60 + "q" * 12 + "x" * 30 + "." * 40)
+    heard = "0" * 20 + "1" * 102 + "0" * 40
+    segmenter = Segmenter(config(**SHORT), Scripted(heard))
+    quiet = (0.03 * 32767) ** 2  # above a "q" frame's power, below an "x" frame's
+    segmenter._gate = lambda energy, voiced: voiced and energy > quiet
+    starts = [e for _, e in run(segmenter, frames) if isinstance(e, SpeechStart)]
+    assert len(starts) == 1
+    # Had the detector itself heard the 12 frames as silence, they would end it.
+    heard = "0" * 20 + "1" * 60 + "0" * 12 + "1" * 30 + "0" * 40
+    segmenter = Segmenter(config(**SHORT), Scripted(heard))
+    starts = [e for _, e in run(segmenter, frames) if isinstance(e, SpeechStart)]
+    assert len(starts) == 2
 
 
 def test_long_speech_is_cut_at_the_quietest_frame_near_the_limit() -> None:
