@@ -18,7 +18,7 @@ All figures are deterministic counts, not timings:
   endpoint delay: audio from an utterance's true end to the chunk whose processing
   emitted its last segment (what the label waits for before inference).
 
-    .venv/bin/python -m bench.vad_quality [--quick] [--seeds 3] [--hangovers 200 300 ...]
+    .venv/bin/python -m bench.vad_quality [--quick] [--seeds 3] [--endpoints 200 400/200@1500 ...]
 """
 
 from __future__ import annotations
@@ -48,6 +48,44 @@ UTTERANCES = 8
 FOUND_WITHIN_S = 0.5
 CONDITIONS = ("clean", "white20", "white10", "white5", "white0", "babble20", "babble10", "quiet")
 TRUTH_BELOW_MEAN_DB = 30.0
+DEFAULT = "400/200@1500"  # SegmenterConfig's own: hangover_ms / short_hangover_ms @ ..._after_ms
+DEFAULT_ENDPOINTS = ("200", "300", "400", "500", "600", DEFAULT)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A hangover, with or without the short one (vad.SegmenterConfig.short_hangover_ms)."""
+
+    hangover_ms: int
+    short_hangover_ms: int = 0
+    short_hangover_after_ms: int = 0
+
+    @property
+    def name(self) -> str:
+        if not self.short_hangover_ms:  # the short hangover off
+            return str(self.hangover_ms)
+        return f"{self.hangover_ms}/{self.short_hangover_ms}@{self.short_hangover_after_ms}"
+
+    def apply(self, config: SegmenterConfig) -> SegmenterConfig:
+        return replace(
+            config,
+            hangover_ms=self.hangover_ms,
+            short_hangover_ms=self.short_hangover_ms,
+            short_hangover_after_ms=self.short_hangover_after_ms,
+        )
+
+
+def endpoint(text: str) -> Endpoint:
+    try:
+        if "/" not in text:
+            return Endpoint(int(text))  # one hangover, the short one off
+        hangover, rest = text.split("/")
+        short, after = rest.split("@")
+        return Endpoint(int(hangover), int(short), int(after))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected HANGOVER_MS or HANGOVER_MS/SHORT_MS@AFTER_MS, e.g. 400/200@1500"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -274,18 +312,24 @@ def merge(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = report.arguments(__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=3, help="conversations per condition")
-    parser.add_argument("--hangovers", type=int, nargs="+", default=[200, 300, 400, 500, 600])
+    parser.add_argument(
+        "--endpoints",
+        type=endpoint,
+        nargs="+",
+        default=[endpoint(e) for e in DEFAULT_ENDPOINTS],
+        help="HANGOVER_MS (the short hangover off), or HANGOVER_MS/SHORT_MS@AFTER_MS",
+    )
     parser.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=list(CONDITIONS))
     args = parser.parse_args(argv)
     if args.quick:
-        args.seeds, args.hangovers = 1, [300, 600]
+        args.seeds, args.endpoints = 1, [endpoint(e) for e in ("300", "600", DEFAULT)]
         args.conditions = ["clean", "white0", "babble10"]
     return args
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     frame_rows: list[dict[str, Any]] = []
-    e2e: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    e2e: dict[tuple[str, str, Endpoint], list[dict[str, Any]]] = {}
     makers = detectors(args.quick)
     for seed, name in itertools.product(range(args.seeds), args.conditions):
         conv = condition(conversation(seed), name, seed)
@@ -303,10 +347,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 truth_w = truth_frames(conv, config.frame_samples)
                 frame_rows.append({"detector": label, "condition": name, "seed": seed,
                                    "f1": f1(np.array(flags), truth_w[: len(flags)])})  # fmt: skip
-            for hangover in args.hangovers:
-                tuned = replace(config, hangover_ms=hangover)
-                events, _ = segment(samples, tuned, flags)
-                e2e.setdefault((label, name, hangover), []).append(score(events, conv.spans))
+            for point in args.endpoints:
+                events, _ = segment(samples, point.apply(config), flags)
+                e2e.setdefault((label, name, point), []).append(score(events, conv.spans))
     frame_f1 = []
     for (detector, name), group in itertools.groupby(
         sorted(frame_rows, key=lambda r: (r["detector"], r["condition"])),
@@ -320,8 +363,16 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             }
         )
     rows = [
-        {"detector": d, "condition": c, "hangover_ms": h, **merge(group)}
-        for (d, c, h), group in e2e.items()
+        {
+            "detector": d,
+            "condition": c,
+            "endpoint": p.name,
+            "hangover_ms": p.hangover_ms,
+            "short_hangover_ms": p.short_hangover_ms,
+            "short_hangover_after_ms": p.short_hangover_after_ms,
+            **merge(group),
+        }
+        for (d, c, p), group in e2e.items()
     ]
     return {
         "seeds": args.seeds,
@@ -333,22 +384,30 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def plot(data: dict[str, Any], out_dir: Path) -> None:
+    """Found and split against the hangover (the short hangover off); the default, with
+    its short hangover, as a star at its hangover."""
     fig, axes = report.figure(10, 3.5, ncols=2)
     for detector in sorted({r["detector"] for r in data["rows"]}):
         for name in data["conditions"]:
-            rows = sorted(
-                (r for r in data["rows"] if r["detector"] == detector and r["condition"] == name),
-                key=lambda r: r["hangover_ms"],
-            )  # fmt: skip
-            if not rows:
+            rows = [r for r in data["rows"] if r["detector"] == detector and r["condition"] == name]
+            plain = sorted((r for r in rows if not r["short_hangover_ms"]),
+                           key=lambda r: r["hangover_ms"])  # fmt: skip
+            if not plain:
                 continue
-            hangovers = [r["hangover_ms"] for r in rows]
-            axes[0].plot(hangovers, [r["found"] / r["utterances"] for r in rows], marker="o",
-                         label=f"{detector} {name}")  # fmt: skip
-            axes[1].plot(hangovers, [r["splits"] for r in rows], marker="o")
+            hangovers = [r["hangover_ms"] for r in plain]
+            line = axes[0].plot(hangovers, [r["found"] / r["utterances"] for r in plain],
+                                marker="o", label=f"{detector} {name}")  # fmt: skip
+            axes[1].plot(hangovers, [r["splits"] for r in plain], marker="o",
+                         color=line[0].get_color())  # fmt: skip
+            for r in rows:
+                if r["short_hangover_ms"]:
+                    color = line[0].get_color()
+                    axes[0].plot([r["hangover_ms"]], [r["found"] / r["utterances"]], marker="*",
+                                 color=color)  # fmt: skip
+                    axes[1].plot([r["hangover_ms"]], [r["splits"]], marker="*", color=color)
     axes[0].set_xlabel("hangover (ms)")
     axes[0].set_ylabel("utterances found (share)")
-    axes[1].set_xlabel("hangover (ms)")
+    axes[1].set_xlabel("hangover (ms); star: with the short hangover")
     axes[1].set_ylabel("utterances split in two or more")
     axes[0].legend(fontsize=6)
     report.save_figure(fig, out_dir, NAME)

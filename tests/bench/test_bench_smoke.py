@@ -5,6 +5,7 @@ No timings are asserted: only that each script works and records what BENCHMARKS
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -13,6 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from bench import vad_quality
+from server.model import read_manifest
+from server.settings import BUNDLED_MODEL_DIR
+from vad import SegmenterConfig
 
 pytestmark = pytest.mark.slow
 
@@ -168,34 +174,72 @@ def test_failover(tmp_path: Path, work_dir: Path) -> None:
 
 def test_vad_quality(tmp_path: Path, work_dir: Path) -> None:
     data = run_quick("vad_quality", tmp_path, work_dir)
-    rows = {(r["detector"], r["condition"], r["hangover_ms"]): r for r in data["rows"]}
+    rows = {(r["detector"], r["condition"], r["endpoint"]): r for r in data["rows"]}
     detectors = ("silero", "webrtc2")
     assert set(rows) == {
-        (d + gate, c, h)
+        (d + gate, c, e)
         for d in detectors
         for gate in ("", " (no babble gate)")
         for c in ("clean", "white0", "babble10")
-        for h in (300, 600)
+        for e in ("300", "600", vad_quality.DEFAULT)
     }
     # The babble gate (on by default) separates utterances in babble and leaves a clean
     # room and white noise as they were.
-    babble = [rows[(d, "babble10", 600)]["found"] for d in ("silero", "silero (no babble gate)")]
+    babble = [rows[(d, "babble10", "600")]["found"] for d in ("silero", "silero (no babble gate)")]
     assert babble[0] > babble[1]
     for condition in ("clean", "white0"):
         assert (
-            rows[("silero", condition, 600)]["found"]
-            == rows[("silero (no babble gate)", condition, 600)]["found"]
+            rows[("silero", condition, "600")]["found"]
+            == rows[("silero (no babble gate)", condition, "600")]["found"]
         )
     # Deterministic counts, so the quick run can hold the detectors to what they do:
     # both find every utterance in a clean room, only Silero in white noise at 0 dB.
     for detector in ("silero", "webrtc2"):
-        assert rows[(detector, "clean", 600)]["found"] == 8
-    assert rows[("silero", "white0", 600)]["found"] >= 7
-    assert rows[("webrtc2", "white0", 600)]["found"] <= 3
-    # A longer hangover never ends an utterance sooner.
+        assert rows[(detector, "clean", "600")]["found"] == 8
+    assert rows[("silero", "white0", "600")]["found"] >= 7
+    assert rows[("webrtc2", "white0", "600")]["found"] <= 3
+    # A longer hangover never ends an utterance sooner; the default's short hangover ends
+    # these (1.5 s or longer) sooner than its own 400 ms hangover could, and finds as many.
     for detector in ("silero", "webrtc2"):
-        short = rows[(detector, "clean", 300)]["endpoint_delay_ms"]["p50"]
-        long = rows[(detector, "clean", 600)]["endpoint_delay_ms"]["p50"]
+        short = rows[(detector, "clean", "300")]["endpoint_delay_ms"]["p50"]
+        long = rows[(detector, "clean", "600")]["endpoint_delay_ms"]["p50"]
         assert short < long
+        default = rows[(detector, "clean", vad_quality.DEFAULT)]
+        assert default["endpoint_delay_ms"]["p50"] < 400
+        assert default["found"] == 8
+    assert rows[("silero", "white0", vad_quality.DEFAULT)]["found"] >= 7
     f1 = {(r["detector"], r["condition"]): r["f1"] for r in data["frame_f1"]}
     assert f1[("silero", "white0")] > 0.9 > f1[("webrtc2", "white0")]
+
+
+def test_vad_quality_endpoints_name_the_segmenter_settings() -> None:
+    default = vad_quality.endpoint(vad_quality.DEFAULT)
+    assert default.apply(SegmenterConfig()) == SegmenterConfig()  # the default is the config's
+    assert default.name == vad_quality.DEFAULT
+    plain = vad_quality.endpoint("250")
+    assert (plain.hangover_ms, plain.short_hangover_ms, plain.name) == (250, 0, "250")
+    for bad in ("", "fast", "400/200", "400/x@1500", "400/200@1500@2"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected HANGOVER_MS"):
+            vad_quality.endpoint(bad)
+
+
+def test_endpoint_labels(tmp_path: Path, work_dir: Path) -> None:
+    data = run_quick("endpoint_labels", tmp_path, work_dir)
+    assert data["model"] == read_manifest(BUNDLED_MODEL_DIR).version
+    rows = {r["endpoint"]: r for r in data["rows"]}
+    assert set(rows) == {"250", vad_quality.DEFAULT, "600"}
+    assert data["reference_endpoint"] == "600"
+    utterances = data["conversations"] * data["utterances_per_conversation"]
+    # Shorter hangovers split more and end sooner; the short one sits between.
+    assert rows["600"]["splits"] <= rows[vad_quality.DEFAULT]["splits"] <= rows["250"]["splits"]
+    delays = [rows[e]["endpoint_delay_ms"]["p50"] for e in (vad_quality.DEFAULT, "600")]
+    assert delays[0] < delays[1]
+    reference = rows["600"]
+    assert reference["right_to_wrong"] == reference["wrong_to_right"] == 0
+    for row in rows.values():
+        assert 0 < row["segments_classified"] <= row["segments"]
+        assert 0.0 <= row["segment_accuracy"] <= 1.0
+        assert row["utterances_labelled"] <= utterances
+        # The paired counts account for the whole difference from the reference.
+        change = (row["wrong_to_right"] - row["right_to_wrong"]) / utterances
+        assert row["utterance_accuracy"] == pytest.approx(reference["utterance_accuracy"] + change)
