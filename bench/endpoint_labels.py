@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -124,25 +125,25 @@ def owner(segment: Segment, spans: list[tuple[float, float]]) -> int | None:
 
 
 class Labeller:
-    """The model's scores for a segment, computed once per distinct segment."""
+    """The model's scores for a segment, computed once per distinct audio (the endpoints
+    of one conversation share most of their segments)."""
 
     def __init__(self, model_dir: Path) -> None:
         self._classifier = OnnxClassifier(model_dir, ThreadOptions())
         self.labels = list(self._classifier.manifest.labels)
-        self._cache: dict[tuple[int, int, int], npt.NDArray[np.float64]] = {}
+        self._cache: dict[bytes, npt.NDArray[np.float64]] = {}
         self.computed = 0
 
-    def scores(self, key: int, segment: Segment) -> npt.NDArray[np.float64]:
-        cached = (key, segment.start_sample, segment.end_sample)
-        if cached not in self._cache:
-            self._cache[cached] = np.asarray(self._classifier.predict(segment.audio), np.float64)
+    def scores(self, segment: Segment) -> npt.NDArray[np.float64]:
+        key = hashlib.sha256(segment.audio.tobytes()).digest()
+        if key not in self._cache:
+            self._cache[key] = np.asarray(self._classifier.predict(segment.audio), np.float64)
             self.computed += 1
-        return self._cache[cached]
+        return self._cache[key]
 
 
 def label_rows(
     labelled: Labelled,
-    key: int,
     segments: list[Segment],
     labeller: Labeller,
 ) -> tuple[list[bool], list[bool | None]]:
@@ -156,7 +157,7 @@ def label_rows(
         who = owner(segment, spans)
         if segment.too_short or who is None:
             continue
-        scores = labeller.scores(key, segment)
+        scores = labeller.scores(segment)
         truth = labeller.labels.index(labelled.emotions[who])
         right_segments.append(int(np.argmax(scores)) == truth)
         sums[who] += scores * segment.duration_ms
@@ -213,7 +214,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 events, _ = vad_quality.segment(samples, point.apply(config), flags)
                 scored[point.name].append(vad_quality.score(events, conv.spans))
                 segments = [e for _, e in events if isinstance(e, Segment)]
-                seg, utt = label_rows(labelled, number, segments, labeller)
+                seg, utt = label_rows(labelled, segments, labeller)
                 right_seg[point.name] += seg
                 right_utt[point.name] += utt
         for point in args.endpoints:

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from bench import vad_quality
@@ -243,3 +244,19 @@ def test_endpoint_labels(tmp_path: Path, work_dir: Path) -> None:
         # The paired counts account for the whole difference from the reference.
         change = (row["wrong_to_right"] - row["right_to_wrong"]) / utterances
         assert row["utterance_accuracy"] == pytest.approx(reference["utterance_accuracy"] + change)
+
+
+def test_endpoint_labels_scores_each_audio_once() -> None:
+    from bench.endpoint_labels import Labeller
+    from vad import Segment
+
+    rng = np.random.default_rng(0)
+    loud, soft = (rng.uniform(-a, a, 16000).astype(np.float32) for a in (0.5, 0.01))
+    labeller = Labeller(BUNDLED_MODEL_DIR)
+    first = labeller.scores(Segment(0, 16000, 0, 1000, loud, False))
+    # Same bounds, other audio (the same conversation in another condition): new scores.
+    other = labeller.scores(Segment(0, 16000, 0, 1000, soft, False))
+    again = labeller.scores(Segment(0, 16000, 0, 1000, loud.copy(), False))
+    assert labeller.computed == 2
+    assert not np.array_equal(first, other)
+    np.testing.assert_array_equal(first, again)
