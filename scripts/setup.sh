@@ -32,15 +32,15 @@ fi
 
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 stamp=".venv/.installed-$mode"
-if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ]; then
+lock="requirements/$mode.txt"
+if [ -f "$stamp" ] && [ "$stamp" -nt "$lock" ] && [ "$stamp" -nt pyproject.toml ]; then
     exit 0
 fi
+# Exactly the lock (every package pinned with its hashes; the CPU build of torch in dev.txt),
+# then the project itself, built by the locked setuptools. pip-sync would also remove what the
+# lock no longer has; --require-hashes refuses anything the lock does not name.
 pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
-if [ "$mode" = dev ]; then
-    # Pin the CPU build first: a bare torch requirement can resolve to a multi-GB CUDA build.
-    "${pip[@]}" "torch==2.13.0"
-    "${pip[@]}" -e ".[train,dev]"
-else
-    "${pip[@]}" -e .
-fi
+"${pip[@]}" --require-hashes --no-deps -r "$lock"
+"${pip[@]}" --no-deps --no-build-isolation -e .
+.venv/bin/python -m pip check
 touch "$stamp"

@@ -218,7 +218,7 @@ def default_feature_extractor(sample_rate_hz: int = 16000) -> Wav2Vec2FeatureExt
 def load_feature_extractor(source: str | Path) -> Wav2Vec2FeatureExtractor:
     """The source's raw-waveform feature extractor, or wav2vec2's defaults if it has none."""
     try:
-        extractor = AutoFeatureExtractor.from_pretrained(str(source))  # type: ignore[no-untyped-call]
+        extractor = AutoFeatureExtractor.from_pretrained(str(source))
     except OSError:
         log.warning(
             "%s has no feature extractor config; using wav2vec2 defaults (16 kHz, normalised)",
