@@ -41,6 +41,7 @@ PROJECT = "emostream-imagetest"
 UID = 10001
 READY_TIMEOUT_S = 120.0
 CADDY_MAX_BODY_BYTES = 26 * 1024 * 1024
+SUBNET = "172.30.248.0/24"
 
 
 def wait_until_ready(
@@ -246,13 +247,17 @@ def stack(
     env = (REPO / ".env.example").read_text() + (
         f"\nSERVER_IMAGE={image}\nCADDY_IMAGE={bases[d.CADDY]}\n"
         f"HTTPS_PORT={https_port}\nHTTP_PORT={http_port}\n"
+        # Not the default range, which a real stack on this host may hold.
+        f"PROXY_SUBNET={SUBNET}\n"
     )
     (directory / ".env").write_text(env)
     compose(directory, "down", "--volumes", "--remove-orphans")  # an interrupted run's
     try:
         # Caddy starts once the server's health check passes (depends_on).
         up = compose(directory, "up", "-d", "--no-build", timeout_s=600)
-        assert up.returncode == 0, up.stderr
+        if up.returncode != 0:
+            logs = compose(directory, "logs", "--no-color", "--tail", "30")
+            pytest.fail(f"docker-compose up failed:\n{up.stderr}\n{logs.stdout}")
         stack = Stack(https_port, http_port, directory / "root.crt")
         caddy_root_ca(directory, stack.root_ca)
         wait_until_ready(f"{stack.origin}/readyz", stack.tls)
@@ -274,6 +279,23 @@ def test_stack_limits_are_applied(stack: Stack) -> None:
     assert server["NanoCpus"] == 0  # the default: no CPU limit, fits any host
     assert server["ReadonlyRootfs"] is True
     assert by_service["caddy"]["HostConfig"]["NanoCpus"] == 10**9
+    environment = dict(e.split("=", 1) for e in by_service["server"]["Config"]["Env"])
+    assert environment["EMOSTREAM_TRUSTED_PROXIES"] == SUBNET
+
+
+def test_standins_trust_this_machines_extra_certificates(bases: dict[d.Upstream, str]) -> None:
+    # pip and npm in the build reach their registries through them (a TLS-inspecting
+    # proxy's); the upstream images, where used, are left as published.
+    extra = sorted(d.EXTRA_CERTS.rglob("*.crt")) if d.EXTRA_CERTS.is_dir() else []
+    for upstream, used in bases.items():
+        if used == upstream.image:
+            continue
+        bundle = d.docker("run", "--rm", used, "cat", "/etc/ssl/certs/ca-certificates.crt")
+        trusted = "".join(bundle.stdout.split())
+        for cert in extra:
+            body = re.search(r"-----BEGIN CERTIFICATE-----(.*?)-----END", cert.read_text(), re.S)
+            assert body is not None, cert
+            assert "".join(body.group(1).split()) in trusted, f"{used} lacks {cert.name}"
 
 
 def test_page_over_https_with_security_headers(stack: Stack) -> None:
