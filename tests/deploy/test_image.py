@@ -71,8 +71,14 @@ def bases(engine: None) -> dict[d.Upstream, str]:
     return d.base_images([d.PYTHON, d.NODE, d.CADDY])
 
 
+def image_id(name: str) -> str | None:
+    found = d.docker("image", "inspect", "--format", "{{.Id}}", name, check=False)
+    return found.stdout.strip() if found.returncode == 0 else None
+
+
 @pytest.fixture(scope="module")
 def image(bases: dict[d.Upstream, str]) -> str:
+    previous = image_id(IMAGE)
     d.docker(
         "build",
         "-q",
@@ -85,6 +91,10 @@ def image(bases: dict[d.Upstream, str]) -> str:
         str(REPO),
         timeout_s=1200,
     )
+    if previous not in (None, image_id(IMAGE)):
+        # The last run's image, untagged by this build: its own layers (a copy of the
+        # venv among them) would otherwise pile up in the engine run after run.
+        d.docker("rmi", previous, check=False)
     return IMAGE
 
 
