@@ -4,8 +4,8 @@ Needs a Docker engine (one is started and stopped here if none runs, tests/deplo
 Without an image registry the Dockerfile's bases are local stand-ins built from Debian's
 packages, passed through its own PYTHON_IMAGE and NODE_IMAGE build args; compose.yaml's
 caddy service gets a stand-in from Debian's caddy package through CADDY_IMAGE. The first
-run builds the stand-ins (a few minutes); later runs take them, and unchanged build
-steps, from the engine's cache.
+run builds the stand-ins (about 8 minutes on 2 shared cores, most of it installing
+Debian's npm); later runs take them, and unchanged build steps, from the engine's cache.
 """
 
 from __future__ import annotations
