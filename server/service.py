@@ -36,7 +36,7 @@ class Service:
         self.settings = settings
         self.metrics = Metrics()
         self.limiter = ConnectionLimiter(settings.max_connections, settings.max_connections_per_ip)
-        self.uploads = UploadSlots(settings)
+        self.uploads = UploadSlots(settings, self.metrics)
         # Uploads are decoded and segmented here, never on the inference workers' cores alone.
         self.decoder = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
         self.sessions: set[Drainable] = set()

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from server.access import ConnectionLimiter
+from server.metrics import Metrics
 from server.settings import Settings
 
 _UNLIMITED = sys.maxsize
@@ -22,7 +23,8 @@ _ANYONE = ""
 
 
 class UploadSlots:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self._stages = metrics.uploads_in_progress
         self._clients = ConnectionLimiter(
             _UNLIMITED, settings.max_uploads_per_ip, "uploads in progress"
         )
@@ -55,11 +57,17 @@ class UploadSlots:
     @contextmanager
     def receive(self) -> Iterator[None]:
         """While the body arrives; raises ``ConnectionLimit`` when too many do at once."""
-        with self._receiving.hold(_ANYONE):
+        with (
+            self._receiving.hold(_ANYONE),
+            self._stages.labels(stage="receiving").track_inprogress(),
+        ):
             yield
 
     @contextmanager
     def classify(self) -> Iterator[None]:
         """While the complete upload is decoded and classified; ``ConnectionLimit`` when full."""
-        with self._classifying.hold(_ANYONE):
+        with (
+            self._classifying.hold(_ANYONE),
+            self._stages.labels(stage="classifying").track_inprogress(),
+        ):
             yield

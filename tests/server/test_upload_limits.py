@@ -162,6 +162,8 @@ def test_trickling_bodies_do_not_lock_out_other_clients(
     trickles = [Trickle(server, source) for source in ("127.0.0.2", "127.0.0.3") * 2]
     try:
         wait_until(lambda: server.service.uploads.receiving == 4)
+        gauge = 'emostream_uploads_in_progress{stage="receiving"} 4.0'
+        assert gauge in server.service.metrics.exposition().decode()
         normal = post(server, speech_wav, source="127.0.0.4")
         assert normal.status_code == 200, normal.text
         # The trickling addresses are still at their own cap.
