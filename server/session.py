@@ -14,7 +14,7 @@ from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 import vad
-from server.access import client_address
+from server.connection import client_of
 from server.early import Early, EarlyEnd
 from server.interim import Interim
 from server.outcome import classify_segment, result_of
@@ -100,10 +100,7 @@ class Session:
         self._closed = asyncio.Event()
         self._wall_deadline = float("inf")
         self._delivery_s = self._settings.idle_timeout_ms / 1000
-        peer = websocket.client.host if websocket.client else None
-        self._client = client_address(
-            peer, websocket.headers.get("x-forwarded-for"), self._settings.trusted_proxies
-        )
+        self._client = client_of(websocket, service)
         self._early = (
             EarlyEnd(service.pool, client=self._client, stream=self.id)
             if self._settings.early_endpoint

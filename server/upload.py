@@ -11,11 +11,13 @@ import numpy as np
 import numpy.typing as npt
 import soundfile as sf
 import soxr
-from python_multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 UPLOAD_FIELD = "file"
 MAX_PARTS = 16
+# RFC 2046 §5.1.1: a boundary is 1 to 70 characters.
+MAX_BOUNDARY_CHARS = 70
 # Sample rates a recording may have; anything outside is a broken or hostile header.
 MIN_FILE_RATE_HZ = 1000
 MAX_FILE_RATE_HZ = 384_000
@@ -46,22 +48,47 @@ class UploadError(ValueError):
         self.code = code
 
 
-async def read_limited(chunks: AsyncIterator[bytes], max_bytes: int, timeout_s: float) -> bytearray:
-    """The whole body, refused past ``max_bytes`` or when it has not all come in ``timeout_s``."""
+async def read_limited(
+    chunks: AsyncIterator[bytes],
+    max_bytes: int,
+    timeout_s: float,
+    min_rate_bytes_s: float = 0,
+    grace_s: float = 0,
+) -> bytearray:
+    """The whole body, refused past ``max_bytes`` or when it has not all come in ``timeout_s``.
+
+    With ``min_rate_bytes_s``, after ``grace_s`` the body must also keep up that average
+    rate (from the start): a trickle is refused with 408 as soon as it falls behind, not
+    only at ``timeout_s``. Each wait for the next chunk has the deadline by which the bytes
+    so far stop being enough.
+    """
     body = bytearray()
-    try:
-        async with asyncio.timeout(timeout_s):
-            async for chunk in chunks:
-                body += chunk
-                if len(body) > max_bytes:
-                    raise UploadError(413, "too_large", f"request body exceeds {max_bytes} bytes")
-    except TimeoutError:
-        raise UploadError(
-            408,
-            "bad_request",
-            f"request body not received within {timeout_s:g} s ({len(body)} bytes came)",
-        ) from None
-    return body
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    final = started + timeout_s
+    iterator = aiter(chunks)
+    while True:
+        deadline = final
+        if min_rate_bytes_s > 0:
+            deadline = min(deadline, started + grace_s + len(body) / min_rate_bytes_s)
+        try:
+            async with asyncio.timeout_at(deadline):
+                chunk = await anext(iterator)
+        except StopAsyncIteration:
+            return body
+        except TimeoutError:
+            raise _too_slow(body, deadline >= final, timeout_s, min_rate_bytes_s) from None
+        body += chunk
+        if len(body) > max_bytes:
+            raise UploadError(413, "too_large", f"request body exceeds {max_bytes} bytes")
+
+
+def _too_slow(body: bytearray, whole: bool, timeout_s: float, rate: float) -> UploadError:
+    if whole:
+        reason = f"request body not received within {timeout_s:g} s"
+    else:
+        reason = f"request body arriving slower than {rate:g} bytes/s"
+    return UploadError(408, "bad_request", f"{reason} ({len(body)} bytes came)")
 
 
 @dataclass
@@ -132,12 +159,19 @@ def multipart_file(body: Data, content_type: str) -> Data:
     boundary = options.get(b"boundary")
     if not boundary:
         raise UploadError(400, "bad_request", "multipart/form-data body has no boundary")
+    if len(boundary) > MAX_BOUNDARY_CHARS:
+        raise UploadError(
+            400,
+            "bad_request",
+            f"multipart boundary of {len(boundary)} characters is longer than "
+            f"{MAX_BOUNDARY_CHARS} (RFC 2046)",
+        )
     collector = _PartCollector(body)
-    parser = MultipartParser(boundary, collector.callbacks())  # type: ignore[arg-type]
     try:
+        parser = MultipartParser(boundary, collector.callbacks())  # type: ignore[arg-type]
         parser.write(body)  # type: ignore[arg-type]  # any buffer: it is only indexed
         parser.finalize()
-    except MultipartParseError as exc:
+    except FormParserError as exc:
         raise UploadError(400, "bad_request", f"malformed multipart body: {exc}") from exc
     if not collector.complete:
         raise UploadError(400, "bad_request", "multipart body ends before its closing boundary")

@@ -11,6 +11,7 @@ tests/deploy/test_image.py brings the stack up for real.
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import re
 import shutil
 import subprocess
@@ -167,6 +168,14 @@ def test_server_trusts_forwarded_addresses_only_from_its_own_network(
     server = config["services"]["server"]
     assert server["environment"]["EMOSTREAM_TRUSTED_PROXIES"] == subnet
     Settings(trusted_proxies=subnet)  # a value the server accepts
+
+
+def test_a_scraper_on_the_compose_network_may_read_metrics(config: dict[str, Any]) -> None:
+    subnet = config["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    networks = config["services"]["server"]["environment"]["EMOSTREAM_METRICS_NETWORKS"]
+    settings = Settings(metrics_networks=networks)
+    assert ipaddress.ip_network(subnet) in settings.metrics_networks
+    assert ipaddress.ip_network("127.0.0.0/8") in settings.metrics_networks
 
 
 def test_caddy_service(config: dict[str, Any]) -> None:

@@ -102,7 +102,7 @@ def test_runs_under_a_strict_content_security_policy_with_no_third_party_request
 ) -> None:
     wav = write_wav(tmp_path / "speech.wav", phrases(1), 16000)
     csp = {"Content-Security-Policy": CSP}
-    with serve(web_settings, headers=csp) as strict, launch(wav) as page:
+    with serve(web_settings, headers=csp) as strict, launch(wav, bypass_csp=False) as page:
         problems: list[str] = []
         origins: set[str] = set()
 
