@@ -76,6 +76,10 @@ class Allowance:
         )
 
 
+def _burst(rate_per_s: int, burst_s: float) -> float:
+    return max(1.0, rate_per_s * burst_s)  # one message, at least, whatever the settings
+
+
 class MessageBudget:
     """One connection's budgets; ``clock`` is monotonic seconds."""
 
@@ -83,8 +87,8 @@ class MessageBudget:
         a, now = allowance, clock()
         self.allowance = a
         self._clock = clock
-        self._frames = TokenBucket(a.frames_per_s, a.frames_per_s * a.burst_s, now)
-        self._texts = TokenBucket(a.texts_per_s, a.texts_per_s * a.burst_s, now)
+        self._frames = TokenBucket(a.frames_per_s, _burst(a.frames_per_s, a.burst_s), now)
+        self._texts = TokenBucket(a.texts_per_s, _burst(a.texts_per_s, a.burst_s), now)
         self._audio = TokenBucket(a.stream_speed, a.stream_speed * a.burst_s, now)
         self._bad: deque[float] = deque(maxlen=a.bad_messages + 1)
         self._audio_s = 0.0
@@ -94,7 +98,7 @@ class MessageBudget:
             a = self.allowance
             raise LimitExceeded(
                 f"binary frames exceeded max_frames_per_s {a.frames_per_s} "
-                f"(a burst of {a.frames_per_s * a.burst_s:g} is allowed)"
+                f"(a burst of {_burst(a.frames_per_s, a.burst_s):g} is allowed)"
             )
 
     def text(self) -> None:
@@ -102,7 +106,7 @@ class MessageBudget:
             a = self.allowance
             raise LimitExceeded(
                 f"text messages exceeded max_texts_per_s {a.texts_per_s} "
-                f"(a burst of {a.texts_per_s * a.burst_s:g} is allowed)"
+                f"(a burst of {_burst(a.texts_per_s, a.burst_s):g} is allowed)"
             )
 
     def bad(self) -> None:
