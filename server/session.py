@@ -15,6 +15,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 import vad
 from server.connection import client_of
+from server.budget import Allowance, LimitExceeded, MessageBudget
 from server.early import Early, EarlyEnd
 from server.interim import Interim
 from server.outcome import classify_segment, result_of
@@ -100,6 +101,7 @@ class Session:
         self._closed = asyncio.Event()
         self._wall_deadline = float("inf")
         self._delivery_s = self._settings.idle_timeout_ms / 1000
+        self._budget = MessageBudget(Allowance.of(self._settings))
         self._client = client_of(websocket, service)
         self._early = (
             EarlyEnd(service.pool, client=self._client, stream=self.id)
@@ -179,6 +181,10 @@ class Session:
             if message["type"] == "websocket.disconnect":
                 return Gone()
             await self._on_message(message)
+            # One message per wake-up, so another connection's frames wait for one of ours
+            # at most; audio beyond max_stream_speed waits to be read (server/budget.py).
+            read_s = self._segmenter.input_samples / self._params.sample_rate
+            await asyncio.sleep(self._budget.pause_s(read_s))
         await self._outbox.put(closing)  # the writer closes once it reaches this
         return closing
 
@@ -223,10 +229,16 @@ class Session:
 
     async def _on_message(self, message: Message) -> None:
         data: bytes | None = message.get("bytes")
-        if data is not None:
-            await self._on_audio(data)
-        else:
-            await self._on_text(message.get("text") or "")
+        try:
+            if data is not None:
+                self._budget.frame()
+                await self._on_audio(data)
+            else:
+                self._budget.text()
+                await self._on_text(message.get("text") or "")
+        except LimitExceeded as exc:
+            await self._finish()
+            await self._close("limit", str(exc), CLOSE_POLICY)
 
     async def _on_audio(self, data: bytes) -> None:
         limit = self._settings.max_frame_bytes
@@ -238,6 +250,7 @@ class Session:
             frames = self._segmenter.frames_of(data)
         except vad.FrameError as exc:
             await self._outbox.put(Error("bad_frame", f"{exc}; frame dropped"))
+            self._budget.bad()
             return
         try:
             events = await self._segment(frames)
@@ -277,6 +290,7 @@ class Session:
             request = parse_client_message(text)
         except ProtocolError as exc:
             await self._outbox.put(Error(exc.code, str(exc)))
+            self._budget.bad()
             return
         if isinstance(request, End):
             await self._finish()

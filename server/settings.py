@@ -111,6 +111,15 @@ class Settings(BaseSettings):
     ws_ping_timeout_s: float = Field(default=20.0, gt=0)
     shutdown_timeout_s: float = Field(default=10.0, ge=0)
 
+    # Per-connection message budgets (server/budget.py, docs/protocol.md): beyond them
+    # `limit`, close 1008. Audio beyond the speed is read later, never refused.
+    max_frames_per_s: int = Field(default=5000, ge=1, le=1_000_000)
+    max_texts_per_s: int = Field(default=20, ge=1, le=100_000)
+    message_burst_s: float = Field(default=2.0, gt=0, le=3600)
+    max_bad_messages: int = Field(default=10, ge=0, le=100_000)
+    bad_message_window_s: float = Field(default=10.0, gt=0, le=3600)
+    max_stream_speed: float = Field(default=20.0, ge=1, le=10_000)
+
     # Access
     token: SecretStr | None = None
     admin_token: SecretStr | None = None

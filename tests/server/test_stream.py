@@ -522,15 +522,21 @@ def test_saturated_pool_skips_overloaded_and_stream_goes_on(
         holder["c"] = ScriptedClassifier(OnnxClassifier(path), gate=gate)
         return holder["c"]
 
-    client = make_client(loader=loader, workers=1, queue_size=0)
+    client = make_client(loader=loader, workers=1, queue_size=0, early_endpoint=False)
     holder["c"].gate = gate
     with client.websocket_connect("/v1/stream") as ws:
         ws.receive_text()
         send_audio(ws, to_pcm16(three_utterances))
         ws.send_text(END)
-        gate.set()  # the first segment is stuck in the only worker until now
-        messages, code = collect(ws)
-    found = outcomes(messages)
+        # The first segment holds the only worker until the gate opens. Each later segment
+        # is submitted right after its speech_end is queued: once the last speech_end is
+        # here, the second utterance's segment has met the full pool.
+        messages = []
+        while types(messages).count("speech_end") < 3:
+            messages.append(json.loads(ws.receive_text()))
+        gate.set()
+        rest, code = collect(ws)
+    found = outcomes(messages + rest)
     assert code == 1000
     assert found[0]["type"] == "result"
     assert any(o["type"] == "skipped" and o["reason"] == "overloaded" for o in found[1:])

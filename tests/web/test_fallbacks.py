@@ -239,6 +239,8 @@ def test_server_restart_mid_session_reconnects_and_keeps_the_timeline(
         exported = json.loads(download_text(page, "#export-json"))
     assert after[: len(before)] == before
     assert len([f for f in frames if f["type"] == "ready"]) == 2
+    # what the page queued while away went at once on reconnecting, within the limits
+    assert [f for f in frames if f["type"] == "error" and f["code"] == "limit"] == []
     assert len(after) == len(segment_frames(frames))
     spans = [(s["start_ms"], s["end_ms"]) for s in exported["segments"]]
     assert spans == sorted(spans), "segments after the reconnect must follow the earlier ones"

@@ -58,6 +58,7 @@ def test_streams_speech_and_shows_what_the_server_sent(
 
         # the page shows exactly the segments the server sent, in order
         assert frames[0]["type"] == "ready"
+        assert [f for f in frames if f["type"] == "error"] == []  # no limit tripped
         assert frames[-1]["type"] == "end"
         sent = segment_frames(frames)
         assert len([f for f in sent if f["type"] == "result"]) >= len(PHRASES)
