@@ -14,8 +14,8 @@ from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 import vad
-from server.connection import client_of
 from server.budget import Allowance, LimitExceeded, MessageBudget
+from server.connection import client_of
 from server.early import Early, EarlyEnd
 from server.interim import Interim
 from server.outcome import classify_segment, result_of
