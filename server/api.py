@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from server.access import ConnectionLimit
 from server.connection import authorized, client_of, http_error, service_of
-from server.recording import classify_recording
+from server.recording import channel_mode, classify_recording
 from server.service import Service
 from server.upload import Data, UploadError, read_limited, upload_bytes
 
@@ -27,9 +27,14 @@ async def classify(request: Request) -> Response:
     try:
         if not authorized(request, service):
             raise UploadError(401, "unauthorized", "a valid access token is required")
+        try:
+            channels = channel_mode(request.query_params.get("channels", "mix"))
+        except ValueError as exc:
+            raise UploadError(400, "bad_request", str(exc)) from None
         client = client_of(request, service)
         with service.uploads.hold(client):
-            recording = await classify_recording(service, _upload(request, service), client)
+            upload = _upload(request, service)
+            recording = await classify_recording(service, upload, client, channels)
     except ConnectionLimit as exc:
         service.metrics.uploads.labels(status="503").inc()
         retry = {"Retry-After": str(UPLOAD_RETRY_AFTER_S)}

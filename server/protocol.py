@@ -23,6 +23,9 @@ SkipReason = Literal["too_short", "overloaded", "error"]
 Encoding = Literal["pcm_s16le", "pcm_f32le", "mulaw", "alaw"]
 ENCODINGS: tuple[str, ...] = get_args(Encoding)
 CHANNEL_COUNTS = (1, 2)
+# ``channels`` of POST /v1/classify: mix a stereo file to mono, or classify each channel.
+ChannelMode = Literal["mix", "separate"]
+CHANNEL_MODES: tuple[ChannelMode, ...] = get_args(ChannelMode)
 
 MIN_SAMPLE_RATE_HZ = 8000
 MAX_SAMPLE_RATE_HZ = 48000
