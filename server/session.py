@@ -224,13 +224,11 @@ class Session:
         except vad.FrameError as exc:
             await self._outbox.put(Error("bad_frame", f"{exc}; frame dropped"))
             return
-        for channel, channel_frames in zip(self._channels, frames, strict=True):
-            try:
-                events = await self._segment(channel, channel_frames)
-            except vad.DetectorError as exc:
-                await self._detector_failed(channel, exc)
+        for channel, outcome in zip(self._channels, await self._segment_all(frames), strict=True):
+            if isinstance(outcome, vad.DetectorError):
+                await self._detector_failed(channel, outcome)
             else:
-                await self._handle(channel, events)
+                await self._handle(channel, outcome)
             channel.after_audio()
         if self._audio_ms > self._settings.max_stream_ms:
             await self._finish()
@@ -250,6 +248,25 @@ class Session:
             channel.segmenter.frames_of(piece)
             for channel, piece in zip(self._channels, pieces, strict=True)
         ]
+
+    async def _segment_all(
+        self, frames: list[list[npt.NDArray[np.int16]]]
+    ) -> list[list[vad.Event] | vad.DetectorError]:
+        """Each channel's events, or its detector's fault. Two channels' frames are decided
+        together, so the Silero batcher takes them in one model call."""
+        if len(self._channels) == 1:
+            try:
+                return [await self._segment(self._channels[0], frames[0])]
+            except vad.DetectorError as exc:
+                return [exc]
+        outcomes = await asyncio.gather(
+            *(self._segment(c, f) for c, f in zip(self._channels, frames, strict=True)),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, vad.DetectorError):
+                raise outcome
+        return outcomes  # type: ignore[return-value]
 
     async def _segment(
         self, channel: Channel, frames: list[npt.NDArray[np.int16]]

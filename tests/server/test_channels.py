@@ -11,13 +11,20 @@ import soxr
 
 from server.protocol import Result, Skipped, SpeechStart, outcome_body, parse_stream_params
 from server.protocol import to_dict as wire
-from tests.server.conftest import collect, send_audio, types
+from tests.server.conftest import VAD_DETECTORS, collect, send_audio, types
 from tests.speech import espeak, silence, to_pcm16
 from tests.telephony import g711, interleave
 
 END = json.dumps({"type": "end"})
 FLUSH = json.dumps({"type": "flush"})
 CHANNEL_TYPES = {"speech_start", "speech_end", "partial", "result", "skipped"}
+
+
+@pytest.fixture(params=VAD_DETECTORS)
+def vad_detector(request: pytest.FixtureRequest) -> str:
+    """Under each voice detector (Silero decides two channels' frames in one batch)."""
+    detector: str = request.param
+    return detector
 
 
 def stream(
@@ -223,3 +230,36 @@ def test_channels_parameter_and_channel_field_on_the_wire() -> None:
     assert wire(result)["channel"] == 0
     assert outcome_body(Skipped(1, 0, 100, "too_short", channel=1))["channel"] == 1
     assert "channel" not in outcome_body(Skipped(1, 0, 100, "too_short"))
+
+
+def test_a_detector_fault_on_one_channel_leaves_the_other_untouched(
+    make_client: Any, three_utterances: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from server.service import Service
+    from tests.server.test_stream import FailingDetector
+
+    client = make_client()
+    data = to_pcm16(interleave(three_utterances, three_utterances))
+    _, clean, _ = stream(client, data, "?channels=2", 2560)
+    real = Service.new_detector
+    made: list[int] = []
+
+    def first_fails(self: Service) -> Any:
+        made.append(1)
+        inner = real(self)
+        return FailingDetector(inner, {40, 41, 42}) if len(made) == 1 else inner
+
+    monkeypatch.setattr(Service, "new_detector", first_fails)
+    _, messages, code = stream(client, data, "?channels=2", 2560)
+    assert code == 1000 and len(made) == 2
+    errors = [m for m in messages if m["type"] == "error"]
+    assert errors and all(e["code"] == "internal" for e in errors)
+
+    def steady(found: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        # Silero batches the frames differently (channel 0 no longer uses it): scores may
+        # move in the last decimals, nothing else.
+        keys = ("type", "segment", "t_ms", "start_ms", "end_ms", "label")
+        return [tuple(m.get(k) for k in keys) for m in found]
+
+    assert steady(of_channel(messages, 1)) == steady(of_channel(clean, 1))
+    assert len(steady(of_channel(clean, 1))) == 3 * 3  # start, end, result per utterance
