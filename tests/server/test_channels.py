@@ -263,3 +263,41 @@ def test_a_detector_fault_on_one_channel_leaves_the_other_untouched(
 
     assert steady(of_channel(messages, 1)) == steady(of_channel(clean, 1))
     assert len(steady(of_channel(clean, 1))) == 3 * 3  # start, end, result per utterance
+
+
+def test_a_two_channel_session_is_one_connection_of_its_client(make_client: Any) -> None:
+    client = make_client(max_connections_per_ip=2)
+    with (
+        client.websocket_connect("/v1/stream?channels=2") as a,
+        client.websocket_connect("/v1/stream?channels=2") as b,
+    ):
+        a.receive_text()
+        b.receive_text()
+        with client.websocket_connect("/v1/stream") as c:
+            refused, code = collect(c)
+        for ws in (a, b):
+            ws.send_text(END)
+            assert collect(ws)[1] == 1000
+    assert code == 1013 and refused[0]["code"] == "busy"
+    assert "testclient" in refused[0]["message"]
+
+
+def test_each_channel_is_a_stream_of_the_sessions_client(make_client: Any) -> None:
+    """The pool is fair across clients, then across a client's streams: the two channels
+    are two streams of one client, so a call gets no bigger share than one talker."""
+    from server.channel import Channel
+    from server.protocol import StreamParams
+
+    service = make_client().app.state.service
+    params = StreamParams(channels=2)
+
+    async def send(message: Any) -> None:
+        pass
+
+    left, right, mono = (
+        Channel(index, service, params, send, client="10.0.0.1", session="s1")
+        for index in (0, 1, None)
+    )
+    assert (left.stream, right.stream, mono.stream) == ("s1/0", "s1/1", "s1")
+    assert left.detector is not right.detector
+    assert left.segmenter is not right.segmenter
