@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 
-from server.formats import EXTENSIONS, FORMATS, Writer, record, writer
+from server.formats import EXTENSIONS, FORMATS, TableWriter, Writer, record, writer
 from server.model import ModelError
 from server.protocol import (
     CHANNEL_MODES,
@@ -178,6 +178,9 @@ def classify(args: argparse.Namespace) -> int:
             for segment in report["segments"]:
                 shared.write(record(segment, str(path)))
             shared.end(report["summary"])
+            if isinstance(shared, TableWriter):
+                for part in report.get("channels", []):
+                    shared.channel_summary(part["channel"], part["summary"])
             outputs.done(out)
     finally:
         service.stop()

@@ -112,13 +112,20 @@ class TableWriter:
     def end(self, summary: Mapping[str, Any] | None) -> None:
         if summary is None:
             return
-        label = summary.get("label")
-        overall = f"{label} {summary.get('confidence', 0):.2f}" if label else "—"
-        self._line(f"  overall: {overall}")
+        self._line(f"  overall: {_readout(summary)}")
+
+    def channel_summary(self, channel: int, summary: Mapping[str, Any]) -> None:
+        """A two-channel file's summary of one channel, after the overall one."""
+        self._line(f"  ch {channel}: {_readout(summary)}")
 
     def _line(self, text: str) -> None:
         self._out.write(text + "\n")
         self._out.flush()
+
+
+def _readout(summary: Mapping[str, Any]) -> str:
+    label = summary.get("label")
+    return f"{label} {summary.get('confidence', 0):.2f}" if label else "—"
 
 
 class JsonLinesWriter:

@@ -71,6 +71,12 @@ def test_classify_separate_names_the_channel_in_every_format(
         r["channel"] for r in records
     ]
     assert read_table(texts["table"]) == []  # mono rows have no channel column
+    summaries = [line.strip() for line in texts["table"].splitlines() if "#" not in line][1:]
+    overall = reply["summary"]
+    assert summaries[0] == f"overall: {overall['label']} {overall['confidence']:.2f}"
+    assert [line.split(":")[0] for line in summaries[1:]] == ["ch 0", "ch 1"]
+    for line, part in zip(summaries[1:], reply["channels"], strict=True):
+        assert line.endswith(f"{part['summary']['label']} {part['summary']['confidence']:.2f}")
 
 
 def test_classify_mix_records_have_no_channel(
