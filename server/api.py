@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from server.access import ConnectionLimit, address_in
 from server.connection import authorized, client_of, http_error, service_of
-from server.recording import classify_recording
+from server.recording import channel_mode, classify_recording
 from server.service import Service
 from server.upload import Data, UploadError, read_limited, upload_bytes
 
@@ -27,12 +27,16 @@ async def classify(request: Request) -> Response:
     try:
         if not authorized(request, service):
             raise UploadError(401, "unauthorized", "a valid access token is required")
+        try:
+            channels = channel_mode(request.query_params.get("channels", "mix"))
+        except ValueError as exc:
+            raise UploadError(400, "bad_request", str(exc)) from None
         client = client_of(request, service)
         with service.uploads.client(client):
             with service.uploads.receive():
                 received = [await _upload(request, service)]
             with service.uploads.classify():
-                recording = await classify_recording(service, _taken(received), client)
+                recording = await classify_recording(service, _taken(received), client, channels)
     except ConnectionLimit as exc:
         service.metrics.uploads.labels(status="503").inc()
         retry = {"Retry-After": str(UPLOAD_RETRY_AFTER_S)}

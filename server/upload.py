@@ -197,17 +197,33 @@ def upload_bytes(body: Data, content_type: str) -> Data:
     )
 
 
+# Channels a file may have to be classified channel by channel (channels=separate).
+MAX_SEPARATE_CHANNELS = 2
+
+
 @dataclass(frozen=True)
 class DecodedAudio:
-    audio: npt.NDArray[np.float32]
+    # One mono mix; with separate=True, each of the file's channels.
+    tracks: tuple[npt.NDArray[np.float32], ...]
     sample_rate: int
     duration_ms: int
 
+    @property
+    def audio(self) -> npt.NDArray[np.float32]:
+        """The first track: the mono mix unless decoded with separate=True."""
+        return self.tracks[0]
+
 
 def decode_audio(
-    data: Data, target_rate_hz: int, max_duration_ms: int, max_samples: int = MAX_DECODED_SAMPLES
+    data: Data,
+    target_rate_hz: int,
+    max_duration_ms: int,
+    max_samples: int = MAX_DECODED_SAMPLES,
+    *,
+    separate: bool = False,
 ) -> DecodedAudio:
-    """Decode a WAV/FLAC/OGG file in memory to mono float32 at ``target_rate_hz``.
+    """Decode a WAV/FLAC/OGG file in memory to mono float32 at ``target_rate_hz``, or with
+    ``separate`` each channel of a mono or two-channel file on its own.
 
     The file is read block by block, mixed to mono and resampled as it goes, so memory
     follows the decoded length (bounded by ``max_duration_ms``), never what a header claims.
@@ -221,7 +237,7 @@ def decode_audio(
         raise UploadError(400, "bad_audio", truncation)
     try:
         with sf.SoundFile(_Reader(data)) as f:
-            return _decode(f, target_rate_hz, max_duration_ms, max_samples)
+            return _decode(f, target_rate_hz, max_duration_ms, max_samples, separate)
     except sf.SoundFileError as exc:
         reason = exc.error_string if isinstance(exc, sf.LibsndfileError) else str(exc)
         raise UploadError(400, "bad_audio", f"cannot decode audio: {reason}") from exc
@@ -256,7 +272,11 @@ class _Reader:
 
 
 def _decode(
-    f: sf.SoundFile, target_rate_hz: int, max_duration_ms: int, max_samples: int
+    f: sf.SoundFile,
+    target_rate_hz: int,
+    max_duration_ms: int,
+    max_samples: int,
+    separate: bool = False,
 ) -> DecodedAudio:
     rate, channels = f.samplerate, f.channels
     if not MIN_FILE_RATE_HZ <= rate <= MAX_FILE_RATE_HZ:
@@ -267,36 +287,50 @@ def _decode(
         )
     if channels < 1:
         raise UploadError(400, "bad_audio", f"the file declares {channels} channels")
+    if separate and channels > MAX_SEPARATE_CHANNELS:
+        raise UploadError(
+            400,
+            "bad_request",
+            f"channels=separate takes a mono or two-channel file; this one has {channels} "
+            "channels (use channels=mix)",
+        )
+    tracks = channels if separate else 1
     max_frames = min(max_duration_ms * rate // 1000, max_samples // channels)
     known = f.frames < _UNKNOWN_FRAMES
     if known and f.frames > max_frames:
         raise _too_much(f.frames, rate, channels, max_duration_ms, max_samples)
-    resampler = (
+    resamplers = [
         soxr.ResampleStream(rate, target_rate_hz, 1, dtype="float32")
         if rate != target_rate_hz
         else None
-    )
+        for _ in range(tracks)
+    ]
     block_frames = max(1, _BLOCK_SAMPLES // channels)
-    # The output is filled in place: one array the size of the decoded audio, no pieces to join.
+    # Each output is filled in place: one array the size of the decoded audio, no pieces to join.
     expected = (f.frames if known else max_frames) * target_rate_hz // rate
-    out = _Output(expected + 1024 if known else min(expected, 1 << 20))
+    outs = [_Output(expected + 1024 if known else min(expected, 1 << 20)) for _ in range(tracks)]
     frames = 0
     while True:
         block = f.read(block_frames, dtype="float32", always_2d=True)
         frames += block.shape[0]
         if frames > max_frames:
             raise _too_much(frames, rate, channels, max_duration_ms, max_samples)
-        mono = np.ascontiguousarray(block.mean(axis=1, dtype=np.float32))
+        pieces = (
+            [np.ascontiguousarray(block[:, c]) for c in range(channels)]
+            if separate
+            else [np.ascontiguousarray(block.mean(axis=1, dtype=np.float32))]
+        )
         del block
-        if not np.isfinite(mono).all():
+        if not all(np.isfinite(piece).all() for piece in pieces):
             raise UploadError(400, "bad_audio", "the file holds NaN or infinite samples")
-        last = mono.shape[0] < block_frames
-        out.append(mono if resampler is None else resampler.resample_chunk(mono, last=last))
+        last = pieces[0].shape[0] < block_frames
+        for out, resampler, piece in zip(outs, resamplers, pieces, strict=True):
+            out.append(piece if resampler is None else resampler.resample_chunk(piece, last=last))
         if last:
             break
     if frames == 0:
         raise UploadError(400, "bad_audio", "the file holds no audio samples")
-    return DecodedAudio(out.audio(), rate, frames * 1000 // rate)
+    return DecodedAudio(tuple(out.audio() for out in outs), rate, frames * 1000 // rate)
 
 
 class _Output:

@@ -307,9 +307,9 @@ def test_uploads_are_decoded_on_the_decode_pool(
     threads: list[str] = []
     real = recording.decode_audio
 
-    def spy(*args: Any) -> Any:
+    def spy(*args: Any, **kwargs: Any) -> Any:
         threads.append(threading.current_thread().name)
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(recording, "decode_audio", spy)
     server = serve()
