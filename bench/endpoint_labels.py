@@ -38,8 +38,8 @@ import numpy.typing as npt
 
 from bench import report, vad_quality
 from bench.audio import SAMPLE_RATE_HZ
-from server.inference import OnnxClassifier, ThreadOptions
-from server.model import read_manifest
+from classifier.inference import OnnxClassifier, ThreadOptions
+from classifier.model import read_manifest
 from training.acoustics import set_level
 from training.prosody import sample_prosody
 from training.synth import CorpusConfig, Partition, clip_rng, partition, plan_clip, speak

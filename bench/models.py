@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import onnx
 
-from server.model import CANONICAL_LABELS, GraphSpec, Manifest, sha256_file, write_manifest
+from classifier.model import CANONICAL_LABELS, GraphSpec, Manifest, sha256_file, write_manifest
 from training.quantization import Quantization, quantize_int8
 
 if TYPE_CHECKING:

@@ -17,8 +17,8 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 
+from classifier.model import ModelError
 from server.formats import EXTENSIONS, FORMATS, Writer, record, writer
-from server.model import ModelError
 from server.protocol import (
     ENCODINGS,
     MAX_INTERIM_MS,

@@ -18,7 +18,7 @@ import asyncio
 import logging
 
 import vad
-from server.inference import Audio
+from classifier.inference import Audio
 from server.outcome import model_rate
 from server.pool import InferenceFailed, InferencePool, Overloaded, Prediction
 from vad.framing import to_float

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import vad
-from server.inference import Audio
+from classifier.inference import Audio
 from server.metrics import Metrics
 from server.outcome import model_rate, readout
 from server.pool import InferenceFailed, InferencePool, Overloaded

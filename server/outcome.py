@@ -9,7 +9,7 @@ import numpy as np
 import soxr
 
 import vad
-from server.inference import Audio
+from classifier.inference import Audio
 from server.pool import InferenceFailed, InferencePool, Overloaded, Prediction, Priority
 from server.protocol import Error, Result, SegmentOutcome, Skipped
 

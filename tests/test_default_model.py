@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from server.inference import OnnxClassifier
-from server.model import CANONICAL_LABELS, read_manifest, sha256_file
+from classifier.inference import OnnxClassifier
+from classifier.model import CANONICAL_LABELS, read_manifest, sha256_file
 from server.settings import BUNDLED_MODEL_DIR
 from tests.programs import require
 

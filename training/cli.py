@@ -233,7 +233,7 @@ def _add_evaluate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from server.model import ModelError
+    from classifier.model import ModelError
     from training.data import DataError, read_split, select
     from training.evaluate import (
         SNR_LEVELS_DB,
@@ -330,7 +330,7 @@ def _add_import(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
 def cmd_export(args: argparse.Namespace) -> int:
     from transformers.utils import logging as hf_logging
 
-    from server.model import ModelError
+    from classifier.model import ModelError
     from training.data import DataError
     from training.evaluate import EvaluationError
     from training.finetune import TrainingError

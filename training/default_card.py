@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from server.model import Manifest
+from classifier.model import Manifest
 
 CARD_FILE = "MODEL_CARD.md"
 

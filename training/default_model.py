@@ -11,7 +11,7 @@ Steps (work files under ``--work``; with ``--reuse`` a finished step found there
 4. ONNX export (front end inside the graph), checked against PyTorch; int8 dynamic
    quantisation of the convolutions and matrix products after the front end, kept only if
    its top-1 agreement with fp32 on the clean test clips is at least 99 %;
-5. evaluation of the served graph through ``server.inference.OnnxClassifier`` (what
+5. evaluation of the served graph through ``classifier.inference.OnnxClassifier`` (what
    ``emostream evaluate`` runs) on the corpus's held-out test set (clean, white noise, the
    corpus's own noisy copies) and on the independent set; ``manifest.json``,
    ``MODEL_CARD.md`` and ``confusion.png``.
@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from server.model import CANONICAL_LABELS, Manifest, read_manifest, write_manifest
+from classifier.model import CANONICAL_LABELS, Manifest, read_manifest, write_manifest
 from training.data import read_split, select
 from training.default_card import write_card
 from training.melcnn import MelCnn, MelCnnConfig, TrainConfig, parameter_count

@@ -16,8 +16,8 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
-from server.inference import OnnxClassifier, ThreadOptions
-from server.model import MANIFEST_FILE
+from classifier.inference import OnnxClassifier, ThreadOptions
+from classifier.model import MANIFEST_FILE
 from training.data import Audio, Example, load_audio, zero_mean_unit_var
 from training.metrics import classification_metrics
 
@@ -37,7 +37,7 @@ class Predictor(Protocol):
 
 
 class OnnxPredictor:
-    """A model directory through server.inference.OnnxClassifier: exactly what is served."""
+    """A model directory through classifier.inference.OnnxClassifier: exactly what is served."""
 
     def __init__(self, model_dir: Path, threads: int = 1) -> None:
         self.classifier = OnnxClassifier(model_dir, ThreadOptions(intra_op_threads=threads))

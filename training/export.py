@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from server.model import GraphSpec, InputSpec, Manifest, sha256_file, write_manifest
+from classifier.model import GraphSpec, InputSpec, Manifest, sha256_file, write_manifest
 from training.quantization import (
     DEFAULT_QUANTIZATION,
     FALLBACK_QUANTIZATION,

@@ -36,7 +36,7 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
-from server.model import CANONICAL_LABELS, sha256_file
+from classifier.model import CANONICAL_LABELS, sha256_file
 from training.augment import Augmenter, AugmentOptions, build_augmenter
 from training.data import Audio, DataError, Example, label_set, load_audio, read_split, select
 from training.data import zero_mean_unit_var as _normalize

@@ -3,7 +3,7 @@
     python -m training.model_cost MODEL_DIR [MODEL_DIR ...] [--seconds 3] [--rounds 30]
 
 Each round classifies one segment of synthetic speech (espeak-ng if installed, else a
-harmonic tone) through ``server.inference.OnnxClassifier.predict`` — the served path:
+harmonic tone) through ``classifier.inference.OnnxClassifier.predict`` — the served path:
 normalisation, ONNX Runtime with one intra-op thread, softmax — once per model, in an
 interleaved order, after a warm-up. Prints the median and p10/p90 per model in
 milliseconds and each model's median against the first one's. Timings are only
@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from server.inference import OnnxClassifier, ThreadOptions
-from server.model import ModelError
+from classifier.inference import OnnxClassifier, ThreadOptions
+from classifier.model import ModelError
 
 SAMPLE_RATE_HZ = 16000
 

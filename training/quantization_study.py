@@ -4,7 +4,7 @@
 
 For every recipe in training.quantization.QUANTIZATIONS: graph size, top-1 agreement with
 fp32, max/mean absolute logit error, and accuracy, on clean clips and with white noise at
-10 dB SNR, all through server.inference.OnnxClassifier.
+10 dB SNR, all through classifier.inference.OnnxClassifier.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ import onnxruntime
 import torch
 from transformers import AutoModelForAudioClassification, PreTrainedModel
 
-from server.model import CANONICAL_LABELS, Manifest
+from classifier.model import CANONICAL_LABELS, Manifest
 from training.data import Split, read_split, select
 from training.evaluate import (
     Evaluation,

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from transformers import Wav2Vec2Config, Wav2Vec2ForSequenceClassification
 
-from server.model import CANONICAL_LABELS, Manifest
+from classifier.model import CANONICAL_LABELS, Manifest
 from training.export import write_model_dir
 
 

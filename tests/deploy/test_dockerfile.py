@@ -93,10 +93,10 @@ def test_runtime_has_code_web_and_model_at_the_builder_paths(
     copies = {i.value for i in runtime.all("COPY")}
     assert "--from=builder /opt/venv /opt/venv" in copies
     targets = {c.split()[-1].rstrip("/") for c in copies}
-    assert {"server", "vad", "web", "models/default"} <= targets
-    # The editable install maps imports to /app/server and /app/vad: same paths in both.
+    assert {"classifier", "server", "vad", "web", "models/default"} <= targets
+    # The editable install maps imports to /app/<package>: same paths in both.
     builder_targets = {c.value.split()[-1].rstrip("/") for c in builder.all("COPY")}
-    assert {"server", "vad"} <= builder_targets
+    assert {"classifier", "server", "vad"} <= builder_targets
 
 
 def test_environment(parsed: dockerfile.Dockerfile) -> None:
@@ -178,6 +178,7 @@ def ignore_rules() -> list[str]:
     [
         "pyproject.toml",
         "README.md",
+        "classifier/model.py",
         "server/app.py",
         "vad/segmenter.py",
         "web/index.html",

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import vad
+from classifier.model import Manifest, read_manifest
 from server.interim import Interim
 from server.metrics import Metrics
-from server.model import Manifest, read_manifest
 from server.pool import InferencePool
 from server.protocol import Partial
 from tests.server.test_pool import Recorder

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from server.inference import OnnxClassifier
+from classifier.inference import OnnxClassifier
+from classifier.model import Manifest, read_manifest
 from server.metrics import Metrics
-from server.model import Manifest, read_manifest
 from server.pool import InferenceFailed, InferencePool, Overloaded
 from tests.server.conftest import ScriptedClassifier, send_audio
 from tests.speech import to_pcm16

@@ -14,8 +14,8 @@ import pytest
 import soxr
 from starlette.websockets import WebSocketDisconnect
 
-from server.inference import OnnxClassifier
-from server.model import CANONICAL_LABELS
+from classifier.inference import OnnxClassifier
+from classifier.model import CANONICAL_LABELS
 from server.service import Service
 from tests.server.conftest import VAD_DETECTORS, ScriptedClassifier, collect, send_audio, types
 from tests.speech import espeak, silence, to_pcm16

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from server.inference import OnnxClassifier
-from server.model import read_manifest
+from classifier.inference import OnnxClassifier
+from classifier.model import read_manifest
 from tests.training.conftest import TONES_HZ, write_tone
 from training import cli
 

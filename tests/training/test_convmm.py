@@ -78,7 +78,7 @@ def test_a_model_without_a_conv_encoder_is_refused_by_name() -> None:
 def test_write_model_dir_falls_back_for_a_model_it_cannot_rewrite(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from server.inference import OnnxClassifier
+    from classifier.inference import OnnxClassifier
     from training.export import write_model_dir
 
     class Waveform(torch.nn.Module):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from server.model import CANONICAL_LABELS
+from classifier.model import CANONICAL_LABELS
 from training.data import (
     DataError,
     Example,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from server.inference import OnnxClassifier
-from server.model import CANONICAL_LABELS, read_manifest
+from classifier.inference import OnnxClassifier
+from classifier.model import CANONICAL_LABELS, read_manifest
 from tests.programs import require
 from training.default_model import Recipe, main
 from training.melcnn import MelCnnConfig, TrainConfig

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from server.inference import OnnxClassifier
+from classifier.inference import OnnxClassifier
 from tests.training.conftest import write_tone_corpus
 from training.data import read_split, select
 from training.export import package_graph

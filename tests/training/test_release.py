@@ -9,8 +9,8 @@ import pytest
 import torch
 from transformers import AutoModelForAudioClassification
 
-from server.inference import OnnxClassifier
-from server.model import read_manifest
+from classifier.inference import OnnxClassifier
+from classifier.model import read_manifest
 from training.data import load_audio, read_split, select, zero_mean_unit_var
 from training.evaluate import OnnxPredictor, TorchPredictor
 from training.export import new_version

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from server.model import CANONICAL_LABELS
+from classifier.model import CANONICAL_LABELS
 from training.corpora import Clip, CorpusError
 from training.data import read_split
 from training.prepare import prepare

@@ -1,4 +1,4 @@
-"""The model directory's manifest and checksum checks (server/model.py) on a real tiny export."""
+"""The model directory's manifest and checksum checks (classifier/model.py), on a tiny export."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from server.model import (
+from classifier.model import (
     CANONICAL_LABELS,
     MANIFEST_FILE,
     Manifest,

@@ -11,7 +11,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
-from server.model import Manifest, ModelError, read_model
+from classifier.model import Manifest, ModelError, read_model
 
 Audio = npt.NDArray[np.float32]
 Scores = npt.NDArray[np.float32]

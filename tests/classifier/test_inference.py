@@ -1,4 +1,4 @@
-"""ONNX Runtime classifier (server/inference.py) on real tiny graphs, including each refusal."""
+"""ONNX Runtime classifier (classifier/inference.py) on real tiny graphs, including each refusal."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from onnx import TensorProto, helper
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
-from server.inference import (
+from classifier.inference import (
     ORT_ERRORS,
     OnnxClassifier,
     ThreadOptions,
@@ -22,7 +22,7 @@ from server.inference import (
     session_options,
     softmax,
 )
-from server.model import MANIFEST_FILE, ModelError, read_manifest, sha256_file
+from classifier.model import MANIFEST_FILE, ModelError, read_manifest, sha256_file
 from tests.speech import espeak, tone
 
 
@@ -294,7 +294,7 @@ def test_the_verified_bytes_are_the_bytes_loaded(
     # Hash, then load by path, would let a file replaced in between be served unchecked.
     import hashlib
 
-    from server import inference
+    from classifier import inference
 
     sources: list[object] = []
     real = inference.ort.InferenceSession
