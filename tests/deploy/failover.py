@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 import websockets
 
-from server.client import Reconnect, StreamReport, stream_pcm16
+from client.websocket import Reconnect, StreamReport, stream_pcm16
 from tests.deploy.processes import CADDYFILE, CaddyProcess, ServerProcess
 from tests.speech import espeak, silence, to_pcm16
 

@@ -31,7 +31,7 @@ sys.modules["training"] = None
 hook = {hook!r}
 if hook:
     exec(compile(open(hook).read(), hook, "exec"))
-from server.cli import main
+from client.command import main
 sys.exit(main())
 """
 

@@ -22,6 +22,8 @@ from tests.deploy import dockerfile
 from tests.deploy.processes import REPO, ServerProcess, free_port
 
 DOCKERFILE = REPO / "Dockerfile"
+# The packages the `emostream` command imports (training is optional and not in the image).
+RUNTIME_PACKAGES = ("classifier", "client", "emostream", "server", "vad")
 TRAINING_ONLY = {"torch", "transformers", "onnx", "onnxscript", "audiomentations", "scikit-learn"}
 
 
@@ -93,10 +95,18 @@ def test_runtime_has_code_web_and_model_at_the_builder_paths(
     copies = {i.value for i in runtime.all("COPY")}
     assert "--from=builder /opt/venv /opt/venv" in copies
     targets = {c.split()[-1].rstrip("/") for c in copies}
-    assert {"classifier", "server", "vad", "web", "models/default"} <= targets
+    assert {
+        "classifier",
+        "client",
+        "emostream",
+        "server",
+        "vad",
+        "web",
+        "models/default",
+    } <= targets
     # The editable install maps imports to /app/<package>: same paths in both.
     builder_targets = {c.value.split()[-1].rstrip("/") for c in builder.all("COPY")}
-    assert {"classifier", "server", "vad"} <= builder_targets
+    assert set(RUNTIME_PACKAGES) <= builder_targets
 
 
 def test_environment(parsed: dockerfile.Dockerfile) -> None:

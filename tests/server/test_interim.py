@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from classifier.inference import Audio, OnnxClassifier, Scores
-from server.client import stream_pcm16
+from client.websocket import stream_pcm16
 from server.settings import Settings
 from tests.live import live_server
 from tests.server.conftest import collect, send_audio, types

@@ -19,8 +19,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from client.websocket import stream_pcm16
 from server.api import UPLOAD_RETRY_AFTER_S
-from server.client import stream_pcm16
 from server.settings import Settings
 from tests.live import LiveServer, live_server
 from tests.speech import wav_bytes

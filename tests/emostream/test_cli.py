@@ -1,4 +1,4 @@
-"""The ``emostream`` command (server/cli.py): classify, stream against a real server, serve."""
+"""The ``emostream`` command (client/command.py): classify, stream against a real server, serve."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import pytest
 import soundfile as sf
 import websockets
 
-from server.cli import main
+from client.command import main
 from tests.speech import espeak, short_word, silence, to_pcm16, tone, wav_bytes
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,9 +69,19 @@ class Served:
 
 
 def start_server(model_dir: Path, *extra: str, env: dict[str, str] | None = None) -> Served:
-    """``python -m server serve`` on a free port; returns once uvicorn says it is listening."""
+    """``python -m emostream serve`` on a free port; returns once uvicorn says it is listening."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "server", "serve", "--model", str(model_dir), "--port", "0", *extra],
+        [
+            sys.executable,
+            "-m",
+            "emostream",
+            "serve",
+            "--model",
+            str(model_dir),
+            "--port",
+            "0",
+            *extra,
+        ],
         cwd=REPO,
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         stdout=subprocess.DEVNULL,
@@ -328,7 +338,7 @@ def test_serve_exits_0_on_sigint(tiny_model_dir: Path) -> None:
 def test_serve_with_a_missing_model_fails(tmp_path: Path) -> None:
     missing = tmp_path / "no-model"
     completed = subprocess.run(
-        [sys.executable, "-m", "server", "serve", "--model", str(missing), "--port", "0"],
+        [sys.executable, "-m", "emostream", "serve", "--model", str(missing), "--port", "0"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -372,7 +382,7 @@ def test_classify_does_not_import_the_web_app(tiny_model_dir: Path, speech_wav: 
     # Offline classification shares the upload pipeline (server/recording.py), not the app.
     script = (
         "import json, sys\n"
-        "from server.cli import main\n"
+        "from client.command import main\n"
         "code = main(['classify', sys.argv[1], '--model', sys.argv[2], '--json'])\n"
         "web = sorted(m for m in sys.modules if m.split('.')[0] == 'starlette'"
         " or m in ('server.app', 'server.api', 'server.stream', 'uvicorn'))\n"
@@ -468,7 +478,7 @@ def test_serve_with_a_bad_vad_model_stops_at_start(
 ) -> None:
     env = {**os.environ, "EMOSTREAM_VAD_MODEL_PATH": str(truncated_vad_model)}
     completed = subprocess.run(
-        [sys.executable, "-m", "server", "serve", "--model", str(tiny_model_dir), "--port", "0"],
+        [sys.executable, "-m", "emostream", "serve", "--model", str(tiny_model_dir), "--port", "0"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -502,7 +512,7 @@ def test_classify_with_a_bad_vad_model_exits_2(
 def test_serve_with_an_unknown_detector_stops_at_start(tiny_model_dir: Path) -> None:
     env = {**os.environ, "EMOSTREAM_VAD_DETECTOR": "rnnoise"}
     completed = subprocess.run(
-        [sys.executable, "-m", "server", "serve", "--model", str(tiny_model_dir), "--port", "0"],
+        [sys.executable, "-m", "emostream", "serve", "--model", str(tiny_model_dir), "--port", "0"],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -25,9 +25,9 @@ from websockets.http11 import Request, Response
 from websockets.sync.server import ServerConnection as SyncConnection
 from websockets.sync.server import serve as sync_serve
 
-import server.client
-from server.cli import main
-from server.client import Reconnect, ServerMessageError, StreamReport, stream_pcm16
+import client.websocket
+from client.command import main
+from client.websocket import Reconnect, ServerMessageError, StreamReport, stream_pcm16
 from tests.speech import wav_bytes
 
 RATE = 16000
@@ -345,7 +345,7 @@ def test_cli_reconnect_reports_giving_up(
     wav = tmp_path / "a.wav"
     wav.write_bytes(wav_bytes(np.zeros(RATE // 2, dtype=np.float32)))
     quick = functools.partial(Reconnect, initial_s=0.01, max_s=0.01, max_attempts=2)
-    monkeypatch.setattr(server.client, "Reconnect", quick)
+    monkeypatch.setattr(client.websocket, "Reconnect", quick)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         url = f"ws://127.0.0.1:{sock.getsockname()[1]}/v1/stream"
@@ -375,7 +375,7 @@ def test_cli_reconnect_goes_on_after_busy_and_prints_recording_times(
     wav = tmp_path / "a.wav"
     wav.write_bytes(wav_bytes(np.zeros(RATE, dtype=np.float32)))
     monkeypatch.setattr(
-        server.client, "Reconnect", functools.partial(Reconnect, initial_s=0.01, max_s=0.01)
+        client.websocket, "Reconnect", functools.partial(Reconnect, initial_s=0.01, max_s=0.01)
     )
     connections: list[int] = []
 

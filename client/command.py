@@ -18,7 +18,7 @@ from typing import Any, TextIO
 from pydantic import ValidationError
 
 from classifier.model import ModelError
-from server.formats import EXTENSIONS, FORMATS, Writer, record, writer
+from client.formats import EXTENSIONS, FORMATS, Writer, record, writer
 from server.protocol import (
     ENCODINGS,
     MAX_INTERIM_MS,
@@ -210,7 +210,13 @@ def stream(args: argparse.Namespace) -> int:
     import soundfile as sf
     import websockets
 
-    from server.client import Reconnect, ServerMessageError, load_pcm16, stream_chunks, stream_pcm16
+    from client.websocket import (
+        Reconnect,
+        ServerMessageError,
+        load_pcm16,
+        stream_chunks,
+        stream_pcm16,
+    )
 
     token = args.token or os.environ.get(TOKEN_ENV) or None
     from_stdin = args.file == "-"

@@ -1,4 +1,4 @@
-"""The CLI's output formats (server/formats.py), -o, standard-input streaming, help and exits."""
+"""The CLI's output formats (client/formats.py), -o, standard-input streaming, help and exits."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from server.cli import EXIT_CODES_HELP, build_parser, main
-from server.formats import FIELDS, CsvWriter, VttWriter, csv_cell, record, vtt_time
-from tests.server import test_cli
-from tests.server.test_cli import REPO, Served, start_server, stop_server
+from client.command import EXIT_CODES_HELP, build_parser, main
+from client.formats import FIELDS, CsvWriter, VttWriter, csv_cell, record, vtt_time
+from tests.emostream import test_cli
+from tests.emostream.test_cli import REPO, Served, start_server, stop_server
 from tests.speech import to_pcm16
 
 # The fixtures of test_cli.py: a real server in a subprocess, two sentences and a blip.

@@ -1,4 +1,4 @@
-"""The reference client (server/client.py); streaming to the real server is in test_cli.py."""
+"""The reference client (client/websocket.py); streaming to the real server is in test_cli.py."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 from websockets.asyncio.server import ServerConnection, serve
 
-from server.client import StreamReport, load_pcm16, stream_pcm16, stream_url
+from client.websocket import StreamReport, load_pcm16, stream_pcm16, stream_url
 from tests.speech import tone
 
 
