@@ -1,24 +1,20 @@
-"""The ``emostream`` command: serve, classify files offline, stream audio to a server."""
+"""``emostream classify`` (offline, with the server's pipeline) and ``emostream stream`` (the
+reference client against a running server)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
-import logging
 import os
-import signal
 import sys
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
-from types import FrameType
 from typing import Any, TextIO
 
-from pydantic import ValidationError
-
-from classifier.model import ModelError
 from client.formats import EXTENSIONS, FORMATS, Writer, record, writer
+from server.command import AddCommand, model_options, settings_from
 from server.protocol import (
     ENCODINGS,
     MAX_INTERIM_MS,
@@ -26,54 +22,11 @@ from server.protocol import (
     MIN_INTERIM_MS,
     MIN_SAMPLE_RATE_HZ,
 )
-from server.settings import Settings
-from vad.silero import VadModelError
-
-log = logging.getLogger("emostream")
 
 TOKEN_ENV = "EMOSTREAM_TOKEN"
 DEFAULT_RATE_HZ = 16000
 EXIT_OK = 0
 EXIT_FAILED = 1  # an input could not be classified, or the stream failed or was refused
-EXIT_USAGE = 2  # bad arguments or settings, an unusable model, an output that cannot be written
-EXIT_INTERRUPTED = 130  # Ctrl-C
-EXIT_CODES_HELP = (
-    "exit status: 0 done; 1 an input could not be classified, or the stream failed, was "
-    "refused or closed abnormally; 2 bad arguments or settings, an unusable model, or an "
-    "output that cannot be written; 130 interrupted"
-)
-
-
-def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
-    overrides = {k: v for k, v in extra.items() if v is not None}
-    if getattr(args, "model", None) is not None:
-        overrides["model_dir"] = args.model
-    if getattr(args, "workers", None) is not None:
-        overrides["workers"] = args.workers
-    return Settings(**overrides)
-
-
-def serve(args: argparse.Namespace) -> int:
-    from server.app import create_app
-    from server.runner import DrainingServer, uvicorn_config
-
-    settings = _settings(args)
-    app = create_app(settings)
-    config = uvicorn_config(app, settings, args.host, args.port)
-    server = DrainingServer(config, app.state.service)
-    # uvicorn re-raises SIGINT/SIGTERM once it has shut down gracefully; with these handlers
-    # in place that ends here with status 0 instead of killing the process by the signal.
-    previous = {sig: signal.signal(sig, _shut_down) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        server.run()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return 0 if server.started else 1
-
-
-def _shut_down(signum: int, frame: FrameType | None) -> None:
-    log.info("stopped by %s", signal.Signals(signum).name)
 
 
 class UsageError(Exception):
@@ -144,7 +97,7 @@ def classify(args: argparse.Namespace) -> int:
     from server.upload import UploadError
 
     outputs = None if args.json else Outputs(args.output, args.format, len(args.files))
-    settings = _settings(args)
+    settings = settings_from(args)
     service = Service(settings)
     service.start()
     model = service.manifest.summary()
@@ -329,12 +282,6 @@ async def _stdin_chunks(chunk_bytes: int = 4096) -> AsyncIterator[bytes]:
         yield data
 
 
-def _port(text: str) -> int:
-    if not text.isdigit() or not 0 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be an integer from 0 to 65535, got {text!r}")
-    return int(text)
-
-
 def _speed(text: str) -> float:
     try:
         value = float(text)
@@ -365,40 +312,6 @@ def _sample_rate(text: str) -> int:
     return value
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows every option's default; options without one say what happens instead."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if action.default is None or "default:" in text or "%(default)" in text:
-            return text
-        return super()._get_help_string(action) or text
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("emostream")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        return "unknown"
-
-
-def _model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--model",
-        type=Path,
-        metavar="DIR",
-        help="model directory (default: $EMOSTREAM_MODEL_DIR, else the bundled models/default)",
-    )
-    p.add_argument(
-        "--workers",
-        type=int,
-        metavar="N",
-        help="inference worker threads (default: $EMOSTREAM_WORKERS, else the settings' default)",
-    )
-
-
 def _output_options(p: argparse.ArgumentParser, many: bool) -> None:
     p.add_argument(
         "--format",
@@ -421,35 +334,12 @@ def _output_options(p: argparse.ArgumentParser, many: bool) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="emostream",
-        description=__doc__,
-        formatter_class=_HelpFormatter,
-        epilog=EXIT_CODES_HELP,
-    )
-    parser.add_argument("--version", action="version", version=f"emostream {_version()}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        return commands.add_parser(
-            name, help=help_text, description=help_text, formatter_class=_HelpFormatter,
-            epilog=EXIT_CODES_HELP,
-        )  # fmt: skip
-
-    p = command("serve", "run the HTTP and WebSocket server")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    p.add_argument(
-        "--port", type=_port, default=8000, help="port to listen on; 0 picks a free port"
-    )
-    _model_options(p)
-    p.set_defaults(func=serve)
-
+def register(command: AddCommand) -> None:
     p = command("classify", "classify recordings offline, with the server's segmentation and model")
     p.add_argument(
         "files", nargs="+", type=Path, metavar="FILE", help="audio files (WAV, FLAC, OGG …)"
     )
-    _model_options(p)
+    model_options(p)
     _output_options(p, many=True)
     p.add_argument(
         "--json",
@@ -513,40 +403,3 @@ def build_parser() -> argparse.ArgumentParser:
         "with backoff and go on from the audio not yet sent (files only)",
     )
     p.set_defaults(func=stream)
-
-    try:
-        from training.cli import register
-    except ImportError:  # the training extra is not installed
-        pass
-    else:
-        register(commands)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    # ONNX Runtime keeps a device id and usage database under $HOME unless told not to;
-    # this must be set before onnxruntime is imported (the commands import it lazily).
-    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    try:
-        return int(args.func(args))
-    except UsageError as exc:
-        print(f"emostream: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except ValidationError as exc:
-        print(f"emostream: invalid setting: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except ModelError as exc:
-        print(f"emostream: cannot use the model: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except VadModelError as exc:
-        print(f"emostream: cannot use the voice detector: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except OSError as exc:  # the output could not be written
-        print(f"emostream: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED

@@ -26,8 +26,8 @@ from websockets.sync.server import ServerConnection as SyncConnection
 from websockets.sync.server import serve as sync_serve
 
 import client.websocket
-from client.command import main
 from client.websocket import Reconnect, ServerMessageError, StreamReport, stream_pcm16
+from emostream.cli import main
 from tests.speech import wav_bytes
 
 RATE = 16000

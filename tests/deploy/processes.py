@@ -31,7 +31,7 @@ sys.modules["training"] = None
 hook = {hook!r}
 if hook:
     exec(compile(open(hook).read(), hook, "exec"))
-from client.command import main
+from emostream.cli import main
 sys.exit(main())
 """
 

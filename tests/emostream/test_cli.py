@@ -22,7 +22,7 @@ import pytest
 import soundfile as sf
 import websockets
 
-from client.command import main
+from emostream.cli import main
 from tests.speech import espeak, short_word, silence, to_pcm16, tone, wav_bytes
 
 REPO = Path(__file__).resolve().parents[2]
@@ -382,7 +382,7 @@ def test_classify_does_not_import_the_web_app(tiny_model_dir: Path, speech_wav: 
     # Offline classification shares the upload pipeline (server/recording.py), not the app.
     script = (
         "import json, sys\n"
-        "from client.command import main\n"
+        "from emostream.cli import main\n"
         "code = main(['classify', sys.argv[1], '--model', sys.argv[2], '--json'])\n"
         "web = sorted(m for m in sys.modules if m.split('.')[0] == 'starlette'"
         " or m in ('server.app', 'server.api', 'server.stream', 'uvicorn'))\n"

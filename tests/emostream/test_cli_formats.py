@@ -16,8 +16,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from client.command import EXIT_CODES_HELP, build_parser, main
 from client.formats import FIELDS, CsvWriter, VttWriter, csv_cell, record, vtt_time
+from emostream.cli import EXIT_CODES_HELP, build_parser, main
 from tests.emostream import test_cli
 from tests.emostream.test_cli import REPO, Served, start_server, stop_server
 from tests.speech import to_pcm16

@@ -308,7 +308,7 @@ def test_import_through_the_cli_keeps_the_hub_loading_path(
     import transformers
     from transformers import Wav2Vec2FeatureExtractor
 
-    from client.command import main as cli_main
+    from emostream.cli import main as cli_main
     from training.tiny import tiny_model
 
     stand_in = tmp_path / "hub-copy"
