@@ -50,6 +50,10 @@ def speech_of_length(seconds: float, seed: int = 0) -> Float:
     return np.concatenate(parts)[:samples]
 
 
+def silence(seconds: float) -> Float:
+    return np.zeros(round(seconds * SAMPLE_RATE_HZ), dtype=np.float32)
+
+
 def write_wav(path: Path, audio: Float) -> Path:
     sf.write(path, audio, SAMPLE_RATE_HZ, subtype="PCM_16")
     return path

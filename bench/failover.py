@@ -19,8 +19,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from bench import failover_scenario as failover
 from bench import report
-from tests.deploy import failover
 
 NAME = "failover"
 KINDS = ("sigterm", "sigkill")

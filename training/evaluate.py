@@ -70,8 +70,7 @@ class TorchPredictor:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Path | str, device: str = "cpu") -> TorchPredictor:
-        from training.finetune import load_feature_extractor, model_labels
-        from training.release import load_checkpoint
+        from training.finetune import load_checkpoint, load_feature_extractor, model_labels
 
         model = load_checkpoint(checkpoint)
         extractor = load_feature_extractor(checkpoint)

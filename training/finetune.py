@@ -241,6 +241,16 @@ def _label_kwargs(labels: Sequence[str]) -> dict[str, Any]:
     }
 
 
+def load_checkpoint(source: str | Path) -> PreTrainedModel:
+    try:
+        model = AutoModelForAudioClassification.from_pretrained(str(source))
+    except (OSError, ValueError) as exc:
+        raise TrainingError(
+            f"cannot load an audio-classification model from {str(source)!r}: {exc}"
+        ) from exc
+    return model.eval()  # type: ignore[no-any-return]
+
+
 def model_labels(model: PreTrainedModel) -> tuple[str, ...]:
     id2label = cast(dict[int, str], model.config.id2label)
     return tuple(str(id2label[i]) for i in range(len(id2label)))

@@ -21,10 +21,9 @@ import numpy as np
 from training.data import Example, read_split, select
 from training.evaluate import OnnxPredictor, collect_logits
 from training.export import export_for, export_fp32, package_graph
-from training.finetune import load_feature_extractor, model_labels
+from training.finetune import load_checkpoint, load_feature_extractor, model_labels
 from training.metrics import agreement
 from training.quantization import QUANTIZATIONS, quantize_int8
-from training.release import load_checkpoint
 
 NOISY_SNR_DB = 10.0
 

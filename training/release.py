@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import onnxruntime
 import torch
-from transformers import AutoModelForAudioClassification, PreTrainedModel
+from transformers import PreTrainedModel
 
 from classifier.model import CANONICAL_LABELS, Manifest
 from training.data import Split, read_split, select
@@ -35,7 +35,14 @@ from training.evaluate import (
     render_report,
 )
 from training.export import export_for, export_fp32, package_graph, probe_audio
-from training.finetune import ARGS_FILE, METRICS_FILE, load_feature_extractor, model_labels
+from training.finetune import (
+    ARGS_FILE,
+    METRICS_FILE,
+    TrainingError,
+    load_checkpoint,
+    load_feature_extractor,
+    model_labels,
+)
 from training.metrics import agreement
 from training.quantization import (
     DEFAULT_QUANTIZATION,
@@ -117,16 +124,6 @@ def canonical_labels(labels: Sequence[str]) -> list[str]:
     return mapped
 
 
-def load_checkpoint(source: str | Path) -> PreTrainedModel:
-    try:
-        model = AutoModelForAudioClassification.from_pretrained(str(source))
-    except (OSError, ValueError) as exc:
-        raise ReleaseError(
-            f"cannot load an audio-classification model from {str(source)!r}: {exc}"
-        ) from exc
-    return model.eval()  # type: ignore[no-any-return]
-
-
 def release(
     source: str | Path,
     out_dir: Path,
@@ -139,7 +136,10 @@ def release(
     options = options or ReleaseOptions()
     options.check()
     _check_out_dir(out_dir, options.force)
-    model = load_checkpoint(source)
+    try:
+        model = load_checkpoint(source)
+    except TrainingError as exc:
+        raise ReleaseError(str(exc)) from exc
     extractor = load_feature_extractor(source)
     labels = list(model_labels(model))
     if map_labels:

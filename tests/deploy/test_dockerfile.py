@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
+from bench.processes import REPO, ServerProcess, free_port
 from tests.deploy import dockerfile
-from tests.deploy.processes import REPO, ServerProcess, free_port
 
 DOCKERFILE = REPO / "Dockerfile"
 # The packages the `emostream` command imports (training is optional and not in the image).

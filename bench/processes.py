@@ -16,7 +16,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 CADDYFILE = REPO / "caddy" / "Caddyfile"
 STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0

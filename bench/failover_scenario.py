@@ -29,9 +29,9 @@ import numpy as np
 import numpy.typing as npt
 import websockets
 
+from bench.audio import silence, speak, to_pcm16
+from bench.processes import CADDYFILE, CaddyProcess, ServerProcess
 from client.websocket import Reconnect, StreamReport, stream_pcm16
-from tests.deploy.processes import CADDYFILE, CaddyProcess, ServerProcess
-from tests.speech import espeak, silence, to_pcm16
 
 RATE_HZ = 16000
 SENTENCES = (
@@ -74,7 +74,7 @@ def recording(repeats: int = 1) -> Recording:
     spans: list[tuple[int, int]] = []
     at = len(parts[0])
     for text in SENTENCES * repeats:
-        speech = espeak(text, rate_wpm=170)
+        speech = speak(text, rate_wpm=170)
         spans.append((at * 1000 // RATE_HZ, (at + len(speech)) * 1000 // RATE_HZ))
         parts += [speech, silence(GAP_S)]
         at += len(speech) + round(GAP_S * RATE_HZ)
