@@ -32,10 +32,11 @@ COPY pyproject.toml README.md ./
 COPY classifier/ classifier/
 COPY client/ client/
 COPY emostream/ emostream/
+COPY pcm/ pcm/
 COPY server/ server/
 COPY vad/ vad/
 # An editable install puts the dependencies and the `emostream` command into the venv
-# and points the project's imports (classifier, client, emostream, server, vad) at /app,
+# and points the project's imports (classifier, client, emostream, pcm, server, vad) at /app,
 # where the runtime stage copies the same sources: one copy of the code, found next to
 # web/ and models/. Only the default dependencies are installed; the [train] extra
 # (torch, transformers) is not.
@@ -58,6 +59,7 @@ WORKDIR /app
 COPY classifier/ classifier/
 COPY client/ client/
 COPY emostream/ emostream/
+COPY pcm/ pcm/
 COPY server/ server/
 COPY vad/ vad/
 COPY web/ web/
@@ -65,7 +67,7 @@ COPY web/ web/
 COPY --from=web /web/node_modules/ web/node_modules/
 COPY models/default/ models/default/
 # Byte-compile at build time: the root filesystem is read-only at run time.
-RUN python -m compileall -q /app/classifier /app/client /app/emostream /app/server /app/vad
+RUN python -m compileall -q /app/classifier /app/client /app/emostream /app/pcm /app/server /app/vad
 
 # ORT_DISABLE_TELEMETRY: ONNX Runtime's Linux wheels otherwise start Microsoft's 1DS
 # telemetry, which writes a device id and an event database under $HOME/.cache and a

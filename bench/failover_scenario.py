@@ -32,8 +32,9 @@ import websockets
 from bench.audio import silence, speak, to_pcm16
 from bench.processes import CADDYFILE, CaddyProcess, ServerProcess
 from client.websocket import Reconnect, StreamReport, stream_pcm16
+from pcm.format import PIPELINE_RATE_HZ
 
-RATE_HZ = 16000
+RATE_HZ = PIPELINE_RATE_HZ
 SENTENCES = (
     "The weather was lovely this morning.",
     "Please close the door behind you when you leave.",

@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any
 import onnx
 
 from classifier.model import CANONICAL_LABELS, GraphSpec, Manifest, sha256_file, write_manifest
+from pcm.format import PIPELINE_RATE_HZ
 from training.quantization import Quantization, quantize_int8
 
 if TYPE_CHECKING:
     from transformers import Wav2Vec2Config
 
-SAMPLE_RATE_HZ = 16000
+SAMPLE_RATE_HZ = PIPELINE_RATE_HZ
 DEFAULT_WORK_DIR = Path("artifacts/bench")
 
 

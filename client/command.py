@@ -14,17 +14,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from client.formats import EXTENSIONS, FORMATS, Writer, record, writer
+from pcm.format import ENCODINGS, MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, PIPELINE_RATE_HZ
 from server.command import AddCommand, model_options, settings_from
-from server.protocol import (
-    ENCODINGS,
-    MAX_INTERIM_MS,
-    MAX_SAMPLE_RATE_HZ,
-    MIN_INTERIM_MS,
-    MIN_SAMPLE_RATE_HZ,
-)
+from server.protocol import MAX_INTERIM_MS, MIN_INTERIM_MS
 
 TOKEN_ENV = "EMOSTREAM_TOKEN"
-DEFAULT_RATE_HZ = 16000
+DEFAULT_RATE_HZ = PIPELINE_RATE_HZ
 EXIT_OK = 0
 EXIT_FAILED = 1  # an input could not be classified, or the stream failed or was refused
 

@@ -20,7 +20,14 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidStatus
 
-from server.protocol import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, Encoding
+from pcm.format import (
+    BYTES_PER_SAMPLE,
+    MAX_SAMPLE_RATE_HZ,
+    MIN_SAMPLE_RATE_HZ,
+    PIPELINE_RATE_HZ,
+    Encoding,
+    to_int16,
+)
 
 Message = dict[str, Any]
 _WS_SCHEMES = {"ws": "ws", "wss": "wss", "http": "ws", "https": "wss"}
@@ -54,8 +61,8 @@ def load_pcm16(path: Path) -> tuple[npt.NDArray[np.int16], int]:
     audio, rate = sf.read(path, dtype="float32", always_2d=True)
     mono = audio.mean(axis=1)
     if not MIN_SAMPLE_RATE_HZ <= rate <= MAX_SAMPLE_RATE_HZ:
-        mono, rate = soxr.resample(mono, rate, 16000), 16000
-    return (np.clip(mono, -1.0, 1.0) * 32767).astype("<i2"), int(rate)
+        mono, rate = soxr.resample(mono, rate, PIPELINE_RATE_HZ), PIPELINE_RATE_HZ
+    return to_int16(mono), int(rate)
 
 
 def stream_url(
@@ -414,9 +421,6 @@ async def _send(
         await ws.send(json.dumps({"type": "end"}))
 
 
-SAMPLE_BYTES: dict[str, int] = {"pcm_s16le": 2, "pcm_f32le": 4}
-
-
 async def stream_chunks(
     url: str,
     chunks: AsyncIterator[bytes],
@@ -441,7 +445,7 @@ async def stream_chunks(
     report = StreamReport()
     connection = Connection(start_sample=0)
     report.connections.append(connection)
-    width = SAMPLE_BYTES[encoding]
+    width = BYTES_PER_SAMPLE[encoding]
     frame_bytes = max(1, sample_rate * frame_ms // 1000) * width
     target = stream_url(url, sample_rate, token, interim_ms, encoding)
     try:

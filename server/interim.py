@@ -10,11 +10,11 @@ from dataclasses import dataclass
 
 import vad
 from classifier.inference import Audio
+from pcm.format import to_float
 from server.metrics import Metrics
 from server.outcome import model_rate, readout
 from server.pool import InferenceFailed, InferencePool, Overloaded
 from server.protocol import Partial
-from vad.framing import to_float
 
 log = logging.getLogger(__name__)
 

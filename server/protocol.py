@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal
+
+from pcm.format import ENCODINGS, MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, Encoding
 
 PROTOCOL_VERSION = 1
 
@@ -20,11 +22,7 @@ ErrorCode = Literal[
     "bad_request", "unauthorized", "bad_frame", "bad_message", "limit", "busy", "internal"
 ]
 SkipReason = Literal["too_short", "overloaded", "error"]
-Encoding = Literal["pcm_s16le", "pcm_f32le"]
-ENCODINGS: tuple[str, ...] = get_args(Encoding)
 
-MIN_SAMPLE_RATE_HZ = 8000
-MAX_SAMPLE_RATE_HZ = 48000
 MIN_INTERIM_MS = 250
 MAX_INTERIM_MS = 3000
 
@@ -74,7 +72,7 @@ def parse_stream_params(query: Mapping[str, str]) -> StreamParams:
             f"interim_ms must be 0 (off) or an integer from {MIN_INTERIM_MS} to "
             f"{MAX_INTERIM_MS}, got {interim_text[:40]!r}",
         )
-    return StreamParams(int(rate_text), encoding, query.get("token"), interim_ms)  # type: ignore[arg-type]
+    return StreamParams(int(rate_text), encoding, query.get("token"), interim_ms)
 
 
 @dataclass(frozen=True, slots=True)

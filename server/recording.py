@@ -18,12 +18,13 @@ import numpy as np
 import numpy.typing as npt
 
 import vad
-from server.outcome import SEGMENT_RATE_HZ, classify_segment, summarize
+from pcm.format import PIPELINE_RATE_HZ
+from server.outcome import classify_segment, summarize
 from server.protocol import SegmentOutcome, outcome_body
 from server.service import Service
 from server.upload import Data, decode_audio
 
-_SEGMENTER_BLOCK_SAMPLES = 10 * SEGMENT_RATE_HZ
+_SEGMENTER_BLOCK_SAMPLES = 10 * PIPELINE_RATE_HZ
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ async def classify_recording(
     settings = service.settings
     data = await source
     decode = functools.partial(
-        decode_audio, data, SEGMENT_RATE_HZ, settings.max_upload_ms, settings.max_upload_samples
+        decode_audio, data, PIPELINE_RATE_HZ, settings.max_upload_ms, settings.max_upload_samples
     )
     del data
     decoded = await asyncio.get_running_loop().run_in_executor(service.decoder, decode)
@@ -73,7 +74,7 @@ async def classify_audio(
 
 async def _segment(service: Service, audio: npt.NDArray[np.float32]) -> list[vad.Segment]:
     segmenter = vad.StreamSegmenter(
-        service.segmenter_config, SEGMENT_RATE_HZ, "pcm_f32le", detector=service.new_detector()
+        service.segmenter_config, PIPELINE_RATE_HZ, "pcm_f32le", detector=service.new_detector()
     )
 
     def run() -> list[vad.Event]:

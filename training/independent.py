@@ -42,11 +42,12 @@ import soundfile as sf
 from scipy.signal import resample_poly
 from tqdm import tqdm
 
+from pcm.format import PIPELINE_RATE_HZ
 from training.data import Example, write_split
 from training.prosody import EMOTIONS
 
 Audio = npt.NDArray[np.float32]
-SAMPLE_RATE_HZ = 16000
+SAMPLE_RATE_HZ = PIPELINE_RATE_HZ
 ESPEAK_RATE_HZ = 22050
 Range = tuple[float, float]
 

@@ -28,10 +28,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from pcm.format import PIPELINE_RATE_HZ
 from training.data import Example, load_audio, zero_mean_unit_var
 from training.metrics import classification_metrics
 
-SAMPLE_RATE_HZ = 16000
+SAMPLE_RATE_HZ = PIPELINE_RATE_HZ
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,9 @@ import numpy.typing as npt
 
 from classifier.inference import OnnxClassifier, ThreadOptions
 from classifier.model import ModelError
+from pcm.format import PIPELINE_RATE_HZ
 
-SAMPLE_RATE_HZ = 16000
+SAMPLE_RATE_HZ = PIPELINE_RATE_HZ
 
 
 def speech(seconds: float) -> npt.NDArray[np.float32]:

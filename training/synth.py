@@ -22,6 +22,7 @@ import soundfile as sf
 import soxr
 from scipy.signal import butter, lfilter, sosfilt
 
+from pcm.format import PIPELINE_RATE_HZ
 from training.acoustics import (
     NOISE_KINDS,
     add_noise,
@@ -35,7 +36,7 @@ from training.prosody import EMOTIONS, Prosody, sample_prosody
 from training.sentences import ENGLISH_VOICES, Sentence, english_sentences, other_sentences
 
 Audio = npt.NDArray[np.float32]
-SAMPLE_RATE_HZ = 16000
+SAMPLE_RATE_HZ = PIPELINE_RATE_HZ
 TEST_SNRS_DB = (20, 10, 5)
 
 # espeak-ng voice variants used as speakers. Left out: whisper variants (no voicing, so no

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from pcm.format import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ
 from vad.config import SegmenterConfig
 from vad.detector import Detector, DetectorError
 from vad.events import Event, InProgress
@@ -21,9 +22,6 @@ from vad.framing import (
 )
 from vad.resample import Resampler
 from vad.segmenter import Segmenter
-
-MIN_INPUT_RATE_HZ = 8000
-MAX_INPUT_RATE_HZ = 48000
 
 
 class StreamSegmenter:
@@ -40,9 +38,10 @@ class StreamSegmenter:
         encoding: Encoding = "pcm_s16le",
         detector: Detector | None = None,
     ) -> None:
-        if not MIN_INPUT_RATE_HZ <= in_rate_hz <= MAX_INPUT_RATE_HZ:
+        if not MIN_SAMPLE_RATE_HZ <= in_rate_hz <= MAX_SAMPLE_RATE_HZ:
             raise ValueError(
-                f"sample rate {in_rate_hz} Hz is outside {MIN_INPUT_RATE_HZ}-{MAX_INPUT_RATE_HZ} Hz"
+                f"sample rate {in_rate_hz} Hz is outside "
+                f"{MIN_SAMPLE_RATE_HZ}-{MAX_SAMPLE_RATE_HZ} Hz"
             )
         self.config = config
         self.in_rate_hz = in_rate_hz
@@ -96,7 +95,7 @@ class StreamSegmenter:
                     "2-byte pcm_s16le samples"
                 )
             self._check_open()
-            samples = np.frombuffer(data, dtype="<i2").astype(np.int16)
+            samples = np.frombuffer(data, dtype="<i2").astype(np.int16, copy=False)
             self._input_samples += len(samples)
             return self._reframer.push(samples)
         return self._frames_of_audio(decode_pcm(data, self.encoding))

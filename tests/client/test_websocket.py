@@ -15,6 +15,7 @@ import soundfile as sf
 from websockets.asyncio.server import ServerConnection, serve
 
 from client.websocket import StreamReport, load_pcm16, stream_pcm16, stream_url
+from pcm.format import to_float
 from tests.speech import tone
 
 
@@ -93,7 +94,8 @@ def test_load_pcm16_mono_keeps_its_rate(tmp_path: Path) -> None:
     assert rate == 22050
     assert pcm.dtype == np.dtype("<i2")
     assert pcm.shape == audio.shape
-    np.testing.assert_allclose(pcm / 32767, audio, atol=1 / 32767 * 1.01)
+    # the server's own conversion (pcm.format): scale 32768, rounded to the nearest step
+    np.testing.assert_allclose(to_float(pcm), audio, atol=0.5 / 32768 + 1e-7)
 
 
 def test_load_pcm16_mixes_stereo(tmp_path: Path) -> None:
@@ -104,7 +106,7 @@ def test_load_pcm16_mixes_stereo(tmp_path: Path) -> None:
     assert rate == 44100
     assert pcm.ndim == 1
     assert pcm.size == left.size
-    np.testing.assert_allclose(pcm / 32767, left / 2, atol=2 / 32767)
+    np.testing.assert_allclose(to_float(pcm), left / 2, atol=0.5 / 32768 + 1e-7)
 
 
 @pytest.mark.parametrize(("rate", "expected"), [(4000, 16000), (96000, 16000), (11025, 11025)])
@@ -124,7 +126,7 @@ def test_load_pcm16_clips(tmp_path: Path) -> None:
     path = tmp_path / "loud.wav"
     sf.write(path, np.array([2.0, -2.0, 0.5], dtype=np.float32), 16000, subtype="FLOAT")
     pcm, _ = load_pcm16(path)
-    assert pcm.tolist() == [32767, -32767, 16383]
+    assert pcm.tolist() == [32767, -32768, 16384]
 
 
 def test_load_pcm16_missing_file(tmp_path: Path) -> None:

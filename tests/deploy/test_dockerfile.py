@@ -23,7 +23,7 @@ from tests.deploy import dockerfile
 
 DOCKERFILE = REPO / "Dockerfile"
 # The packages the `emostream` command imports (training is optional and not in the image).
-RUNTIME_PACKAGES = ("classifier", "client", "emostream", "server", "vad")
+RUNTIME_PACKAGES = ("classifier", "client", "emostream", "pcm", "server", "vad")
 TRAINING_ONLY = {"torch", "transformers", "onnx", "onnxscript", "audiomentations", "scikit-learn"}
 
 
