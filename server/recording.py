@@ -19,10 +19,11 @@ import numpy.typing as npt
 
 import vad
 from pcm.format import PIPELINE_RATE_HZ
+from server.decoding import decode_audio
 from server.outcome import classify_segment, summarize
 from server.protocol import SegmentOutcome, outcome_body
 from server.service import Service
-from server.upload import Data, decode_audio
+from server.upload import Data
 
 _SEGMENTER_BLOCK_SAMPLES = 10 * PIPELINE_RATE_HZ
 

@@ -12,11 +12,15 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 import vad
-from server.upload import MAX_DECODED_SAMPLES
 
 BUNDLED_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Decoded samples (frames × channels) an upload may hold: 10 minutes of 48 kHz stereo. This
+# bounds the decoding work, which duration alone does not (384 kHz × 8 channels is 64 times
+# as much work per second as 48 kHz mono).
+MAX_UPLOAD_SAMPLES = 600 * 48_000 * 2
 
 
 # EMOSTREAM_<setting> -> SegmenterConfig field. Defaults and bounds are the config's own
@@ -95,7 +99,7 @@ class Settings(BaseSettings):
     idle_timeout_ms: int = Field(default=30_000, ge=100)
     max_upload_bytes: int = Field(default=26_214_400, ge=1024)
     max_upload_ms: int = Field(default=600_000, ge=1000)
-    max_upload_samples: int = Field(default=MAX_DECODED_SAMPLES, ge=16_000)
+    max_upload_samples: int = Field(default=MAX_UPLOAD_SAMPLES, ge=16_000)
     max_uploads: int = Field(default=4, ge=1, le=1000)
     max_uploads_per_ip: int = Field(default=2, ge=1, le=1000)
     decode_workers: int = Field(default=1, ge=1, le=16)
