@@ -8,8 +8,6 @@ import logging
 import time
 import uuid
 
-import numpy as np
-import numpy.typing as npt
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -82,12 +80,11 @@ class Session:
         self._service = service
         self._settings = service.settings
         self._params = params
-        self._detector = service.new_detector()
         self._segmenter = vad.StreamSegmenter(
             service.segmenter_config,
             params.sample_rate,
             params.encoding,
-            detector=self._detector,
+            detector=service.new_detector(),
         )
         self._outbox: asyncio.Queue[ServerMessage | Close] = asyncio.Queue(OUTBOX_SIZE)
         self._slots = asyncio.Semaphore(self._settings.max_pending_segments)
@@ -243,7 +240,7 @@ class Session:
             await self._outbox.put(Error("bad_frame", f"{exc}; frame dropped"))
             return
         try:
-            events = await self._segment(frames)
+            events = await self._segmenter.segment_batched(frames, self._service.vad_batcher)
         except vad.DetectorError as exc:
             await self._detector_failed(exc)
         else:
@@ -256,24 +253,6 @@ class Session:
             await self._finish()
             message = f"stream exceeded max_stream_ms {self._settings.max_stream_ms}"
             await self._close("limit", message, CLOSE_POLICY)
-
-    async def _segment(self, frames: list[npt.NDArray[np.int16]]) -> list[vad.Event]:
-        """Silero decides the frames in one model call with the other streams' waiting
-        frames (the service's batcher); otherwise the stream's own detector decides them.
-
-        A batch fault counts these frames as unvoiced and starts the detector afresh, as
-        a fault of the stream's own detector would (DetectorError)."""
-        batcher = self._service.vad_batcher
-        detector = self._detector
-        if batcher is None or not frames or not isinstance(detector, vad.SileroDetector):
-            return self._segmenter.segment(frames)
-        try:
-            voiced = await batcher.decide(detector, frames)
-        except Exception as exc:  # the model's fault, reported as internal
-            detector.reset()
-            events = self._segmenter.segment(frames, [False] * len(frames))
-            raise vad.DetectorError(events, exc) from exc
-        return self._segmenter.segment(frames, voiced)
 
     async def _on_text(self, text: str) -> None:
         try:

@@ -8,6 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pcm.format import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ
+from vad.batch import SileroBatcher
 from vad.config import SegmenterConfig
 from vad.detector import Detector, DetectorError
 from vad.events import Event, InProgress
@@ -21,7 +22,8 @@ from vad.framing import (
     to_int16,
 )
 from vad.resample import Resampler
-from vad.segmenter import Segmenter
+from vad.segmenter import Segmenter, State
+from vad.silero import SileroDetector
 
 
 class StreamSegmenter:
@@ -61,6 +63,10 @@ class StreamSegmenter:
     @property
     def audio_ms(self) -> int:
         return self._input_samples * 1000 // self.in_rate_hz
+
+    @property
+    def state(self) -> State:
+        return self._segmenter.state
 
     @property
     def in_speech(self) -> bool:
@@ -129,6 +135,27 @@ class StreamSegmenter:
         if fault is not None:
             raise DetectorError(events, fault.cause) from fault.cause
         return events
+
+    async def segment_batched(
+        self, frames: Sequence[npt.NDArray[np.int16]], batcher: SileroBatcher | None
+    ) -> list[Event]:
+        """Segment frames from frames_of, as segment(frames) does, except that a Silero
+        detector's decisions are made in the batcher's shared model call with the other
+        streams' waiting frames. Without a batcher, or with another detector, the stream's
+        own detector decides them.
+
+        A batch fault counts these frames as unvoiced and starts the detector afresh, as a
+        fault of the stream's own detector does, and raises DetectorError with the events."""
+        detector = self._segmenter.detector
+        if batcher is None or not frames or not isinstance(detector, SileroDetector):
+            return self.segment(frames)
+        try:
+            voiced = await batcher.decide(detector, frames)
+        except Exception as exc:  # the model's fault, re-raised as DetectorError
+            detector.reset()
+            events = self.segment(frames, [False] * len(frames))
+            raise DetectorError(events, exc) from exc
+        return self.segment(frames, voiced)
 
     def flush(self) -> list[Event]:
         """End the utterance in progress at the audio segmented so far."""
