@@ -196,7 +196,7 @@ class Session:
             encoding=self._params.encoding,
             limits={
                 "max_frame_bytes": s.max_frame_bytes,
-                "max_segment_ms": s.max_segment_ms,
+                "max_segment_ms": self._service.segmenter_config.max_segment_ms,
                 "max_stream_ms": s.max_stream_ms,
                 "idle_timeout_ms": s.idle_timeout_ms,
             },
