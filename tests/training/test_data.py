@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 
 from classifier.model import CANONICAL_LABELS
-from training.data import (
+from training.corpus.data import (
     DataError,
     Example,
     label_set,

@@ -9,11 +9,11 @@ import numpy.typing as npt
 import pytest
 
 from tests.programs import require
-from training.acoustics import add_noise, make_noise, rms, room_impulse, set_level
-from training.data import read_split
-from training.prosody import EMOTIONS, sample_prosody
-from training.sentences import english_sentences
-from training.synth import (
+from training.corpus.data import read_split
+from training.synthetic.acoustics import add_noise, make_noise, rms, room_impulse, set_level
+from training.synthetic.prosody import EMOTIONS, sample_prosody
+from training.synthetic.sentences import english_sentences
+from training.synthetic.synth import (
     CorpusConfig,
     Voice,
     babble_bank,
@@ -230,7 +230,7 @@ def test_cue_dropout_changes_training_clips_only() -> None:
 
 
 def test_drop_cues_keeps_prosody_and_neutralises_voice_quality() -> None:
-    from training.synth import drop_cues
+    from training.synthetic.synth import drop_cues
 
     prosody = sample_prosody("fearful", np.random.default_rng(0))
     kept = drop_cues(prosody, 0.0, np.random.default_rng(1))

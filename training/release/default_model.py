@@ -1,12 +1,12 @@
 """Rebuild the bundled default model from scratch: corpora, training, export, measurements, card.
 
-    python -m training.default_model --out models/default
+    python -m training.release.default_model --out models/default
 
 Steps (work files under ``--work``; with ``--reuse`` a finished step found there is kept):
 
-1. the synthetic training corpus (``training/synth.py``, seed 0);
-2. the independent test set (``training/independent.py``), used for evaluation only;
-3. training of the log-mel time-delay network (``training/melcnn.py``) on the corpus's train
+1. the synthetic training corpus (``training/synthetic/synth.py``, seed 0);
+2. the independent test set (``training/synthetic/independent.py``), used for evaluation only;
+3. training of the log-mel time-delay network (``training/models/melcnn.py``) on the corpus's train
    split, keeping the epoch with the best validation macro-F1;
 4. ONNX export (front end inside the graph), checked against PyTorch; int8 dynamic
    quantisation of the convolutions and matrix products after the front end, kept only if
@@ -36,16 +36,16 @@ import numpy as np
 import torch
 
 from classifier.model import CANONICAL_LABELS, Manifest, read_manifest, write_manifest
-from training.data import read_split, select
-from training.default_card import write_card
-from training.melcnn import MelCnn, MelCnnConfig, TrainConfig, parameter_count
-from training.quantization import MIN_INT8_AGREEMENT
-from training.synth import TEST_SNRS_DB, CorpusConfig, write_corpus
+from training.corpus.data import read_split, select
+from training.models.melcnn import MelCnn, MelCnnConfig, TrainConfig, parameter_count
+from training.models.quantization import MIN_INT8_AGREEMENT
+from training.release.default_card import write_card
+from training.synthetic.synth import TEST_SNRS_DB, CorpusConfig, write_corpus
 
 MODEL_NAME = "emostream-synthetic-default"
 NOISY_SNR_DB = 10.0
 CORPUS_CONFIG_FILE = "corpus_config.json"
-COMMAND = "python -m training.default_model --out models/default"
+COMMAND = "python -m training.release.default_model --out models/default"
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def build_corpus(work: Path, recipe: Recipe, reuse: bool, reused: dict[str, bool
 
 
 def build_independent(work: Path, recipe: Recipe, reuse: bool, reused: dict[str, bool]) -> Path:
-    from training.independent import write_set
+    from training.synthetic.independent import write_set
 
     out = work / "independent"
     split_csv = out / "split.csv"
@@ -116,7 +116,7 @@ def train(
     """Train (or reuse) the network; returns it and its training record. A network in
     ``work`` is reused only if it was trained with the same recipe (corpus, network,
     training) and on a corpus that was itself reused."""
-    from training.melcnn import train_melcnn
+    from training.models.melcnn import train_melcnn
 
     run = work / "melcnn"
     weights, record_file = run / "model.pt", run / "training.json"
@@ -152,8 +152,8 @@ def export_graphs(model: MelCnn, recipe: Recipe, tmp: Path) -> tuple[Path, Path,
     """fp32 and int8 ONNX graphs; the fp32 one is checked against PyTorch on probe clips."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from training.export import probe_audio
-    from training.melcnn import export_onnx, front_end_nodes
+    from training.models.export import probe_audio
+    from training.models.melcnn import export_onnx, front_end_nodes
 
     fp32 = export_onnx(model, tmp / "fp32.onnx")
     import onnxruntime as ort
@@ -180,7 +180,7 @@ def export_graphs(model: MelCnn, recipe: Recipe, tmp: Path) -> tuple[Path, Path,
 
 
 def package(graph: Path, out: Path, recipe: Recipe, precision: str, **extra: Any) -> Manifest:
-    from training.export import package_graph
+    from training.models.export import package_graph
 
     return package_graph(
         graph,
@@ -199,8 +199,8 @@ def measure(
     model_dir: Path, corpus: Path, independent_csv: Path, fp32_dir: Path | None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """All figures of the served graph; returns (metrics, evaluations for the card)."""
-    from training.evaluate import OnnxPredictor, collect_logits, evaluate
-    from training.metrics import agreement
+    from training.models.evaluate import OnnxPredictor, collect_logits, evaluate
+    from training.models.scoring import agreement
 
     predictor = OnnxPredictor(model_dir)
     labels = predictor.labels
@@ -215,13 +215,13 @@ def measure(
     metrics: dict[str, Any] = {
         **own.brief(),
         "per_class": own.clean["per_class"],
-        "eval_data": "training/synth.py seed 0, held-out test voices and sentences",
+        "eval_data": "training/synthetic/synth.py seed 0, held-out test voices and sentences",
         "eval_split": "test",
         "synthetic_noise_by_snr_db": noisy,
         "independent": {
             **independent.brief(),
             "per_class": independent.clean["per_class"],
-            "data": "training/independent.py seed 0",
+            "data": "training/synthetic/independent.py seed 0",
         },
     }
     if fp32_dir is not None:
@@ -241,8 +241,8 @@ def select_precision(
 ) -> tuple[str, Path, dict[str, Any]]:
     """int8 if its top-1 agreement with fp32 on the test clips, clean and with white noise
     at 10 dB SNR, is at least ``MIN_INT8_AGREEMENT`` (99 %) in both; otherwise fp32."""
-    from training.evaluate import OnnxPredictor, collect_logits
-    from training.metrics import agreement
+    from training.models.evaluate import OnnxPredictor, collect_logits
+    from training.models.scoring import agreement
 
     package(fp32, tmp / "fp32-dir", recipe, "fp32")
     package(int8, tmp / "int8-dir", recipe, "int8")
@@ -270,7 +270,7 @@ def release(
     out: Path,
     reused: dict[str, bool] | None = None,
 ) -> Manifest:
-    from training.evaluate import plot_confusion
+    from training.models.evaluate import plot_confusion
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -284,9 +284,10 @@ def release(
         metrics["fp32_vs_pytorch"] = {"max_abs_logit_error": fp32_error}
         metrics["int8_candidate_vs_fp32"] = int8_agreement
         provenance = {
-            "data": "synthetic emotional speech (training/synth.py), see docs/synthetic-corpus.md",
+            "data": "synthetic emotional speech (training/synthetic/synth.py), "
+            "see docs/synthetic-corpus.md",
             "recipe": asdict(recipe),
-            "architecture": "log-mel time-delay network (training/melcnn.py), random init",
+            "architecture": "log-mel time-delay network (training/models/melcnn.py), random init",
             "parameters": parameter_count(model),
             "training": record,
             "train_seconds": round(record["train_seconds"]),

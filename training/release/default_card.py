@@ -167,7 +167,8 @@ def render_card(manifest: Manifest, size_bytes: int) -> str:
         "",
         f"A synthetic corpus ({recipe.get('train_clips')} training, {recipe.get('val_clips')} "
         f"validation and {recipe.get('test_clips')} test clips of 1–3 s) made by "
-        "`training/synth.py`: espeak-ng voices (language accents × voice variants) reading",
+        "`training/synthetic/synth.py`: espeak-ng voices (language accents × voice variants) "
+        "reading",
         "emotionally neutral sentences, with each emotion rendered through prosody rules after",
         "Murray & Arnott (1993) — pitch level and range, speech rate, intensity, pitch contour,",
         "voice quality (tremor, breathiness, creak, spectral tilt) — plus random background noise",
@@ -190,7 +191,8 @@ def render_card(manifest: Manifest, size_bytes: int) -> str:
         "",
         "## Results on the independent generator",
         "",
-        f"{independent.get('n')} clips of `training/independent.py` (seed 0): cues after Juslin "
+        f"{independent.get('n')} clips of `training/synthetic/independent.py` (seed 0): cues "
+        "after Juslin "
         "& Laukka (2003) instead of Murray & Arnott, phrase-by-phrase SSML prosody and voice "
         "quality set inside espeak-ng instead of signal processing, eight speakers and forty "
         "sentences of its own. Never used for training; only to choose between model designs.",
@@ -206,7 +208,7 @@ def render_card(manifest: Manifest, size_bytes: int) -> str:
         "## Cost",
         "",
         "Per 3 s segment on one thread, against the previous bundled model (a 0.6 M parameter",
-        "wav2vec2, at most 3x its cost allowed): `python -m training.model_cost PREVIOUS_DIR",
+        "wav2vec2, at most 3x its cost allowed): `python -m training.models.cost PREVIOUS_DIR",
         "models/default --seconds 3 --rounds 30` on a quiet machine (docs/synthetic-corpus.md",
         "says how to get the previous directory from git). Most of the arithmetic is the front",
         "end's DFT convolution.",

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from classifier.model import GraphSpec, InputSpec, Manifest, sha256_file, write_manifest
-from training.quantization import (
+from training.models.quantization import (
     DEFAULT_QUANTIZATION,
     FALLBACK_QUANTIZATION,
     Quantization,
@@ -79,7 +79,7 @@ def export_for(
     ``conv_as_matmul`` recipe, with its encoder convolutions rewritten as MatMul (ValueError
     when the model has no such encoder)."""
     if recipe(quantization).conv_as_matmul:
-        from training.convmm import rewrite_feature_encoder
+        from training.models.convmm import rewrite_feature_encoder
 
         model = rewrite_feature_encoder(model)
     return export_fp32(model, path, sample_rate)

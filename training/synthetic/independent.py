@@ -1,8 +1,8 @@
 """An independent emotional-speech test generator, for held-out evaluation only (never trained on).
 
-``python -m training.independent --out DIR`` writes a test set (16 kHz mono WAV files and a
-split CSV whose rows are all ``test``). It shares no code path with the training generator
-(``training/synth.py``) beyond calling espeak-ng:
+``python -m training.synthetic.independent --out DIR`` writes a test set (16 kHz mono WAV
+files and a split CSV whose rows are all ``test``). It shares no code path with the training
+generator (``training/synthetic/synth.py``) beyond calling espeak-ng:
 
 - **cues** follow Juslin & Laukka (2003), not Murray & Arnott (1993): speech rate, F0 level,
   F0 variability, F0 contour over the utterance, loudness and its variability, high-frequency
@@ -43,8 +43,8 @@ from scipy.signal import resample_poly
 from tqdm import tqdm
 
 from pcm.format import PIPELINE_RATE_HZ
-from training.data import Example, write_split
-from training.prosody import EMOTIONS
+from training.corpus.data import Example, write_split
+from training.synthetic.prosody import EMOTIONS
 
 Audio = npt.NDArray[np.float32]
 SAMPLE_RATE_HZ = PIPELINE_RATE_HZ

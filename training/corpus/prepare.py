@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.corpora import LABEL_MAP, Problem, Scan, dedupe, read_corpus
-from training.data import Example, write_split
-from training.splits import make_split, split_summary
+from training.corpus.corpora import LABEL_MAP, Problem, Scan, dedupe, read_corpus
+from training.corpus.data import Example, write_split
+from training.corpus.splits import make_split, split_summary
 
 
 @dataclass

@@ -29,8 +29,8 @@ from torch import nn
 from tqdm import tqdm
 
 from pcm.format import PIPELINE_RATE_HZ
-from training.data import Example, load_audio, zero_mean_unit_var
-from training.metrics import classification_metrics
+from training.corpus.data import Example, load_audio, zero_mean_unit_var
+from training.models.scoring import classification_metrics
 
 SAMPLE_RATE_HZ = PIPELINE_RATE_HZ
 
@@ -381,7 +381,7 @@ def export_onnx(model: MelCnn, path: Path) -> Path:
     """fp32 ONNX with dynamic batch and length axes (opset 17), front end included."""
     model = model.eval()
     with warnings.catch_warnings():
-        # The TorchScript exporter (as for wav2vec2 in training/export.py) warns it is legacy.
+        # The TorchScript exporter (as for wav2vec2 in training/models/export.py) warns it is legacy.
         warnings.simplefilter("ignore")
         torch.onnx.export(
             model,

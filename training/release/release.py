@@ -23,8 +23,8 @@ import torch
 from transformers import PreTrainedModel
 
 from classifier.model import CANONICAL_LABELS, Manifest
-from training.data import Split, read_split, select
-from training.evaluate import (
+from training.corpus.data import Split, read_split, select
+from training.models.evaluate import (
     Evaluation,
     OnnxPredictor,
     TorchPredictor,
@@ -34,8 +34,8 @@ from training.evaluate import (
     plot_confusion,
     render_report,
 )
-from training.export import export_for, export_fp32, package_graph, probe_audio
-from training.finetune import (
+from training.models.export import export_for, export_fp32, package_graph, probe_audio
+from training.models.finetune import (
     ARGS_FILE,
     METRICS_FILE,
     TrainingError,
@@ -43,8 +43,7 @@ from training.finetune import (
     load_feature_extractor,
     model_labels,
 )
-from training.metrics import agreement
-from training.quantization import (
+from training.models.quantization import (
     DEFAULT_QUANTIZATION,
     FALLBACK_QUANTIZATION,
     MIN_INT8_AGREEMENT,
@@ -52,6 +51,7 @@ from training.quantization import (
     first_conv_name,
     quantize_int8,
 )
+from training.models.scoring import agreement
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ class Quantization:
     """Which operators ``quantize_dynamic`` turns into int8, and whether to spare the first conv.
 
     ``conv_as_matmul``: the feature encoder's convolutions after the first are exported as
-    MatMul (training.convmm) before quantising, so they run on int8 kernels too.
+    MatMul (training.models.convmm) before quantising, so they run on int8 kernels too.
     """
 
     name: str
@@ -67,7 +67,7 @@ def quantize_int8(
     """Dynamic int8 quantisation (weights int8, activations quantised at run time).
 
     ``fp32_path`` must already be the graph the recipe expects: for a ``conv_as_matmul``
-    recipe, the export of training.convmm's rewritten model (training.export.export_for).
+    recipe, the export of training.models.convmm's rewritten model (training.models.export.export_for).
     """
     from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
-from training.corpora import Clip
-from training.data import SPLITS, Example, Split
+from training.corpus.corpora import Clip
+from training.corpus.data import SPLITS, Example, Split
 
 SPLIT_MODES = ("speaker", "random")
 

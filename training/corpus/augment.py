@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from audiomentations import AddBackgroundNoise, AddColorNoise, ApplyImpulseResponse, Compose, Gain
 
-from training.data import Audio
+from training.corpus.data import Audio
 
 Augmenter = Callable[[Audio, int], Audio]
 

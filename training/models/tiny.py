@@ -8,7 +8,7 @@ import torch
 from transformers import Wav2Vec2Config, Wav2Vec2ForSequenceClassification
 
 from classifier.model import CANONICAL_LABELS, Manifest
-from training.export import write_model_dir
+from training.models.export import write_model_dir
 
 
 def tiny_config(labels: tuple[str, ...] = CANONICAL_LABELS) -> Wav2Vec2Config:

@@ -18,8 +18,8 @@ from tqdm import tqdm
 
 from classifier.inference import OnnxClassifier, ThreadOptions
 from classifier.model import MANIFEST_FILE
-from training.data import Audio, Example, load_audio, zero_mean_unit_var
-from training.metrics import classification_metrics
+from training.corpus.data import Audio, Example, load_audio, zero_mean_unit_var
+from training.models.scoring import classification_metrics
 
 SNR_LEVELS_DB: tuple[float | None, ...] = (None, 20.0, 10.0, 5.0)
 MIN_SAMPLES = 400
@@ -70,7 +70,7 @@ class TorchPredictor:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Path | str, device: str = "cpu") -> TorchPredictor:
-        from training.finetune import load_checkpoint, load_feature_extractor, model_labels
+        from training.models.finetune import load_checkpoint, load_feature_extractor, model_labels
 
         model = load_checkpoint(checkpoint)
         extractor = load_feature_extractor(checkpoint)

@@ -1,6 +1,6 @@
 """Per-segment cost of served model directories on one thread, side by side.
 
-    python -m training.model_cost MODEL_DIR [MODEL_DIR ...] [--seconds 3] [--rounds 30]
+    python -m training.models.cost MODEL_DIR [MODEL_DIR ...] [--seconds 3] [--rounds 30]
 
 Each round classifies one segment of synthetic speech (espeak-ng if installed, else a
 harmonic tone) through ``classifier.inference.OnnxClassifier.predict`` — the served path:

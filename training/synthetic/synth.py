@@ -1,7 +1,8 @@
 """Synthetic emotional speech: espeak-ng voices shaped by prosody rules, in memory, seeded.
 
-``python -m training.synth --out DIR`` writes a corpus (16 kHz mono WAV files and split CSVs in
-the training package's format). See docs/synthetic-corpus.md for the rules and the design.
+``python -m training.synthetic.synth --out DIR`` writes a corpus (16 kHz mono WAV files and
+split CSVs in the training package's format). See docs/synthetic-corpus.md for the rules and
+the design.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import soxr
 from scipy.signal import butter, lfilter, sosfilt
 
 from pcm.format import PIPELINE_RATE_HZ
-from training.acoustics import (
+from training.corpus.data import SPLITS, Example, Split, write_split
+from training.synthetic.acoustics import (
     NOISE_KINDS,
     add_noise,
     make_noise,
@@ -31,9 +33,13 @@ from training.acoustics import (
     room_impulse,
     set_level,
 )
-from training.data import SPLITS, Example, Split, write_split
-from training.prosody import EMOTIONS, Prosody, sample_prosody
-from training.sentences import ENGLISH_VOICES, Sentence, english_sentences, other_sentences
+from training.synthetic.prosody import EMOTIONS, Prosody, sample_prosody
+from training.synthetic.sentences import (
+    ENGLISH_VOICES,
+    Sentence,
+    english_sentences,
+    other_sentences,
+)
 
 Audio = npt.NDArray[np.float32]
 SAMPLE_RATE_HZ = PIPELINE_RATE_HZ

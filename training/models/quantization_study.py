@@ -1,8 +1,8 @@
 """Compare the int8 recipes on one checkpoint and one labelled set (numbers in docs/training.md).
 
-    python -m training.quantization_study CHECKPOINT --data SPLIT.csv [--split test] [--limit N]
+    python -m training.models.quantization_study CHECKPOINT --data SPLIT.csv [--split test] [--limit N]
 
-For every recipe in training.quantization.QUANTIZATIONS: graph size, top-1 agreement with
+For every recipe in training.models.quantization.QUANTIZATIONS: graph size, top-1 agreement with
 fp32, max/mean absolute logit error, and accuracy, on clean clips and with white noise at
 10 dB SNR, all through classifier.inference.OnnxClassifier.
 """
@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from training.data import Example, read_split, select
-from training.evaluate import OnnxPredictor, collect_logits
-from training.export import export_for, export_fp32, package_graph
-from training.finetune import load_checkpoint, load_feature_extractor, model_labels
-from training.metrics import agreement
-from training.quantization import QUANTIZATIONS, quantize_int8
+from training.corpus.data import Example, read_split, select
+from training.models.evaluate import OnnxPredictor, collect_logits
+from training.models.export import export_for, export_fp32, package_graph
+from training.models.finetune import load_checkpoint, load_feature_extractor, model_labels
+from training.models.scoring import agreement
+from training.models.quantization import QUANTIZATIONS, quantize_int8
 
 NOISY_SNR_DB = 10.0
 

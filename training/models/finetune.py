@@ -37,10 +37,10 @@ from transformers import (
 )
 
 from classifier.model import CANONICAL_LABELS, sha256_file
-from training.augment import Augmenter, AugmentOptions, build_augmenter
-from training.data import Audio, DataError, Example, label_set, load_audio, read_split, select
-from training.data import zero_mean_unit_var as _normalize
-from training.metrics import classification_metrics
+from training.corpus.augment import Augmenter, AugmentOptions, build_augmenter
+from training.corpus.data import Audio, DataError, Example, label_set, load_audio, read_split, select
+from training.corpus.data import zero_mean_unit_var as _normalize
+from training.models.scoring import classification_metrics
 
 log = logging.getLogger(__name__)
 
