@@ -20,9 +20,11 @@ from packaging.requirements import Requirement
 
 from bench.processes import REPO, ServerProcess, free_port
 from tests.deploy import dockerfile
+from tests.imports import import_graph, reachable
 
 DOCKERFILE = REPO / "Dockerfile"
-# The packages the `emostream` command imports (training is optional and not in the image).
+# The packages the `emostream` command imports (training is optional and not in the image);
+# test_runtime_packages_are_what_the_command_imports keeps this list true.
 RUNTIME_PACKAGES = ("classifier", "client", "emostream", "pcm", "server", "vad")
 TRAINING_ONLY = {"torch", "transformers", "onnx", "onnxscript", "audiomentations", "scikit-learn"}
 
@@ -107,6 +109,16 @@ def test_runtime_has_code_web_and_model_at_the_builder_paths(
     # The editable install maps imports to /app/<package>: same paths in both.
     builder_targets = {c.value.split()[-1].rstrip("/") for c in builder.all("COPY")}
     assert set(RUNTIME_PACKAGES) <= builder_targets
+
+
+def test_runtime_packages_are_what_the_command_imports() -> None:
+    optional = "training"  # emostream registers its commands only if it can import it
+    graph = {
+        module: {t for t in targets if t.split(".")[0] != optional}
+        for module, targets in import_graph().items()
+    }
+    imported = {m.split(".")[0] for m in reachable(graph, "emostream.__main__")}
+    assert imported == set(RUNTIME_PACKAGES)
 
 
 def test_environment(parsed: dockerfile.Dockerfile) -> None:
