@@ -18,14 +18,8 @@ import pytest
 
 from client.formats import FIELDS, CsvWriter, VttWriter, csv_cell, record, vtt_time
 from emostream.cli import EXIT_CODES_HELP, build_parser, main
-from tests.emostream import test_cli
-from tests.emostream.test_cli import REPO, Served, start_server, stop_server
+from tests.served import REPO, Served, start_server, stop_server
 from tests.speech import to_pcm16
-
-# The fixtures of test_cli.py: a real server in a subprocess, two sentences and a blip.
-served = test_cli.served
-speech = test_cli.speech
-speech_wav = test_cli.speech_wav
 
 LABELS = ["neutral", "happy", "sad", "angry", "fearful", "disgust"]
 Rec = dict[str, Any]

@@ -514,7 +514,7 @@ def test_a_detector_fault_in_an_upload_is_logged_and_the_rest_classified(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     from server.service import Service
-    from tests.server.test_stream import FailingDetector
+    from tests.server.streams import FailingDetector
 
     clean = post_file(client, wav_bytes(speech)).json()
     real = Service.new_detector

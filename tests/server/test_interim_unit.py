@@ -14,7 +14,7 @@ from server.interim import Interim
 from server.metrics import Metrics
 from server.pool import InferencePool
 from server.protocol import Partial
-from tests.server.test_pool import Recorder
+from tests.server.recorder import Recorder
 
 RATE = 16000
 

@@ -10,7 +10,7 @@ import numpy.typing as npt
 import pytest
 
 from tests.programs import require
-from tests.training.test_synth import median_f0_hz
+from tests.training.pitch import median_f0_hz
 from training.corpus.data import read_split
 from training.release.default_model import Recipe
 from training.synthetic.independent import (
