@@ -35,6 +35,10 @@ def _imports(node: ast.AST) -> Iterator[str]:
         yield from _imports(child)
 
 
+def imports_of(path: Path) -> set[str]:
+    return set(_imports(ast.parse(path.read_text(), str(path))))
+
+
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(REPO).with_suffix("").parts)
     if parts[-1] == "__init__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.imports import PACKAGES, REPO, cycles, import_graph, package_graph
+from tests.imports import PACKAGES, REPO, cycles, import_graph, imports_of, package_graph
 
 # What each package may import of the project; anything else is an error. The same arrows
 # are drawn in docs/architecture.md (test_the_docs_draw_these_arrows).
@@ -58,6 +58,16 @@ def test_the_docs_draw_these_arrows() -> None:
             names = targets.split("(")[0].replace("nothing of the project", "")
             drawn[source.strip()] = {n.strip() for n in names.split(",") if n.strip()}
     assert drawn == ALLOWED
+
+
+def test_no_test_module_imports_another() -> None:
+    """Shared helpers live in conftest.py or helper modules, not in test_*.py files."""
+    wrong = []
+    for path in sorted((REPO / "tests").rglob("*.py")):
+        for name in imports_of(path):
+            if name.startswith("tests.") and name.rsplit(".", 1)[-1].startswith("test_"):
+                wrong.append(f"{path.relative_to(REPO)} imports {name}")
+    assert wrong == []
 
 
 def test_cycle_finder_finds_a_cycle() -> None:
