@@ -9,7 +9,12 @@ import time
 import uuid
 
 from starlette.types import Message
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import (
+    WebSocket,
+    WebSocketDisconnect,
+    WebSocketDisconnected,
+    WebSocketState,
+)
 
 import vad
 from server.access import client_address
@@ -65,8 +70,12 @@ class Abort:
 
 Ending = Close | Gone | Abort
 
-# What sending or closing raises once the client has gone (and, as an OSError, a timeout).
-CLIENT_GONE: tuple[type[Exception], ...] = (WebSocketDisconnect, RuntimeError, OSError)
+# What sending, closing or accepting raises once the client has gone: Starlette's
+# WebSocketDisconnect (the peer closed, or the transport failed while connected) and
+# WebSocketDisconnected (a send after the close), uvicorn's ClientDisconnected (an OSError,
+# also for a connection this server aborted), and other OSErrors of the transport. Any
+# other RuntimeError is a fault, and ends the session as one.
+CLIENT_GONE: tuple[type[Exception], ...] = (WebSocketDisconnect, WebSocketDisconnected, OSError)
 
 
 class Session:
