@@ -236,7 +236,7 @@ def test_a_detector_fault_on_one_channel_leaves_the_other_untouched(
     make_client: Any, three_utterances: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from server.service import Service
-    from tests.server.test_stream import FailingDetector
+    from tests.server.streams import FailingDetector
 
     client = make_client()
     data = to_pcm16(interleave(three_utterances, three_utterances))
