@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from server.access import ConnectionLimit
 from server.connection import authorized, client_of, http_error, service_of
+from server.protocol import ProtocolError, parse_quality
 from server.recording import classify_recording
 from server.service import Service
 from server.upload import Data, UploadError, read_limited, upload_bytes
@@ -27,9 +28,15 @@ async def classify(request: Request) -> Response:
     try:
         if not authorized(request, service):
             raise UploadError(401, "unauthorized", "a valid access token is required")
+        try:
+            quality = parse_quality(request.query_params) == 1
+        except ProtocolError as exc:
+            raise UploadError(400, exc.code, str(exc)) from exc
         client = client_of(request, service)
         with service.uploads.hold(client):
-            recording = await classify_recording(service, _upload(request, service), client)
+            recording = await classify_recording(
+                service, _upload(request, service), client, quality=quality
+            )
     except ConnectionLimit as exc:
         service.metrics.uploads.labels(status="503").inc()
         retry = {"Retry-After": str(UPLOAD_RETRY_AFTER_S)}

@@ -43,6 +43,7 @@ class StreamParams:
     encoding: Encoding = "pcm_s16le"
     token: str | None = None
     interim_ms: int = 0
+    quality: int | None = None  # None: not sent (0 and None both leave the fields out)
 
 
 def _small_int(text: str) -> int:
@@ -74,7 +75,23 @@ def parse_stream_params(query: Mapping[str, str]) -> StreamParams:
             f"interim_ms must be 0 (off) or an integer from {MIN_INTERIM_MS} to "
             f"{MAX_INTERIM_MS}, got {interim_text[:40]!r}",
         )
-    return StreamParams(int(rate_text), encoding, query.get("token"), interim_ms)  # type: ignore[arg-type]
+    return StreamParams(
+        int(rate_text),
+        encoding,  # type: ignore[arg-type]
+        query.get("token"),
+        interim_ms,
+        parse_quality(query),
+    )
+
+
+def parse_quality(query: Mapping[str, str]) -> int | None:
+    """The ``quality`` parameter: 0 or 1, or None when it was not sent."""
+    text = query.get("quality")
+    if text is None:
+        return None
+    if text not in ("0", "1"):
+        raise ProtocolError("bad_request", f"quality must be 0 or 1, got {text[:40]!r}")
+    return int(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +140,7 @@ class Ready:
     limits: dict[str, int]
     interim_ms: int = 0
     protocol: int = PROTOCOL_VERSION
+    quality: int | None = None  # echoed only when the client sent it
     type: str = field(default="ready", init=False)
 
 
@@ -148,6 +166,10 @@ class Result:
     scores: dict[str, float]
     model_version: str
     latency_ms: int
+    # With quality=1 only (see server/quality.py); None leaves them out of the message.
+    quality: dict[str, float] | None = None
+    warnings: list[str] | None = None
+    uncertain: bool | None = None
     type: str = field(default="result", init=False)
 
 
@@ -163,6 +185,10 @@ class Partial:
     scores: dict[str, float]
     model_version: str
     latency_ms: int
+    # With quality=1 only (see server/quality.py); None leaves them out of the message.
+    quality: dict[str, float] | None = None
+    warnings: list[str] | None = None
+    uncertain: bool | None = None
     type: str = field(default="partial", init=False)
 
 
@@ -193,8 +219,19 @@ ServerMessage = Ready | SpeechStart | SpeechEnd | Result | Partial | Skipped | E
 SegmentOutcome = Result | Skipped
 
 
+# Fields a client receives only when it opted in: left out while None.
+_OPT_IN_FIELDS = ("quality", "warnings", "uncertain")
+
+
+def _without_unset(data: dict[str, Any]) -> dict[str, Any]:
+    for name in _OPT_IN_FIELDS:
+        if name in data and data[name] is None:
+            del data[name]
+    return data
+
+
 def to_dict(message: ServerMessage) -> dict[str, Any]:
-    data = asdict(message)
+    data = _without_unset(asdict(message))
     kind = data.pop("type")
     return {"type": kind, **data}
 
@@ -205,6 +242,6 @@ def to_json(message: ServerMessage) -> str:
 
 def outcome_body(outcome: SegmentOutcome) -> dict[str, Any]:
     """A result or skipped object without ``type``, as in upload replies."""
-    data = asdict(outcome)
+    data = _without_unset(asdict(outcome))
     data.pop("type")
     return data

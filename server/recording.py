@@ -43,9 +43,10 @@ class Recording:
 
 
 async def classify_recording(
-    service: Service, source: Awaitable[Data], client: str = ""
+    service: Service, source: Awaitable[Data], client: str = "", *, quality: bool = False
 ) -> Recording:
     """Decode the audio file ``source`` gives and classify it; ``UploadError`` when refused.
+    With ``quality`` each result carries the signal measures, warnings and ``uncertain``.
 
     The file's bytes are held here alone and released once decoded, so an upload's peak
     memory is its file plus its decoded audio, not several copies of both.
@@ -61,7 +62,7 @@ async def classify_recording(
     duration_ms = decoded.duration_ms
     segments = await _segment(service, decoded.audio)
     del decoded  # from here on the segments hold what is classified
-    return Recording(duration_ms, await _classify(service, segments, client))
+    return Recording(duration_ms, await _classify(service, segments, client, quality))
 
 
 async def classify_audio(
@@ -100,7 +101,7 @@ async def _segment(service: Service, audio: npt.NDArray[np.float32]) -> list[vad
 
 
 async def _classify(
-    service: Service, segments: list[vad.Segment], client: str
+    service: Service, segments: list[vad.Segment], client: str, quality: bool = False
 ) -> list[SegmentOutcome]:
     # At most one segment per worker in flight, at the pool's upload priority (after live
     # segments), so one upload cannot crowd out live streams.
@@ -117,6 +118,7 @@ async def _classify(
                 priority="upload",
                 client=client,
                 stream=upload,
+                quality=quality,
             )
         return outcome
 

@@ -82,6 +82,7 @@ class Session:
         self._service = service
         self._settings = service.settings
         self._params = params
+        self._quality = params.quality == 1
         self._detector = service.new_detector()
         self._segmenter = vad.StreamSegmenter(
             service.segmenter_config,
@@ -105,7 +106,7 @@ class Session:
             peer, websocket.headers.get("x-forwarded-for"), self._settings.trusted_proxies
         )
         self._early = (
-            EarlyEnd(service.pool, client=self._client, stream=self.id)
+            EarlyEnd(service.pool, client=self._client, stream=self.id, quality=self._quality)
             if self._settings.early_endpoint
             else None
         )
@@ -118,6 +119,7 @@ class Session:
                 self._outbox.put,
                 client=self._client,
                 stream=self.id,
+                quality=self._quality,
             )
             if params.interim_ms
             else None
@@ -204,6 +206,7 @@ class Session:
                 "idle_timeout_ms": s.idle_timeout_ms,
             },
             interim_ms=self._params.interim_ms,
+            quality=self._params.quality,
         )
 
     def _timeout_reason(self) -> str:
@@ -347,7 +350,13 @@ class Session:
             error = None
         else:
             outcome, error = await classify_segment(
-                self._service.pool, index, segment, known_at, client=self._client, stream=self.id
+                self._service.pool,
+                index,
+                segment,
+                known_at,
+                client=self._client,
+                stream=self.id,
+                quality=self._quality,
             )
         if previous is not None:
             await previous  # outcomes leave in segment order
