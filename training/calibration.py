@@ -9,7 +9,7 @@ confidence. It is fitted by minimising the negative log-likelihood on held-out d
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +112,7 @@ def report(
 
 
 def plot_reliability(
-    curves: dict[str, tuple[Floats, Ints]], path: Path, title: str, bins: int = ECE_BINS
+    curves: Mapping[str, tuple[Floats, Ints]], path: Path, title: str, bins: int = ECE_BINS
 ) -> Path:
     """A reliability diagram: accuracy against confidence per bin, one line per curve."""
     import matplotlib
