@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import ValidationError
 
@@ -132,6 +133,13 @@ class Outputs:
         return self.directory / f"{candidate}.{EXTENSIONS[self.fmt]}"
 
 
+def _with_quality(url: str) -> str:
+    """``url`` asking for quality=1 (the client keeps query parameters it does not set)."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "quality"]
+    return urlunsplit(parts._replace(query=urlencode([*query, ("quality", "1")])))
+
+
 def _is_directory(output: str) -> bool:
     return output.endswith(("/", os.sep)) or Path(output).is_dir()
 
@@ -157,7 +165,9 @@ def classify(args: argparse.Namespace) -> int:
         for path in tqdm(args.files, disable=len(args.files) < 2 or quiet, unit="file"):
             try:
                 recording = asyncio.run(
-                    classify_recording(service, asyncio.to_thread(path.read_bytes))
+                    classify_recording(
+                        service, asyncio.to_thread(path.read_bytes), quality=args.quality
+                    )
                 )
             except (OSError, UploadError) as exc:
                 failures += 1
@@ -169,7 +179,7 @@ def classify(args: argparse.Namespace) -> int:
                 continue
             out, new = outputs.open(str(path))
             if new or shared is None:
-                shared = writer(args.format, _ProgressSafe(out), labels)
+                shared = writer(args.format, _ProgressSafe(out), labels, args.quality)
             shared.begin(str(path), report["duration_ms"])
             for segment in report["segments"]:
                 shared.write(record(segment, str(path)))
@@ -238,7 +248,7 @@ def stream(args: argparse.Namespace) -> int:
             out, _ = outputs.open(args.file)
             labels = message.get("model", {}).get("labels", [])
             sink["out"] = out
-            sink["writer"] = writer(args.format, out, labels)
+            sink["writer"] = writer(args.format, out, labels, args.quality)
             sink["writer"].begin(args.file, None)
         elif kind in ("result", "skipped", "partial") and "writer" in sink:
             sink["writer"].write(record(message, args.file))
@@ -252,11 +262,12 @@ def stream(args: argparse.Namespace) -> int:
         print(f"emostream: {reason}; reconnecting in {delay_s:.1f} s", file=sys.stderr)
 
     speed = 0.0 if args.fast else args.speed
+    url = _with_quality(args.url) if args.quality else args.url
     try:
         if from_stdin:
             report = asyncio.run(
                 stream_chunks(
-                    args.url,
+                    url,
                     _stdin_chunks(),
                     args.sample_rate or DEFAULT_RATE_HZ,
                     encoding=args.encoding or "pcm_s16le",
@@ -268,7 +279,7 @@ def stream(args: argparse.Namespace) -> int:
         else:
             report = asyncio.run(
                 stream_pcm16(
-                    args.url,
+                    url,
                     pcm,
                     rate,
                     speed=speed,
@@ -394,6 +405,12 @@ def _model_options(p: argparse.ArgumentParser) -> None:
 
 
 def _output_options(p: argparse.ArgumentParser, many: bool) -> None:
+    p.add_argument(
+        "--quality",
+        action="store_true",
+        help="ask for signal quality (quality=1): each result gains uncertain, warnings and "
+        "the measures (JSON lines fields, CSV columns, a WebVTT note; see docs/quality.md)",
+    )
     p.add_argument(
         "--format",
         choices=FORMATS,
