@@ -1,5 +1,7 @@
 // Rendering: readout, score bars, segment table, summary, saved sessions. No state of its own.
 
+import { isUncertain, leadHeldMs, uncertaintyReason } from "./quality.js";
+
 const COLOURS = { neutral: "#4b5563", happy: "#b45309", sad: "#1d4ed8", angry: "#b91c1c", fearful: "#6d28d9", disgust: "#047857", calm: "#0e7490", surprised: "#be185d" };
 const SPARE = ["#0f766e", "#9d174d", "#4338ca", "#a16207", "#15803d", "#7e22ce", "#c2410c", "#334155"];
 
@@ -40,8 +42,22 @@ function swatch(label, labels) {
   return el("span", { class: "swatch", "aria-hidden": "true", style: { background: colourOf(label, labels) } });
 }
 
+// The "uncertain" badge: its reason is its accessible name and shows on hover and focus.
+function markUncertain(badge, entry) {
+  const reason = uncertaintyReason(entry);
+  badge.hidden = !reason;
+  badge.dataset.reason = reason;
+  badge.title = reason;
+  if (reason) badge.setAttribute("aria-label", reason);
+  else badge.removeAttribute("aria-label");
+}
+
 export function renderReadout(els, view, labels) {
   els.current.dataset.provisional = String(Boolean(view && view.provisional));
+  // A smoothed readout is not one segment's: uncertain segments are down-weighted in it.
+  const uncertain = Boolean(view && !view.smoothed && isUncertain(view.entry));
+  els.current.dataset.uncertain = String(uncertain);
+  if (els.currentUncertain) markUncertain(els.currentUncertain, uncertain ? view.entry : null);
   if (!view) {
     els.currentLabel.textContent = "—";
     els.currentConf.textContent = "";
@@ -55,10 +71,11 @@ export function renderReadout(els, view, labels) {
   els.currentConf.textContent = percent(view.confidence);
   const entry = view.entry;
   const latency = entry.latencyMs === null ? "" : ` · latency ${Math.round(entry.latencyMs)} ms`;
+  const held = `${titleCase(view.label)} leading for ${(leadHeldMs(entry) / 1000).toFixed(1)} s`;
   const kind = view.provisional
-    ? `Provisional: segment in progress ${clock(entry.startMs)}–${clock(entry.endMs)}, not final yet`
+    ? `Provisional: segment in progress ${clock(entry.startMs)}–${clock(entry.endMs)}, not final yet · ${held}`
     : view.smoothed
-      ? "Smoothed over recent segments"
+      ? "Smoothed over recent segments (uncertain ones count a quarter)"
       : `Segment ${clock(entry.startMs)}–${clock(entry.endMs)}`;
   els.currentMeta.textContent = `${kind}${latency}`;
 }
@@ -89,9 +106,14 @@ export function renderTable(body, results) {
   body.replaceChildren(
     ...results.entries.map((entry) => {
       const emotion = entry.label === null ? el("td", { "data-col": "Emotion", text: `not classified (${entry.skipped.replace("_", " ")})` }) : el("td", { "data-col": "Emotion" }, swatch(entry.label, labels), el("span", { text: titleCase(entry.label) }));
+      if (isUncertain(entry)) {
+        const badge = el("span", { class: "uncertain-badge", tabindex: "0", role: "note", text: "uncertain" });
+        markUncertain(badge, entry);
+        emotion.append(" ", badge);
+      }
       return el(
         "tr",
-        { dataset: { index: String(entry.index), source: entry.source, label: entry.label ?? "", skipped: entry.skipped ?? "" } },
+        { dataset: { index: String(entry.index), source: entry.source, label: entry.label ?? "", skipped: entry.skipped ?? "", uncertain: String(isUncertain(entry)) } },
         el("td", { "data-col": "Time", text: `${clock(entry.startMs)}–${clock(entry.endMs)}` }),
         emotion,
         el("td", { class: "num", "data-col": "Confidence", text: entry.confidence === null ? "–" : percent(entry.confidence) }),
@@ -122,7 +144,9 @@ export function renderSummary(els, results) {
       ),
     ),
   );
-  els.summaryTotal.textContent = totalMs > 0 ? `${(totalMs / 1000).toFixed(1)} s of speech classified in ${results.classified().length} segments` : "Nothing classified yet.";
+  const { uncertainMs } = results.summary();
+  const uncertainNote = uncertainMs > 0 ? `; ${(uncertainMs / 1000).toFixed(1)} s of it uncertain, counted at a quarter of its time` : "";
+  els.summaryTotal.textContent = totalMs > 0 ? `${(totalMs / 1000).toFixed(1)} s of speech classified in ${results.classified().length} segments${uncertainNote}` : "Nothing classified yet.";
 }
 
 function duration(ms) {
