@@ -133,9 +133,11 @@ export class SessionResults {
     };
   }
 
+  // With quality fields (quality=1), the columns uncertain and warnings follow the scores.
   toCSV() {
     const labels = this.labels;
-    const header = ["source", "origin", "segment", "start_ms", "end_ms", "label", "confidence", "skipped", "latency_ms", "model_version", ...labels.map((l) => `score_${l}`)];
+    const quality = this.entries.some((entry) => typeof entry.uncertain === "boolean");
+    const header = ["source", "origin", "segment", "start_ms", "end_ms", "label", "confidence", "skipped", "latency_ms", "model_version", ...labels.map((l) => `score_${l}`), ...(quality ? ["uncertain", "warnings"] : [])];
     const rows = this.entries.map((entry) => [
       entry.source,
       entry.origin,
@@ -148,6 +150,7 @@ export class SessionResults {
       entry.latencyMs ?? "",
       entry.modelVersion ?? "",
       ...labels.map((label) => (entry.scores && label in entry.scores ? entry.scores[label] : "")),
+      ...(quality ? (typeof entry.uncertain === "boolean" ? [String(entry.uncertain), entry.warnings.join(" ")] : ["", ""]) : []),
     ]);
     return [header, ...rows].map((row) => row.map(csvCell).join(",")).join("\r\n") + "\r\n";
   }

@@ -115,6 +115,11 @@ describe("uncertain segments in the summary and the smoothed readout", () => {
     assert.equal(copy.toJSON().segments[0].uncertain, true);
     assert.ok(!("uncertain" in copy.toJSON().segments[1]));
     assert.match(copy.toVTT(), /happy 0\.70\n\(uncertain: low_snr, clipping\)\n/);
+    const [header, first, second] = copy.toCSV().trim().split("\r\n");
+    assert.ok(header.endsWith(",uncertain,warnings"));
+    assert.ok(first.endsWith(",true,low_snr clipping"));
+    assert.ok(second.endsWith(",,"));
+    assert.ok(!session().toCSV().includes("uncertain"));
   });
 });
 
