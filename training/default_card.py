@@ -112,6 +112,27 @@ def _calibration(manifest: Manifest) -> list[str]:
                 f"| {title} | {condition} | {row['ece_before']:.3f} | {row['ece_after']:.3f} "
                 f"| {aim} |"
             )
+    temperature = manifest.calibration.temperature
+    if temperature < 1:
+        lines += [
+            "",
+            "T below 1 sharpens the scores: on its own generator's clips the raw model was "
+            "under-confident.",
+        ]
+    worse = [
+        f"{title} {condition} ({row['ece_before']:.3f} → {row['ece_after']:.3f})"
+        for name, title in (("own", "own generator"), ("independent", "independent"))
+        for condition, row in record.get(name, {}).get("by_condition", {}).items()
+        if row["ece_after"] > row["ece_before"]
+    ]
+    if worse:
+        lines += [
+            "",
+            "Fitted on the training generator's data, the temperature makes calibration worse "
+            f"where the data differ from it: {'; '.join(worse)}. There the confidence runs "
+            "ahead of the accuracy; on unlike audio read the scores with care (the protocol's "
+            "`quality=1` warnings flag noisy, quiet and clipped segments).",
+        ]
     lines += ["", "Reliability diagrams: `reliability.png`."]
     return lines
 
