@@ -12,7 +12,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-Warning_ = Literal["low_snr", "too_quiet", "clipping", "low_confidence", "too_short_speech"]
+QualityWarning = Literal["low_snr", "too_quiet", "clipping", "low_confidence", "too_short_speech"]
 
 FRAME_MS = 20
 # A sample at or beyond this magnitude is at full scale (int16 ±32767/32768 as float).
@@ -88,9 +88,9 @@ def _db(ratio: float) -> float:
     return float(10 * np.log10(max(ratio, 1e-30)))
 
 
-def warnings_for(quality: SignalQuality, confidence: float) -> list[Warning_]:
+def warnings_for(quality: SignalQuality, confidence: float) -> list[QualityWarning]:
     """The warnings that apply, in the spec's order of the vocabulary."""
-    found: list[Warning_] = []
+    found: list[QualityWarning] = []
     if quality.snr_db < SNR_DB_MIN:
         found.append("low_snr")
     if quality.level_dbfs < LEVEL_DBFS_MIN:

@@ -3,6 +3,7 @@ on hover and on keyboard focus, and never announced as definite (docs/web.md).""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -62,3 +63,35 @@ def test_an_uncertain_result_is_marked_explained_and_not_announced_as_fact(
     assert frames[0]["type"] == "ready" and frames[0]["quality"] == 1
     results = [f for f in frames if f["type"] == "result"]
     assert results and all(r["uncertain"] for r in results)
+
+
+def test_a_partial_shows_how_long_its_leading_label_has_held(
+    server: Served, launch: LaunchFn, tmp_path: Path
+) -> None:
+    speech = np.concatenate(
+        [
+            silence(0.4),
+            espeak("I think this has been a really rather wonderful afternoon", rate_wpm=140),
+            silence(1.2),
+        ]
+    )
+    wav = write_wav(tmp_path / "long.wav", speech, 16000)
+    with launch(wav) as page:
+        loaded(page, server.url + "/?interim_ms=500")
+        page.click("#start")
+        expect(page.locator("#current")).to_have_attribute(
+            "data-provisional", "true", timeout=20_000
+        )
+        meta = page.locator("#current-meta")
+        expect(meta).to_contain_text(re.compile(r"\w+ leading for \d+\.\d s"))
+        provisional, label, text = page.evaluate(  # together: a newer message may change them
+            "['current', 'current-label', 'current-meta'].map((id, i) => i === 0"
+            " ? document.getElementById(id).dataset.provisional"
+            " : document.getElementById(id).textContent)"
+        )
+        if provisional == "true":
+            assert f"{label} leading for" in text, (label, text)
+        # partials carry the quality fields too: the tiny model's are uncertain
+        expect(page.locator("#current-uncertain")).to_be_visible()
+        wait_captured(page, len(speech) / 16 + 300)
+        stop(page)
