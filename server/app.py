@@ -10,7 +10,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.responses import FileResponse, PlainTextResponse
+from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
@@ -18,10 +18,12 @@ from starlette.types import Receive, Scope, Send
 from server import api
 from server.admin import switch_model
 from server.connection import HostCheck
+from server.headers import SecurityHeaders
+from server.paths import PathCheck
 from server.service import ClassifierLoader, Service
 from server.settings import Settings
 from server.stream import stream
-from server.weblib import is_hidden, library_file, missing_libraries
+from server.weblib import library_file, missing_libraries, page_paths
 
 log = logging.getLogger(__name__)
 
@@ -33,25 +35,27 @@ class WebFiles:
 
     def __init__(self, files: StaticFiles, api: list[BaseRoute]) -> None:
         self._files = files
+        self._page = page_paths(WEB_DIR)
         self._allowed = {r.path: sorted(r.methods or ()) for r in api if isinstance(r, Route)}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
+        if scope["type"] != "http":
+            await self._files(scope, receive, send)  # StaticFiles refuses it
+            return
+        if path in self._page:
+            await self._files(scope, receive, send)
+            return
         library = library_file(WEB_DIR, path)
-        if scope["type"] == "http" and (library is not None or is_hidden(path)):
-            if library is not None and library.is_file():
-                await FileResponse(library)(scope, receive, send)
-            else:
-                await PlainTextResponse("Not Found", 404)(scope, receive, send)
-            return
         allowed = self._allowed.get(path)
-        if allowed is not None and scope["type"] == "http":
+        if library is not None and library.is_file():
+            response: Response = FileResponse(library)
+        elif allowed is not None:
             headers = {"Allow": ", ".join(allowed)}
-            await PlainTextResponse("Method Not Allowed", 405, headers=headers)(
-                scope, receive, send
-            )
-            return
-        await self._files(scope, receive, send)
+            response = PlainTextResponse("Method Not Allowed", 405, headers=headers)
+        else:
+            response = PlainTextResponse("Not Found", 404)
+        await response(scope, receive, send)
 
 
 def create_app(settings: Settings, loader: ClassifierLoader | None = None) -> Starlette:
@@ -84,7 +88,11 @@ def create_app(settings: Settings, loader: ClassifierLoader | None = None) -> St
             log.warning("web/node_modules/%s is missing: run scripts/setup.sh", missing)
         web = WebFiles(StaticFiles(directory=WEB_DIR, html=True), routes)
         routes.append(Mount("/", web, name="web"))
-    middleware = [Middleware(HostCheck, hosts=settings.allowed_hosts)]
+    middleware = [
+        Middleware(SecurityHeaders),
+        Middleware(PathCheck),
+        Middleware(HostCheck, hosts=settings.allowed_hosts),
+    ]
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.service = service
     return app

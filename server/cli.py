@@ -18,9 +18,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import ValidationError
 
-from server.formats import EXTENSIONS, FORMATS, Writer, record, writer
+from server.formats import EXTENSIONS, FORMATS, TableWriter, Writer, record, writer
 from server.model import ModelError
 from server.protocol import (
+    CHANNEL_MODES,
     ENCODINGS,
     MAX_INTERIM_MS,
     MAX_SAMPLE_RATE_HZ,
@@ -166,7 +167,10 @@ def classify(args: argparse.Namespace) -> int:
             try:
                 recording = asyncio.run(
                     classify_recording(
-                        service, asyncio.to_thread(path.read_bytes), quality=args.quality
+                        service,
+                        asyncio.to_thread(path.read_bytes),
+                        channels=args.channels,
+                        quality=args.quality,
                     )
                 )
             except (OSError, UploadError) as exc:
@@ -179,11 +183,17 @@ def classify(args: argparse.Namespace) -> int:
                 continue
             out, new = outputs.open(str(path))
             if new or shared is None:
-                shared = writer(args.format, _ProgressSafe(out), labels, args.quality)
+                separate = args.channels == "separate"
+                shared = writer(
+                    args.format, _ProgressSafe(out), labels, args.quality, channels=separate
+                )
             shared.begin(str(path), report["duration_ms"])
             for segment in report["segments"]:
                 shared.write(record(segment, str(path)))
             shared.end(report["summary"])
+            if isinstance(shared, TableWriter):
+                for part in report.get("channels", []):
+                    shared.channel_summary(part["channel"], part["summary"])
             outputs.done(out)
     finally:
         service.stop()
@@ -225,13 +235,13 @@ def stream(args: argparse.Namespace) -> int:
     token = args.token or os.environ.get(TOKEN_ENV) or None
     from_stdin = args.file == "-"
     if not from_stdin and (args.sample_rate is not None or args.encoding is not None):
-        raise UsageError("--sample-rate and --encoding describe raw PCM on standard input (-)")
+        raise UsageError("--sample-rate and --encoding describe raw audio on standard input (-)")
     if from_stdin and args.reconnect:
         raise UsageError("--reconnect needs a file: audio from standard input cannot be replayed")
     if not from_stdin:
         try:
-            pcm, rate = load_pcm16(Path(args.file))
-        except (OSError, sf.SoundFileError) as exc:
+            pcm, rate = load_pcm16(Path(args.file), args.channels)
+        except (OSError, sf.SoundFileError, ValueError) as exc:
             print(f"{args.file}: error: {exc}", file=sys.stderr)
             return EXIT_FAILED
 
@@ -248,7 +258,9 @@ def stream(args: argparse.Namespace) -> int:
             out, _ = outputs.open(args.file)
             labels = message.get("model", {}).get("labels", [])
             sink["out"] = out
-            sink["writer"] = writer(args.format, out, labels, args.quality)
+            sink["writer"] = writer(
+                args.format, out, labels, args.quality, channels=args.channels == 2
+            )
             sink["writer"].begin(args.file, None)
         elif kind in ("result", "skipped", "partial") and "writer" in sink:
             sink["writer"].write(record(message, args.file))
@@ -271,6 +283,7 @@ def stream(args: argparse.Namespace) -> int:
                     _stdin_chunks(),
                     args.sample_rate or DEFAULT_RATE_HZ,
                     encoding=args.encoding or "pcm_s16le",
+                    channels=args.channels,
                     token=token,
                     interim_ms=args.interim_ms,
                     on_message=show,
@@ -468,6 +481,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="print one JSON document for all files at the end (the upload reply per file) "
         "instead of records",
     )
+    p.add_argument(
+        "--channels",
+        choices=CHANNEL_MODES,
+        default="mix",
+        help="mix: a stereo file is mixed to mono; separate: each channel of a mono or "
+        "two-channel file (the parties of a call) is classified on its own, and every "
+        "record names its channel",
+    )
     p.set_defaults(func=classify)
 
     p = command(
@@ -477,7 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "file",
         metavar="FILE",
-        help="audio file, or - for raw PCM on standard input (with --sample-rate, --encoding)",
+        help="audio file, or - for raw audio on standard input (with --sample-rate, --encoding)",
     )
     p.add_argument(
         "--url", default="ws://127.0.0.1:8000/v1/stream", help="the server's stream endpoint"
@@ -500,8 +521,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--encoding",
         choices=ENCODINGS,
-        help="sample format of the raw PCM on standard input, mono little-endian "
-        "(default: pcm_s16le)",
+        help="sample format of the raw audio on standard input, little-endian PCM or "
+        "G.711 (mulaw, alaw: one byte a sample, usually at 8000 Hz) (default: pcm_s16le)",
+    )
+    p.add_argument(
+        "--channels",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="2: a stereo file, or interleaved stereo on standard input, streamed as two "
+        "talkers, each classified on its own; every record names its channel",
     )
     p.add_argument(
         "--interim-ms",

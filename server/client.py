@@ -49,13 +49,20 @@ class StreamReport:
         return [m for m in self.messages if m.get("type") in ("result", "skipped")]
 
 
-def load_pcm16(path: Path) -> tuple[npt.NDArray[np.int16], int]:
-    """A recording as mono 16-bit PCM at a rate the protocol accepts."""
+def load_pcm16(path: Path, channels: int = 1) -> tuple[npt.NDArray[np.int16], int]:
+    """A recording as 16-bit PCM at a rate the protocol accepts: mono (mixed down), or with
+    ``channels=2`` the two channels of a stereo file as a (frames, 2) array."""
     audio, rate = sf.read(path, dtype="float32", always_2d=True)
-    mono = audio.mean(axis=1)
+    if channels == 1:
+        audio = audio.mean(axis=1)
+    elif audio.shape[1] != channels:
+        raise ValueError(
+            f"{path} has {audio.shape[1]} channel(s); streaming with {channels} channels "
+            f"needs a {channels}-channel file"
+        )
     if not MIN_SAMPLE_RATE_HZ <= rate <= MAX_SAMPLE_RATE_HZ:
-        mono, rate = soxr.resample(mono, rate, 16000), 16000
-    return (np.clip(mono, -1.0, 1.0) * 32767).astype("<i2"), int(rate)
+        audio, rate = soxr.resample(audio, rate, 16000), 16000
+    return (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2"), int(rate)
 
 
 def stream_url(
@@ -64,10 +71,12 @@ def stream_url(
     token: str | None = None,
     interim_ms: int = 0,
     encoding: Encoding = "pcm_s16le",
+    channels: int = 1,
 ) -> str:
     """``url`` with this stream's query; http(s) becomes ws(s), other query parameters stay.
 
-    ``interim_ms`` > 0 asks for partial results (0 adds nothing: the server sends none)."""
+    ``interim_ms`` > 0 asks for partial results (0 adds nothing: the server sends none);
+    ``channels`` other than 1 is sent as ``channels``."""
     parts = urlsplit(url)
     scheme = _WS_SCHEMES.get(parts.scheme.lower())
     if scheme is None or not parts.netloc:
@@ -77,6 +86,8 @@ def stream_url(
         ours["token"] = token
     if interim_ms:
         ours["interim_ms"] = str(interim_ms)
+    if channels != 1:
+        ours["channels"] = str(channels)
     kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in ours]
     return urlunsplit(parts._replace(scheme=scheme, query=urlencode([*ours.items(), *kept])))
 
@@ -163,6 +174,9 @@ async def stream_pcm16(
 ) -> StreamReport:
     """Send ``pcm`` at ``speed`` × real time (0 = as fast as possible), then ``end``.
 
+    ``pcm`` is mono, or a (frames, 2) array for a two-channel stream (``channels=2``);
+    sample counts and offsets are then in sample frames.
+
     With ``reconnect``, a stream the server ends early (``busy``/1013, a reset, a failed
     open) continues on a new connection from the first sample not yet sent; audio is
     paced from the first connection's start, so what piled up while away goes at once.
@@ -175,7 +189,8 @@ async def stream_pcm16(
     """
     report = StreamReport()
     frame = max(1, sample_rate * frame_ms // 1000)
-    target = stream_url(url, sample_rate, token, interim_ms)
+    channels = 1 if pcm.ndim == 1 else pcm.shape[1]
+    target = stream_url(url, sample_rate, token, interim_ms, channels=channels)
     loop = asyncio.get_running_loop()
     started = loop.time()
     failures = 0
@@ -414,7 +429,7 @@ async def _send(
         await ws.send(json.dumps({"type": "end"}))
 
 
-SAMPLE_BYTES: dict[str, int] = {"pcm_s16le": 2, "pcm_f32le": 4}
+SAMPLE_BYTES: dict[str, int] = {"pcm_s16le": 2, "pcm_f32le": 4, "mulaw": 1, "alaw": 1}
 
 
 async def stream_chunks(
@@ -423,6 +438,7 @@ async def stream_chunks(
     sample_rate: int,
     *,
     encoding: Encoding = "pcm_s16le",
+    channels: int = 1,
     frame_ms: int = 40,
     token: str | None = None,
     interim_ms: int = 0,
@@ -435,15 +451,16 @@ async def stream_chunks(
 
     ``chunks`` yields bytes of any length; they go out as frames of ``frame_ms`` whole
     samples, as soon as a frame is full, so a live source is paced by itself. A trailing
-    part of a sample at the end is dropped. One connection: a live source cannot be
+    part of a sample frame at the end is dropped. ``channels=2``: the bytes are interleaved
+    stereo; sample counts are in sample frames. One connection: a live source cannot be
     replayed, so there is no reconnecting here.
     """
     report = StreamReport()
     connection = Connection(start_sample=0)
     report.connections.append(connection)
-    width = SAMPLE_BYTES[encoding]
+    width = SAMPLE_BYTES[encoding] * channels  # bytes of one sample frame
     frame_bytes = max(1, sample_rate * frame_ms // 1000) * width
-    target = stream_url(url, sample_rate, token, interim_ms, encoding)
+    target = stream_url(url, sample_rate, token, interim_ms, encoding, channels)
     try:
         ws = await _open(target, open_timeout_s, tls)
     except _Retryable as exc:

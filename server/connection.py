@@ -7,7 +7,13 @@ from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from server.access import bearer_token, client_address, host_allowed, token_matches
+from server.access import (
+    bearer_token,
+    client_address,
+    client_key,
+    host_allowed,
+    token_matches,
+)
 from server.service import Service
 
 
@@ -17,10 +23,11 @@ def service_of(conn: HTTPConnection) -> Service:
 
 
 def client_of(conn: HTTPConnection, service: Service) -> str:
+    """The client's key for every per-client limit and for the pool's fairness."""
+    settings = service.settings
     peer = conn.client.host if conn.client else None
-    return client_address(
-        peer, conn.headers.get("x-forwarded-for"), service.settings.trusted_proxies
-    )
+    address = client_address(peer, conn.headers.get("x-forwarded-for"), settings.trusted_proxies)
+    return client_key(address, settings.ipv6_client_prefix)
 
 
 def authorized(conn: HTTPConnection, service: Service) -> bool:
@@ -46,14 +53,15 @@ class HostCheck:
     The WebSocket endpoint checks the host itself, to answer with a protocol error.
     """
 
-    UNCHECKED = ("/healthz", "/readyz", "/metrics", "/admin/")
+    # Exact paths (server/paths.py has refused any path not in normal form before this).
+    UNCHECKED = frozenset({"/healthz", "/readyz", "/metrics", "/admin/model"})
 
     def __init__(self, app: ASGIApp, hosts: list[str]) -> None:
         self._app = app
         self._hosts = hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self._hosts and not scope["path"].startswith(self.UNCHECKED):
+        if scope["type"] == "http" and self._hosts and scope["path"] not in self.UNCHECKED:
             host = Headers(scope=scope).get("host")
             if not host_allowed(host, self._hosts):
                 message = f"host {(host or '')[:100]!r} is not served here"

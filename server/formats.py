@@ -6,6 +6,10 @@ with the same fields in every format, so each format reads back into the same re
 model_version`` and the ``scores`` of every label; with ``--quality`` (``quality=1``)
 also ``uncertain``, ``warnings`` and ``quality``. Partials appear in the table and in
 JSON lines only; CSV and WebVTT hold each segment's final record (docs/cli.md).
+
+Two-channel output (``classify --channels separate``, ``stream --channels 2``) adds
+``channel`` to every record: a field in JSON lines, a column after ``file`` in CSV, a
+``ch N`` column in the table and a voice tag (``<v channel N>``) on each WebVTT cue.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ FIELDS = (
     "latency_ms",
     "model_version",
 )
+CHANNEL_FIELDS = (*FIELDS[:2], "channel", *FIELDS[2:])
 # CSV columns of a run with --quality: uncertain, the warnings (space-separated), the measures.
 QUALITY_FIELDS = ("uncertain", "warnings", "speech", "snr_db", "level_dbfs", "clipped")
 SEGMENT_TYPES = frozenset({"result", "skipped", "partial"})
@@ -40,9 +45,11 @@ def record(message: Mapping[str, Any], file: str) -> Record:
     kind = message.get("type") or ("skipped" if "reason" in message else "result")
     if kind not in SEGMENT_TYPES:
         raise ValueError(f"not a segment message: type {kind!r}")
+    channel = {"channel": message["channel"]} if "channel" in message else {}
     return {
         "type": kind,
         "file": file,
+        **channel,
         "segment": message["segment"],
         "start_ms": message["start_ms"],
         "end_ms": message["end_ms"],
@@ -84,14 +91,17 @@ class Writer(Protocol):
     def end(self, summary: Mapping[str, Any] | None) -> None: ...
 
 
-def writer(fmt: str, out: Sink, labels: Sequence[str], quality: bool = False) -> Writer:
-    """``quality``: the run asked for quality=1 (CSV then has the QUALITY_FIELDS columns)."""
+def writer(
+    fmt: str, out: Sink, labels: Sequence[str], quality: bool = False, channels: bool = False
+) -> Writer:
+    """``quality``: the run asked for quality=1 (CSV then has the QUALITY_FIELDS columns);
+    ``channels``: the records carry ``channel`` (two-channel audio); CSV gets its column."""
     if fmt == "table":
         return TableWriter(out)
     if fmt == "jsonl":
         return JsonLinesWriter(out)
     if fmt == "csv":
-        return CsvWriter(out, labels, quality)
+        return CsvWriter(out, labels, quality, channels)
     if fmt == "vtt":
         return VttWriter(out)
     raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -109,7 +119,8 @@ class TableWriter:
 
     def write(self, rec: Record) -> None:
         span = f"{rec['start_ms'] / 1000:7.2f}–{rec['end_ms'] / 1000:6.2f} s"
-        head = f"  #{rec['segment']:<3} {span}  "
+        channel = f"ch {rec['channel']}  " if "channel" in rec else ""
+        head = f"  {channel}#{rec['segment']:<3} {span}  "
         if rec["type"] == "skipped":
             self._line(f"{head}(skipped: {rec['reason']})")
             return
@@ -122,13 +133,20 @@ class TableWriter:
     def end(self, summary: Mapping[str, Any] | None) -> None:
         if summary is None:
             return
-        label = summary.get("label")
-        overall = f"{label} {summary.get('confidence', 0):.2f}" if label else "—"
-        self._line(f"  overall: {overall}")
+        self._line(f"  overall: {_readout(summary)}")
+
+    def channel_summary(self, channel: int, summary: Mapping[str, Any]) -> None:
+        """A two-channel file's summary of one channel, after the overall one."""
+        self._line(f"  ch {channel}: {_readout(summary)}")
 
     def _line(self, text: str) -> None:
         self._out.write(text + "\n")
         self._out.flush()
+
+
+def _readout(summary: Mapping[str, Any]) -> str:
+    label = summary.get("label")
+    return f"{label} {summary.get('confidence', 0):.2f}" if label else "—"
 
 
 class JsonLinesWriter:
@@ -161,13 +179,16 @@ class CsvWriter:
     """A header, then one row per final record, with a ``score_<label>`` column per label
     (and, with ``quality``, the QUALITY_FIELDS columns after them)."""
 
-    def __init__(self, out: Sink, labels: Sequence[str], quality: bool = False) -> None:
+    def __init__(
+        self, out: Sink, labels: Sequence[str], quality: bool = False, channels: bool = False
+    ) -> None:
         self._labels = list(labels)
         self._quality = quality
+        self._fields = CHANNEL_FIELDS if channels else FIELDS
         self._out = out
         self._csv = csv.writer(out)
         extra = QUALITY_FIELDS if quality else ()
-        self._csv.writerow([*FIELDS, *(f"score_{label}" for label in self._labels), *extra])
+        self._csv.writerow([*self._fields, *(f"score_{label}" for label in self._labels), *extra])
 
     def begin(self, file: str, duration_ms: int | None) -> None:
         pass
@@ -176,7 +197,7 @@ class CsvWriter:
         if rec["type"] == "partial":
             return
         scores = rec["scores"]
-        row = [csv_cell(rec[name]) for name in FIELDS]
+        row = [csv_cell(rec.get(name)) for name in self._fields]
         row += [scores.get(label, "") for label in self._labels]
         if self._quality:
             row += self._quality_cells(rec)
@@ -231,9 +252,12 @@ class VttWriter:
             text = f"{rec['label']} {rec['confidence']:.2f}"
             if rec.get("uncertain"):
                 text += f"\n({_uncertain_note(rec)})"
+        if "channel" in rec:
+            text = f"<v channel {rec['channel']}>{text}"
         if "quality" in rec:
             measures = ", ".join(f"{k} {v}" for k, v in rec["quality"].items())
-            self._out.write(f"\nNOTE segment {rec['segment']} quality: {measures}\n")
+            where = f"channel {rec['channel']} " if "channel" in rec else ""
+            self._out.write(f"\nNOTE {where}segment {rec['segment']} quality: {measures}\n")
         start, end = vtt_time(rec["start_ms"]), vtt_time(rec["end_ms"])
         self._out.write(f"\n{self._cues}\n{start} --> {end}\n{text}\n")
         self._out.flush()

@@ -78,6 +78,13 @@ class Metrics:
         self.uploads = Counter(
             "emostream_uploads", "Uploaded files by HTTP status.", ["status"], registry=r
         )
+        self.uploads_in_progress = Gauge(
+            "emostream_uploads_in_progress",
+            "Uploads by stage (receiving: the body is arriving; classifying: decoded and "
+            "classified).",
+            ["stage"],
+            registry=r,
+        )
         self.model_info = Gauge(
             "emostream_model_info", "The served model (value 1).", ["name", "version"], registry=r
         )

@@ -89,7 +89,29 @@ class Manifest(_Strict):
         return graph
 
     def public(self) -> dict[str, Any]:
-        """The manifest as served by ``GET /v1/model``."""
+        """What ``GET /v1/model`` serves: an allow-list of fields, and of the metrics only
+        their numbers. Provenance (command lines, file names, where data lives) and any
+        text in the metrics or the calibration stay in the model directory and its card."""
+        return {
+            "format": self.format,
+            "name": self.name,
+            "version": self.version,
+            "labels": list(self.labels),
+            "sample_rate": self.sample_rate,
+            "graph": {"precision": self.graph.precision, "sha256": self.graph.sha256},
+            "metrics": _numbers_only(self.metrics),
+            "demo": self.demo,
+            # Whether the scores are calibrated, and how; ``fitted_on`` is text, kept back.
+            "calibration": None
+            if self.calibration is None
+            else {
+                "method": self.calibration.method,
+                "temperature": self.calibration.temperature,
+            },
+        }
+
+    def document(self) -> dict[str, Any]:
+        """The whole manifest, as written to ``manifest.json``."""
         return self.model_dump(mode="json")
 
     def summary(self) -> dict[str, Any]:
@@ -100,6 +122,18 @@ class Manifest(_Strict):
             "labels": list(self.labels),
             "sample_rate": self.sample_rate,
         }
+
+
+def _numbers_only(value: Any) -> Any:
+    """``value`` with every string (and anything else that is not a number) left out."""
+    if isinstance(value, dict):
+        kept = {str(k): _numbers_only(v) for k, v in value.items()}
+        return {k: v for k, v in kept.items() if v is not None}
+    if isinstance(value, list):
+        return [item for item in (_numbers_only(v) for v in value) if item is not None]
+    if isinstance(value, bool | int | float):
+        return value
+    return None
 
 
 def sha256_file(path: Path) -> str:
@@ -180,5 +214,5 @@ def _check_digest(manifest: Manifest, graph_path: Path, actual: str) -> None:
 
 def write_manifest(model_dir: Path, manifest: Manifest) -> Path:
     path = model_dir / MANIFEST_FILE
-    path.write_text(json.dumps(manifest.public(), indent=2) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(manifest.document(), indent=2) + "\n", encoding="utf-8")
     return path

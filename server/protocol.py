@@ -20,8 +20,12 @@ ErrorCode = Literal[
     "bad_request", "unauthorized", "bad_frame", "bad_message", "limit", "busy", "internal"
 ]
 SkipReason = Literal["too_short", "overloaded", "error"]
-Encoding = Literal["pcm_s16le", "pcm_f32le"]
+Encoding = Literal["pcm_s16le", "pcm_f32le", "mulaw", "alaw"]
 ENCODINGS: tuple[str, ...] = get_args(Encoding)
+CHANNEL_COUNTS = (1, 2)
+# ``channels`` of POST /v1/classify: mix a stereo file to mono, or classify each channel.
+ChannelMode = Literal["mix", "separate"]
+CHANNEL_MODES: tuple[ChannelMode, ...] = get_args(ChannelMode)
 
 MIN_SAMPLE_RATE_HZ = 8000
 MAX_SAMPLE_RATE_HZ = 48000
@@ -44,6 +48,12 @@ class StreamParams:
     token: str | None = None
     interim_ms: int = 0
     quality: int | None = None  # None: not sent (0 and None both leave the fields out)
+    # None when the client did not send ``channels`` (then 1, and ``ready`` does not echo it).
+    channels: int | None = None
+
+    @property
+    def channel_count(self) -> int:
+        return self.channels or 1
 
 
 def _small_int(text: str) -> int:
@@ -75,12 +85,20 @@ def parse_stream_params(query: Mapping[str, str]) -> StreamParams:
             f"interim_ms must be 0 (off) or an integer from {MIN_INTERIM_MS} to "
             f"{MAX_INTERIM_MS}, got {interim_text[:40]!r}",
         )
+    channels_text = query.get("channels")
+    channels = None if channels_text is None else _small_int(channels_text)
+    if channels is not None and channels not in CHANNEL_COUNTS:
+        raise ProtocolError(
+            "bad_request",
+            f"channels must be 1 or 2, got {str(channels_text)[:40]!r}",
+        )
     return StreamParams(
         int(rate_text),
         encoding,  # type: ignore[arg-type]
         query.get("token"),
         interim_ms,
         parse_quality(query),
+        channels,
     )
 
 
@@ -139,6 +157,7 @@ class Ready:
     encoding: str
     limits: dict[str, int]
     interim_ms: int = 0
+    channels: int | None = None  # echoed only when the client sent it
     protocol: int = PROTOCOL_VERSION
     quality: int | None = None  # echoed only when the client sent it
     type: str = field(default="ready", init=False)
@@ -147,12 +166,14 @@ class Ready:
 @dataclass(frozen=True, slots=True)
 class SpeechStart:
     t_ms: int
+    channel: int | None = None  # with channels=2 only
     type: str = field(default="speech_start", init=False)
 
 
 @dataclass(frozen=True, slots=True)
 class SpeechEnd:
     t_ms: int
+    channel: int | None = None
     type: str = field(default="speech_end", init=False)
 
 
@@ -166,6 +187,7 @@ class Result:
     scores: dict[str, float]
     model_version: str
     latency_ms: int
+    channel: int | None = None
     # With quality=1 only (see server/quality.py); None leaves them out of the message.
     quality: dict[str, float] | None = None
     warnings: list[str] | None = None
@@ -185,6 +207,7 @@ class Partial:
     scores: dict[str, float]
     model_version: str
     latency_ms: int
+    channel: int | None = None
     # With quality=1 only (see server/quality.py); None leaves them out of the message.
     quality: dict[str, float] | None = None
     warnings: list[str] | None = None
@@ -198,6 +221,7 @@ class Skipped:
     start_ms: int
     end_ms: int
     reason: SkipReason
+    channel: int | None = None
     type: str = field(default="skipped", init=False)
 
 
@@ -219,19 +243,19 @@ ServerMessage = Ready | SpeechStart | SpeechEnd | Result | Partial | Skipped | E
 SegmentOutcome = Result | Skipped
 
 
-# Fields a client receives only when it opted in: left out while None.
-_OPT_IN_FIELDS = ("quality", "warnings", "uncertain")
+# Optional fields that are left out of the message while they are None (opt-in fields).
+_OPTIONAL = ("channel", "channels", "quality", "warnings", "uncertain")
 
 
-def _without_unset(data: dict[str, Any]) -> dict[str, Any]:
-    for name in _OPT_IN_FIELDS:
+def _present(data: dict[str, Any]) -> dict[str, Any]:
+    for name in _OPTIONAL:
         if name in data and data[name] is None:
             del data[name]
     return data
 
 
 def to_dict(message: ServerMessage) -> dict[str, Any]:
-    data = _without_unset(asdict(message))
+    data = _present(asdict(message))
     kind = data.pop("type")
     return {"type": kind, **data}
 
@@ -242,6 +266,6 @@ def to_json(message: ServerMessage) -> str:
 
 def outcome_body(outcome: SegmentOutcome) -> dict[str, Any]:
     """A result or skipped object without ``type``, as in upload replies."""
-    data = _without_unset(asdict(outcome))
+    data = _present(asdict(outcome))
     data.pop("type")
     return data

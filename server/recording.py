@@ -6,6 +6,7 @@ The one pipeline behind ``POST /v1/classify`` and ``emostream classify``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import time
@@ -19,7 +20,7 @@ import numpy.typing as npt
 
 import vad
 from server.outcome import SEGMENT_RATE_HZ, classify_segment, summarize
-from server.protocol import SegmentOutcome, outcome_body
+from server.protocol import CHANNEL_MODES, ChannelMode, SegmentOutcome, outcome_body
 from server.service import Service
 from server.upload import Data, decode_audio
 
@@ -32,21 +33,49 @@ log = logging.getLogger(__name__)
 class Recording:
     duration_ms: int
     outcomes: list[SegmentOutcome]
+    # channels=separate: the number of channels, whose outcomes carry ``channel``.
+    channels: int | None = None
 
     def body(self) -> dict[str, Any]:
-        """``duration_ms``, ``segments`` and ``summary`` as in the upload reply."""
-        return {
+        """``duration_ms``, ``segments`` and ``summary`` as in the upload reply, and with
+        channels=separate ``channels``: each channel's summary."""
+        body: dict[str, Any] = {
             "duration_ms": self.duration_ms,
             "segments": [outcome_body(o) for o in self.outcomes],
             "summary": summarize(self.outcomes),
         }
+        if self.channels is not None:
+            body["channels"] = [
+                {
+                    "channel": channel,
+                    "summary": summarize([o for o in self.outcomes if o.channel == channel]),
+                }
+                for channel in range(self.channels)
+            ]
+        return body
+
+
+def channel_mode(text: str) -> ChannelMode:
+    """The ``channels`` query parameter of an upload; ValueError naming a bad value."""
+    if text not in CHANNEL_MODES:
+        raise ValueError(f"channels must be mix or separate, got {text[:40]!r}")
+    return text
 
 
 async def classify_recording(
-    service: Service, source: Awaitable[Data], client: str = "", *, quality: bool = False
+    service: Service,
+    source: Awaitable[Data],
+    client: str = "",
+    channels: ChannelMode = "mix",
+    *,
+    quality: bool = False,
 ) -> Recording:
     """Decode the audio file ``source`` gives and classify it; ``UploadError`` when refused.
+
     With ``quality`` each result carries the signal measures, warnings and ``uncertain``.
+    With channels="separate", each channel of a mono or two-channel file is segmented and
+    classified on its own; segments carry ``channel`` and are listed in time order (by
+    start, then channel).
 
     The file's bytes are held here alone and released once decoded, so an upload's peak
     memory is its file plus its decoded audio, not several copies of both.
@@ -54,15 +83,30 @@ async def classify_recording(
     settings = service.settings
     data = await source
     decode = functools.partial(
-        decode_audio, data, SEGMENT_RATE_HZ, settings.max_upload_ms, settings.max_upload_samples
+        decode_audio,
+        data,
+        SEGMENT_RATE_HZ,
+        settings.max_upload_ms,
+        settings.max_upload_samples,
+        separate=channels == "separate",
     )
     del data
     decoded = await asyncio.get_running_loop().run_in_executor(service.decoder, decode)
     del decode
     duration_ms = decoded.duration_ms
-    segments = await _segment(service, decoded.audio)
+    tracks = list(decoded.tracks)
     del decoded  # from here on the segments hold what is classified
-    return Recording(duration_ms, await _classify(service, segments, client, quality))
+    if channels == "mix":
+        segments = await _segment(service, tracks.pop())
+        return Recording(duration_ms, await _classify(service, segments, client, quality))
+    outcomes: list[SegmentOutcome] = []
+    for channel in range(len(tracks)):
+        segments = await _segment(service, tracks[channel])
+        tracks[channel] = tracks[channel][:0]  # release the channel's audio
+        found = await _classify(service, segments, client, quality)
+        outcomes += [dataclasses.replace(o, channel=channel) for o in found]
+    outcomes.sort(key=lambda o: (o.start_ms, o.channel or 0))
+    return Recording(duration_ms, outcomes, channels=len(tracks))
 
 
 async def classify_audio(

@@ -16,6 +16,7 @@ from server.metrics import Metrics
 from server.model import Manifest
 from server.pool import InferencePool
 from server.settings import Settings
+from server.upload_slots import UploadSlots
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +36,7 @@ class Service:
         self.settings = settings
         self.metrics = Metrics()
         self.limiter = ConnectionLimiter(settings.max_connections, settings.max_connections_per_ip)
-        self.uploads = ConnectionLimiter(
-            settings.max_uploads, settings.max_uploads_per_ip, "uploads in progress"
-        )
+        self.uploads = UploadSlots(settings, self.metrics)
         # Uploads are decoded and segmented here, never on the inference workers' cores alone.
         self.decoder = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
         self.sessions: set[Drainable] = set()

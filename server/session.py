@@ -14,9 +14,10 @@ from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 import vad
-from server.access import client_address
-from server.early import Early, EarlyEnd
-from server.interim import Interim
+from server.budget import Allowance, LimitExceeded, MessageBudget
+from server.channel import Channel
+from server.connection import client_of
+from server.early import Early
 from server.outcome import classify_segment, result_of
 from server.protocol import (
     CLOSE_NORMAL,
@@ -83,47 +84,29 @@ class Session:
         self._settings = service.settings
         self._params = params
         self._quality = params.quality == 1
-        self._detector = service.new_detector()
-        self._segmenter = vad.StreamSegmenter(
-            service.segmenter_config,
-            params.sample_rate,
-            params.encoding,
-            detector=self._detector,
-        )
         self._outbox: asyncio.Queue[ServerMessage | Close] = asyncio.Queue(OUTBOX_SIZE)
         self._slots = asyncio.Semaphore(self._settings.max_pending_segments)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._last: asyncio.Task[None] | None = None
-        self._segments = 0
         self._shutdown = False
         self._closing: Close | None = None
         self._deadline: asyncio.Timeout | None = None
         self._closed = asyncio.Event()
         self._wall_deadline = float("inf")
         self._delivery_s = self._settings.idle_timeout_ms / 1000
-        peer = websocket.client.host if websocket.client else None
-        self._client = client_address(
-            peer, websocket.headers.get("x-forwarded-for"), self._settings.trusted_proxies
-        )
-        self._early = (
-            EarlyEnd(service.pool, client=self._client, stream=self.id, quality=self._quality)
-            if self._settings.early_endpoint
-            else None
-        )
-        self._interim = (
-            Interim(
-                params.interim_ms,
-                service.segmenter_config.sample_rate_hz,
-                service.pool,
-                service.metrics,
+        self._budget = MessageBudget(Allowance.of(self._settings))
+        self._client = client_of(websocket, service)
+        count = params.channel_count
+        self._channels = [
+            Channel(
+                None if count == 1 else index,
+                service,
+                params,
                 self._outbox.put,
                 client=self._client,
-                stream=self.id,
-                quality=self._quality,
+                session=self.id,
             )
-            if params.interim_ms
-            else None
-        )
+            for index in range(count)
+        ]
 
     # Called by the service on graceful shutdown.
     def request_shutdown(self) -> None:
@@ -145,11 +128,7 @@ class Session:
             if isinstance(ending, Close):
                 ending = await writer  # it delivers everything queued before the close
         finally:
-            partial = self._interim.close() if self._interim is not None else None
-            if partial is not None:
-                self._tasks.add(partial)
-            early = self._early.close() if self._early is not None else None
-            extra = [] if early is None else [early]
+            extra = [task for channel in self._channels for task in channel.close()]
             for task in (*self._tasks, *extra, reader, writer):
                 task.cancel()
             # asyncio.wait, not gather: a cancellation of this task while waiting must arrive
@@ -184,6 +163,10 @@ class Session:
             if message["type"] == "websocket.disconnect":
                 return Gone()
             await self._on_message(message)
+            # One message per wake-up, so another connection's frames wait for one of ours
+            # at most; audio beyond max_stream_speed waits to be read (server/budget.py).
+            read_s = self._channels[0].segmenter.input_samples / self._params.sample_rate
+            await asyncio.sleep(self._budget.pause_s(read_s))
         await self._outbox.put(closing)  # the writer closes once it reaches this
         return closing
 
@@ -206,6 +189,7 @@ class Session:
                 "idle_timeout_ms": s.idle_timeout_ms,
             },
             interim_ms=self._params.interim_ms,
+            channels=self._params.channels,
             quality=self._params.quality,
         )
 
@@ -229,10 +213,16 @@ class Session:
 
     async def _on_message(self, message: Message) -> None:
         data: bytes | None = message.get("bytes")
-        if data is not None:
-            await self._on_audio(data)
-        else:
-            await self._on_text(message.get("text") or "")
+        try:
+            if data is not None:
+                self._budget.frame()
+                await self._on_audio(data)
+            else:
+                self._budget.text()
+                await self._on_text(message.get("text") or "")
+        except LimitExceeded as exc:
+            await self._finish()
+            await self._close("limit", str(exc), CLOSE_POLICY)
 
     async def _on_audio(self, data: bytes) -> None:
         limit = self._settings.max_frame_bytes
@@ -241,96 +231,134 @@ class Session:
             await self._close("bad_frame", message, CLOSE_TOO_BIG)
             return
         try:
-            frames = self._segmenter.frames_of(data)
+            frames = self._frames_of(data)
         except vad.FrameError as exc:
             await self._outbox.put(Error("bad_frame", f"{exc}; frame dropped"))
+            self._budget.bad()
             return
-        try:
-            events = await self._segment(frames)
-        except vad.DetectorError as exc:
-            await self._detector_failed(exc)
-        else:
-            await self._handle(events)
-        if self._interim is not None:
-            self._interim.update(self._segments, self._segmenter.in_progress())
-        if self._early is not None:
-            self._early.update(self._segmenter.tentative_end())
-        if self._segmenter.audio_ms > self._settings.max_stream_ms:
+        for channel, outcome in zip(self._channels, await self._segment_all(frames), strict=True):
+            if isinstance(outcome, vad.DetectorError):
+                await self._detector_failed(channel, outcome)
+            else:
+                await self._handle(channel, outcome)
+            channel.after_audio()
+        if self._audio_ms > self._settings.max_stream_ms:
             await self._finish()
             message = f"stream exceeded max_stream_ms {self._settings.max_stream_ms}"
             await self._close("limit", message, CLOSE_POLICY)
 
-    async def _segment(self, frames: list[npt.NDArray[np.int16]]) -> list[vad.Event]:
+    @property
+    def _audio_ms(self) -> int:
+        return self._channels[0].segmenter.audio_ms  # every channel has as many samples
+
+    def _frames_of(self, data: bytes) -> list[list[npt.NDArray[np.int16]]]:
+        """Each channel's whole detector frames; FrameError before any channel takes audio."""
+        if len(self._channels) == 1:
+            return [self._channels[0].segmenter.frames_of(data)]
+        pieces = vad.split_channels(data, self._params.encoding, len(self._channels))
+        return [
+            channel.segmenter.frames_of(piece)
+            for channel, piece in zip(self._channels, pieces, strict=True)
+        ]
+
+    async def _segment_all(
+        self, frames: list[list[npt.NDArray[np.int16]]]
+    ) -> list[list[vad.Event] | vad.DetectorError]:
+        """Each channel's events, or its detector's fault. Two channels' frames are decided
+        together, so the Silero batcher takes them in one model call."""
+        if len(self._channels) == 1:
+            try:
+                return [await self._segment(self._channels[0], frames[0])]
+            except vad.DetectorError as exc:
+                return [exc]
+        outcomes = await asyncio.gather(
+            *(self._segment(c, f) for c, f in zip(self._channels, frames, strict=True)),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, vad.DetectorError):
+                raise outcome
+        return outcomes  # type: ignore[return-value]
+
+    async def _segment(
+        self, channel: Channel, frames: list[npt.NDArray[np.int16]]
+    ) -> list[vad.Event]:
         """Silero decides the frames in one model call with the other streams' waiting
         frames (the service's batcher); otherwise the stream's own detector decides them.
 
         A batch fault counts these frames as unvoiced and starts the detector afresh, as
         a fault of the stream's own detector would (DetectorError)."""
         batcher = self._service.vad_batcher
-        detector = self._detector
+        detector = channel.detector
+        segmenter = channel.segmenter
         if batcher is None or not frames or not isinstance(detector, vad.SileroDetector):
-            return self._segmenter.segment(frames)
+            return segmenter.segment(frames)
         try:
             voiced = await batcher.decide(detector, frames)
         except Exception as exc:  # the model's fault, reported as internal
             detector.reset()
-            events = self._segmenter.segment(frames, [False] * len(frames))
+            events = segmenter.segment(frames, [False] * len(frames))
             raise vad.DetectorError(events, exc) from exc
-        return self._segmenter.segment(frames, voiced)
+        return segmenter.segment(frames, voiced)
 
     async def _on_text(self, text: str) -> None:
         try:
             request = parse_client_message(text)
         except ProtocolError as exc:
             await self._outbox.put(Error(exc.code, str(exc)))
+            self._budget.bad()
             return
         if isinstance(request, End):
             await self._finish()
-            await self._outbox.put(EndOfStream(self._segments, self._segmenter.audio_ms))
+            segments = sum(channel.segments for channel in self._channels)
+            await self._outbox.put(EndOfStream(segments, self._audio_ms))
             self._closing = Close(CLOSE_NORMAL)
             return
-        await self._handle(self._segmenter.flush())
+        for channel in self._channels:  # flush ends every channel's utterance
+            await self._handle(channel, channel.segmenter.flush())
 
     async def _finish(self) -> None:
-        """Close the pending utterance and wait until every segment's outcome is queued."""
-        try:
-            await self._handle(self._segmenter.finish())
-        except vad.DetectorError as exc:
-            await self._detector_failed(exc)
-        if self._last is not None:
-            await self._last
+        """Close the pending utterances and wait until every segment's outcome is queued."""
+        for channel in self._channels:
+            try:
+                await self._handle(channel, channel.segmenter.finish())
+            except vad.DetectorError as exc:
+                await self._detector_failed(channel, exc)
+        for channel in self._channels:
+            if channel.last is not None:
+                await channel.last
 
-    async def _detector_failed(self, exc: vad.DetectorError) -> None:
+    async def _detector_failed(self, channel: Channel, exc: vad.DetectorError) -> None:
         """The stream goes on: the failed frames counted as unvoiced, the detector starts
         afresh; the client hears of it as an ``internal`` error."""
         log.error("session %s: %s", self.id, exc, exc_info=exc.cause)
         message = "voice detector failed on this audio; the stream goes on"
         await self._outbox.put(Error("internal", message))
-        await self._handle(exc.events)
+        await self._handle(channel, exc.events)
 
-    async def _handle(self, events: list[vad.Event]) -> None:
+    async def _handle(self, channel: Channel, events: list[vad.Event]) -> None:
         for event in events:
             if isinstance(event, vad.SpeechStart):
-                await self._outbox.put(SpeechStart(event.t_ms))
+                await self._outbox.put(channel.tag(SpeechStart(event.t_ms)))
             elif isinstance(event, vad.SpeechEnd):
-                await self._outbox.put(SpeechEnd(event.t_ms))
+                await self._outbox.put(channel.tag(SpeechEnd(event.t_ms)))
             else:
-                await self._submit(event)
+                await self._submit(channel, event)
 
-    async def _submit(self, segment: vad.Segment) -> None:
-        if self._interim is not None:
-            self._interim.end_segment()  # before its final can be queued
+    async def _submit(self, channel: Channel, segment: vad.Segment) -> None:
+        if channel.interim is not None:
+            channel.interim.end_segment()  # before its final can be queued
         await self._slots.acquire()
-        index, self._segments = self._segments, self._segments + 1
+        index, channel.segments = channel.segments, channel.segments + 1
         self._service.metrics.segments.labels(source="stream").inc()
-        early = self._early.take(segment) if self._early is not None else None
+        early = channel.early.take(segment) if channel.early is not None else None
         task = asyncio.create_task(
-            self._classify(index, segment, time.monotonic(), self._last, early),
-            name=f"session-{self.id}-segment-{index}",
+            self._classify(channel, index, segment, time.monotonic(), channel.last, early),
+            name=f"session-{channel.stream}-segment-{index}",
         )
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
-        self._last = task
+        channel.last = task
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -338,6 +366,7 @@ class Session:
 
     async def _classify(
         self,
+        channel: Channel,
         index: int,
         segment: vad.Segment,
         known_at: float,
@@ -355,18 +384,18 @@ class Session:
                 segment,
                 known_at,
                 client=self._client,
-                stream=self.id,
+                stream=channel.stream,
                 quality=self._quality,
             )
         if previous is not None:
-            await previous  # outcomes leave in segment order
+            await previous  # outcomes leave in segment order, per channel
         if isinstance(outcome, Result):
             outcome = dataclasses.replace(
                 outcome, latency_ms=round((time.monotonic() - known_at) * 1000)
             )
         if error is not None:
             await self._outbox.put(error)
-        await self._outbox.put(outcome)
+        await self._outbox.put(channel.tag(outcome))
 
     async def _write(self) -> Close | Gone | Abort:
         """Send the outbox in order; every send has a deadline of one idle timeout."""

@@ -98,6 +98,11 @@ class Settings(BaseSettings):
     max_upload_samples: int = Field(default=MAX_DECODED_SAMPLES, ge=16_000)
     max_uploads: int = Field(default=4, ge=1, le=1000)
     max_uploads_per_ip: int = Field(default=2, ge=1, le=1000)
+    # Upload bodies being received at once (the classify slots above are taken only once
+    # a body is complete), and the slowest body that may hold one after a grace period.
+    max_upload_bodies: int = Field(default=16, ge=1, le=10_000)
+    min_body_rate_bytes_s: int = Field(default=4096, ge=0)
+    body_rate_grace_s: float = Field(default=5.0, ge=0)
     decode_workers: int = Field(default=1, ge=1, le=16)
     max_http_requests: int = Field(default=64, ge=1, le=100_000)
     header_timeout_s: float = Field(default=10.0, gt=0)
@@ -105,6 +110,15 @@ class Settings(BaseSettings):
     ws_ping_interval_s: float = Field(default=20.0, gt=0)
     ws_ping_timeout_s: float = Field(default=20.0, gt=0)
     shutdown_timeout_s: float = Field(default=10.0, ge=0)
+
+    # Per-connection message budgets (server/budget.py, docs/protocol.md): beyond them
+    # `limit`, close 1008. Audio beyond the speed is read later, never refused.
+    max_frames_per_s: int = Field(default=5000, ge=1, le=1_000_000)
+    max_texts_per_s: int = Field(default=20, ge=1, le=100_000)
+    message_burst_s: float = Field(default=2.0, gt=0, le=3600)
+    max_bad_messages: int = Field(default=10, ge=0, le=100_000)
+    bad_message_window_s: float = Field(default=10.0, gt=0, le=3600)
+    max_stream_speed: float = Field(default=20.0, ge=1, le=10_000)
 
     # Access
     token: SecretStr | None = None
@@ -122,6 +136,17 @@ class Settings(BaseSettings):
             ipaddress.ip_network("::1/128"),
         ]
     )
+
+    # Direct peers that may read /metrics (never through a proxy: a request carrying
+    # X-Forwarded-For is refused); others get 404.
+    metrics_networks: Annotated[list[IpNetwork], NoDecode] = Field(
+        default_factory=lambda: [
+            ipaddress.ip_network("127.0.0.0/8"),
+            ipaddress.ip_network("::1/128"),
+        ]
+    )
+    # IPv6 clients are counted by this prefix of their address (one host is given a /64).
+    ipv6_client_prefix: int = Field(default=64, ge=1, le=128)
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -159,7 +184,7 @@ class Settings(BaseSettings):
                 )
         return [host.lower().strip("[]") for host in hosts]
 
-    @field_validator("trusted_proxies", "admin_networks", mode="before")
+    @field_validator("trusted_proxies", "admin_networks", "metrics_networks", mode="before")
     @classmethod
     def _proxies(cls, value: object) -> object:
         items = _split_csv(value)

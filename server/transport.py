@@ -3,8 +3,8 @@
 HTTP: a request's headers must arrive within a deadline (uvicorn has none; a connection
 that sends nothing, or headers byte by byte, would be held forever).
 
-WebSocket: the app may abort a connection, and pongs are not queued for a client that
-does not read.
+WebSocket: the app may abort a connection, pongs are not queued for a client that does
+not read, and what one read of the socket brings is parsed a part at a time.
 
 ASGI has no way to drop a connection without a close handshake, and a close handshake
 cannot finish with a client that does not read (uvicorn would hold its socket until the
@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
+from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
@@ -26,6 +27,11 @@ from websockets.http11 import Request
 log = logging.getLogger(__name__)
 
 ABORT_EXTENSION = "emostream.transport.abort"
+# One read of the socket brings up to 256 KiB, which as 2-byte frames is some 30 000
+# messages: parsed at once, they would hold up every other connection for a few hundred
+# ms. The protocol parses this much at a time, the next part once the app has taken every
+# message parsed before (reading stays paused meanwhile).
+PARSE_BYTES = 4096
 
 
 def abort_transport(scope: MutableMapping[str, Any]) -> bool:
@@ -38,6 +44,56 @@ def abort_transport(scope: MutableMapping[str, Any]) -> bool:
 
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):
+    _unparsed: bytearray | None = None
+
+    def data_received(self, data: bytes) -> None:
+        if not self._unparsed and len(data) <= PARSE_BYTES:
+            super().data_received(data)
+            return
+        if self._unparsed is None:
+            self._unparsed = bytearray()
+        self._unparsed += data
+        if not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
+        self._parse_some()
+        self._resume_when_done()
+
+    def _parse_some(self, everything: bool = False) -> None:
+        """Parse what was read a part at a time, until a message waits for the app."""
+        unparsed = self._unparsed
+        while unparsed and (everything or self.queue.empty()):
+            if self.conn.parser_exc is not None or self.transport.is_closing():
+                unparsed.clear()  # uvicorn has answered the fault and is closing
+                return
+            part = bytes(unparsed[:PARSE_BYTES])
+            del unparsed[:PARSE_BYTES]  # from the front of a bytearray: no copy of the rest
+            super().data_received(part)
+
+    def _resume_when_done(self) -> None:
+        """Read on once everything read is parsed and every message taken (uvicorn's rule,
+        with the unparsed bytes counted as waiting)."""
+        if self.read_paused and self.queue.empty() and not self._unparsed:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    async def receive(self) -> ASGIReceiveEvent:
+        message = await self.queue.get()
+        if self.queue.empty():
+            self._parse_some()
+        self._resume_when_done()
+        return message
+
+    async def send(self, message: ASGISendEvent) -> None:
+        await super().send(message)
+        if self.close_sent:  # messages are discarded now: look for the peer's close frame
+            self._parse_some(everything=True)
+            self._resume_when_done()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._parse_some(everything=True)  # what the client sent before it went comes first
+        super().connection_lost(exc)
+
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
         scope = getattr(self, "scope", None)  # absent when the upgrade was refused

@@ -11,11 +11,13 @@ import numpy as np
 import numpy.typing as npt
 import soundfile as sf
 import soxr
-from python_multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 UPLOAD_FIELD = "file"
 MAX_PARTS = 16
+# RFC 2046 §5.1.1: a boundary is 1 to 70 characters.
+MAX_BOUNDARY_CHARS = 70
 # Sample rates a recording may have; anything outside is a broken or hostile header.
 MIN_FILE_RATE_HZ = 1000
 MAX_FILE_RATE_HZ = 384_000
@@ -46,22 +48,47 @@ class UploadError(ValueError):
         self.code = code
 
 
-async def read_limited(chunks: AsyncIterator[bytes], max_bytes: int, timeout_s: float) -> bytearray:
-    """The whole body, refused past ``max_bytes`` or when it has not all come in ``timeout_s``."""
+async def read_limited(
+    chunks: AsyncIterator[bytes],
+    max_bytes: int,
+    timeout_s: float,
+    min_rate_bytes_s: float = 0,
+    grace_s: float = 0,
+) -> bytearray:
+    """The whole body, refused past ``max_bytes`` or when it has not all come in ``timeout_s``.
+
+    With ``min_rate_bytes_s``, after ``grace_s`` the body must also keep up that average
+    rate (from the start): a trickle is refused with 408 as soon as it falls behind, not
+    only at ``timeout_s``. Each wait for the next chunk has the deadline by which the bytes
+    so far stop being enough.
+    """
     body = bytearray()
-    try:
-        async with asyncio.timeout(timeout_s):
-            async for chunk in chunks:
-                body += chunk
-                if len(body) > max_bytes:
-                    raise UploadError(413, "too_large", f"request body exceeds {max_bytes} bytes")
-    except TimeoutError:
-        raise UploadError(
-            408,
-            "bad_request",
-            f"request body not received within {timeout_s:g} s ({len(body)} bytes came)",
-        ) from None
-    return body
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    final = started + timeout_s
+    iterator = aiter(chunks)
+    while True:
+        deadline = final
+        if min_rate_bytes_s > 0:
+            deadline = min(deadline, started + grace_s + len(body) / min_rate_bytes_s)
+        try:
+            async with asyncio.timeout_at(deadline):
+                chunk = await anext(iterator)
+        except StopAsyncIteration:
+            return body
+        except TimeoutError:
+            raise _too_slow(body, deadline >= final, timeout_s, min_rate_bytes_s) from None
+        body += chunk
+        if len(body) > max_bytes:
+            raise UploadError(413, "too_large", f"request body exceeds {max_bytes} bytes")
+
+
+def _too_slow(body: bytearray, whole: bool, timeout_s: float, rate: float) -> UploadError:
+    if whole:
+        reason = f"request body not received within {timeout_s:g} s"
+    else:
+        reason = f"request body arriving slower than {rate:g} bytes/s"
+    return UploadError(408, "bad_request", f"{reason} ({len(body)} bytes came)")
 
 
 @dataclass
@@ -132,12 +159,19 @@ def multipart_file(body: Data, content_type: str) -> Data:
     boundary = options.get(b"boundary")
     if not boundary:
         raise UploadError(400, "bad_request", "multipart/form-data body has no boundary")
+    if len(boundary) > MAX_BOUNDARY_CHARS:
+        raise UploadError(
+            400,
+            "bad_request",
+            f"multipart boundary of {len(boundary)} characters is longer than "
+            f"{MAX_BOUNDARY_CHARS} (RFC 2046)",
+        )
     collector = _PartCollector(body)
-    parser = MultipartParser(boundary, collector.callbacks())  # type: ignore[arg-type]
     try:
+        parser = MultipartParser(boundary, collector.callbacks())  # type: ignore[arg-type]
         parser.write(body)  # type: ignore[arg-type]  # any buffer: it is only indexed
         parser.finalize()
-    except MultipartParseError as exc:
+    except FormParserError as exc:
         raise UploadError(400, "bad_request", f"malformed multipart body: {exc}") from exc
     if not collector.complete:
         raise UploadError(400, "bad_request", "multipart body ends before its closing boundary")
@@ -163,17 +197,33 @@ def upload_bytes(body: Data, content_type: str) -> Data:
     )
 
 
+# Channels a file may have to be classified channel by channel (channels=separate).
+MAX_SEPARATE_CHANNELS = 2
+
+
 @dataclass(frozen=True)
 class DecodedAudio:
-    audio: npt.NDArray[np.float32]
+    # One mono mix; with separate=True, each of the file's channels.
+    tracks: tuple[npt.NDArray[np.float32], ...]
     sample_rate: int
     duration_ms: int
 
+    @property
+    def audio(self) -> npt.NDArray[np.float32]:
+        """The first track: the mono mix unless decoded with separate=True."""
+        return self.tracks[0]
+
 
 def decode_audio(
-    data: Data, target_rate_hz: int, max_duration_ms: int, max_samples: int = MAX_DECODED_SAMPLES
+    data: Data,
+    target_rate_hz: int,
+    max_duration_ms: int,
+    max_samples: int = MAX_DECODED_SAMPLES,
+    *,
+    separate: bool = False,
 ) -> DecodedAudio:
-    """Decode a WAV/FLAC/OGG file in memory to mono float32 at ``target_rate_hz``.
+    """Decode a WAV/FLAC/OGG file in memory to mono float32 at ``target_rate_hz``, or with
+    ``separate`` each channel of a mono or two-channel file on its own.
 
     The file is read block by block, mixed to mono and resampled as it goes, so memory
     follows the decoded length (bounded by ``max_duration_ms``), never what a header claims.
@@ -187,7 +237,7 @@ def decode_audio(
         raise UploadError(400, "bad_audio", truncation)
     try:
         with sf.SoundFile(_Reader(data)) as f:
-            return _decode(f, target_rate_hz, max_duration_ms, max_samples)
+            return _decode(f, target_rate_hz, max_duration_ms, max_samples, separate)
     except sf.SoundFileError as exc:
         reason = exc.error_string if isinstance(exc, sf.LibsndfileError) else str(exc)
         raise UploadError(400, "bad_audio", f"cannot decode audio: {reason}") from exc
@@ -222,7 +272,11 @@ class _Reader:
 
 
 def _decode(
-    f: sf.SoundFile, target_rate_hz: int, max_duration_ms: int, max_samples: int
+    f: sf.SoundFile,
+    target_rate_hz: int,
+    max_duration_ms: int,
+    max_samples: int,
+    separate: bool = False,
 ) -> DecodedAudio:
     rate, channels = f.samplerate, f.channels
     if not MIN_FILE_RATE_HZ <= rate <= MAX_FILE_RATE_HZ:
@@ -233,36 +287,50 @@ def _decode(
         )
     if channels < 1:
         raise UploadError(400, "bad_audio", f"the file declares {channels} channels")
+    if separate and channels > MAX_SEPARATE_CHANNELS:
+        raise UploadError(
+            400,
+            "bad_request",
+            f"channels=separate takes a mono or two-channel file; this one has {channels} "
+            "channels (use channels=mix)",
+        )
+    tracks = channels if separate else 1
     max_frames = min(max_duration_ms * rate // 1000, max_samples // channels)
     known = f.frames < _UNKNOWN_FRAMES
     if known and f.frames > max_frames:
         raise _too_much(f.frames, rate, channels, max_duration_ms, max_samples)
-    resampler = (
+    resamplers = [
         soxr.ResampleStream(rate, target_rate_hz, 1, dtype="float32")
         if rate != target_rate_hz
         else None
-    )
+        for _ in range(tracks)
+    ]
     block_frames = max(1, _BLOCK_SAMPLES // channels)
-    # The output is filled in place: one array the size of the decoded audio, no pieces to join.
+    # Each output is filled in place: one array the size of the decoded audio, no pieces to join.
     expected = (f.frames if known else max_frames) * target_rate_hz // rate
-    out = _Output(expected + 1024 if known else min(expected, 1 << 20))
+    outs = [_Output(expected + 1024 if known else min(expected, 1 << 20)) for _ in range(tracks)]
     frames = 0
     while True:
         block = f.read(block_frames, dtype="float32", always_2d=True)
         frames += block.shape[0]
         if frames > max_frames:
             raise _too_much(frames, rate, channels, max_duration_ms, max_samples)
-        mono = np.ascontiguousarray(block.mean(axis=1, dtype=np.float32))
+        pieces = (
+            [np.ascontiguousarray(block[:, c]) for c in range(channels)]
+            if separate
+            else [np.ascontiguousarray(block.mean(axis=1, dtype=np.float32))]
+        )
         del block
-        if not np.isfinite(mono).all():
+        if not all(np.isfinite(piece).all() for piece in pieces):
             raise UploadError(400, "bad_audio", "the file holds NaN or infinite samples")
-        last = mono.shape[0] < block_frames
-        out.append(mono if resampler is None else resampler.resample_chunk(mono, last=last))
+        last = pieces[0].shape[0] < block_frames
+        for out, resampler, piece in zip(outs, resamplers, pieces, strict=True):
+            out.append(piece if resampler is None else resampler.resample_chunk(piece, last=last))
         if last:
             break
     if frames == 0:
         raise UploadError(400, "bad_audio", "the file holds no audio samples")
-    return DecodedAudio(out.audio(), rate, frames * 1000 // rate)
+    return DecodedAudio(tuple(out.audio() for out in outs), rate, frames * 1000 // rate)
 
 
 class _Output:

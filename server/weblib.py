@@ -15,8 +15,9 @@ LIBRARY_FILES = {
     "/lib/uplot/uPlot.esm.js": "uplot/dist/uPlot.esm.js",
     "/lib/uplot/uPlot.min.css": "uplot/dist/uPlot.min.css",
 }
-# Parts of web/ that are the package manager's, not the page's.
-HIDDEN = ("/node_modules", "/package.json", "/package-lock.json")
+# The page's own files: those directly in web/ with these suffixes. Nothing else of web/
+# (node_modules, package.json, package-lock.json, directories) is served.
+PAGE_SUFFIXES = frozenset({".html", ".js", ".mjs", ".css", ".svg", ".png", ".ico"})
 
 
 def library_file(web_dir: Path, url_path: str) -> Path | None:
@@ -25,8 +26,14 @@ def library_file(web_dir: Path, url_path: str) -> Path | None:
     return None if relative is None else web_dir / "node_modules" / relative
 
 
-def is_hidden(url_path: str) -> bool:
-    return any(url_path == prefix or url_path.startswith(prefix + "/") for prefix in HIDDEN)
+def page_paths(web_dir: Path) -> frozenset[str]:
+    """URL paths of the page's files (``/`` is ``index.html``): the only ones served."""
+    files = {
+        f"/{path.name}"
+        for path in web_dir.iterdir()
+        if path.suffix in PAGE_SUFFIXES and path.is_file() and not path.is_symlink()
+    }
+    return frozenset(files | {"/"}) if "/index.html" in files else frozenset(files)
 
 
 def missing_libraries(web_dir: Path) -> list[str]:

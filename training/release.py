@@ -193,7 +193,7 @@ def release(
         calibration = _fit_calibration(served, options, labels)
         if evaluation is not None:
             metrics.update(evaluation.brief())
-            metrics["eval_data"] = str(options.eval_data)
+            metrics["eval_data"] = base_name(str(options.eval_data))
             metrics["eval_split"] = options.eval_split
             metrics["calibration"] = cal.metrics(
                 _calibration_conditions(evaluation),
@@ -399,9 +399,9 @@ def _provenance(
     extra: dict[str, Any] | None,
 ) -> dict[str, Any]:
     record: dict[str, Any] = {
-        "source": str(source),
+        "source": base_name(str(source)),
         "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": sys.argv,
+        "command": [base_name(arg) for arg in sys.argv],
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
     }
@@ -412,7 +412,7 @@ def _provenance(
     if training is not None:
         opts = training.get("options", {})
         record["training"] = {
-            key: opts.get(key)
+            key: base_name(opts[key]) if isinstance(opts.get(key), str) else opts.get(key)
             for key in (
                 "base",
                 "from_config",
@@ -435,6 +435,13 @@ def _provenance(
             "macro_f1": val["val"].get("macro_f1"),
         }
     return {**record, **(extra or {})}
+
+
+def base_name(value: str) -> str:
+    """A local path as its base name (provenance must not name users' directories); other
+    text, such as a Hugging Face model id, as it is."""
+    path = Path(value)
+    return path.name if path.is_absolute() or path.exists() else value
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -4,7 +4,7 @@ from vad.batch import BatcherClosed, SileroBatcher
 from vad.config import DETECTORS, DetectorName, SegmenterConfig
 from vad.detector import Detector, DetectorError, EnergyDetector, WebRtcDetector, make_detector
 from vad.events import Event, InProgress, Segment, SpeechEnd, SpeechStart
-from vad.framing import Encoding, FrameError, Reframer, decode_pcm
+from vad.framing import Encoding, FrameError, Reframer, decode_pcm, split_channels
 from vad.resample import Resampler
 from vad.segmenter import Segmenter
 from vad.silero import SileroDetector, SileroModel, VadModelError
@@ -36,4 +36,5 @@ __all__ = [
     "WebRtcDetector",
     "decode_pcm",
     "make_detector",
+    "split_channels",
 ]

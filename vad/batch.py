@@ -5,10 +5,13 @@ different streams are independent, so step ``t`` stacks the ``t``-th waiting fra
 every stream into one batch. A request schedules the batch for the event loop's next
 iteration, so every stream whose audio arrived in this one joins it, and requests that
 arrive while a batch runs go in the next: under load the batches grow by themselves and
-no request waits for a timer. On this project's 2-core machine a frame costs ~110 us
-alone and ~40-60 us in a batch of 4-64 (BENCHMARKS.md section 4). The batch runs on the
-event loop: handing it to a worker thread and back cost more CPU (~120 us a hop) than
-it saved, and a batch of 64 frames takes under 3 ms.
+no request waits for a timer. A run takes at most ``STEPS_PER_RUN`` frames of each
+stream and leaves the rest for a later run, after the loop's other callbacks: a stream
+that sent a second of audio in one frame does not hold up the others' decisions. On
+this project's 2-core machine a frame costs ~110 us alone and ~40-60 us in a batch of
+4-64 (BENCHMARKS.md section 4). The batch runs on the event loop: handing it to a worker
+thread and back cost more CPU (~120 us a hop) than it saved, and a batch of 64 frames
+takes under 3 ms.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import numpy.typing as npt
 from vad.silero import CONTEXT_SAMPLES, FRAME_SAMPLES, SileroDetector, SileroModel
 
 DEFAULT_MAX_BATCH = 64
+# Frames of one stream per run (32 ms each): a 40-100 ms client frame is decided in one.
+STEPS_PER_RUN = 4
 
 
 class BatcherClosed(RuntimeError):
@@ -102,9 +107,11 @@ class SileroBatcher:
         self._waiting = []
 
     def _run(self) -> None:
-        """Every request that has joined since the batch was scheduled, in one go."""
+        """Up to STEPS_PER_RUN frames of every request waiting; the rest in a later run."""
         self._scheduled = None
-        requests, self._waiting = self._waiting, []
+        # A request whose session was cancelled meanwhile is dropped.
+        requests = [r for r in self._waiting if not r.future.done()]
+        self._waiting = []
         if not requests:
             return
         try:
@@ -113,12 +120,14 @@ class SileroBatcher:
             self._fail(requests, exc)
             return
         for request in requests:
-            if request.future.done():  # its session was cancelled meanwhile
-                continue
             if request.fault is not None:
                 request.future.set_exception(request.fault)
-            else:
+            elif len(request.voiced) == len(request.frames):
                 request.future.set_result(request.voiced)
+            else:
+                self._waiting.append(request)
+        if self._waiting:
+            self._scheduled = asyncio.get_running_loop().call_soon(self._run)
 
     @staticmethod
     def _fail(requests: list[_Request], exc: Exception) -> None:
@@ -127,18 +136,17 @@ class SileroBatcher:
                 request.future.set_exception(exc)
 
     def _compute(self, requests: list[_Request]) -> None:
-        """Every step of every request, max_batch streams per call."""
-        steps = max(len(r.frames) for r in requests)
-        for step in range(steps):
-            active = [r for r in requests if r.fault is None and step < len(r.frames)]
+        """The next STEPS_PER_RUN frames of every request, max_batch streams per call."""
+        for _ in range(STEPS_PER_RUN):
+            active = [r for r in requests if r.fault is None and len(r.voiced) < len(r.frames)]
             for start in range(0, len(active), self.max_batch):
-                self._step(active[start : start + self.max_batch], step)
+                self._step(active[start : start + self.max_batch])
 
-    def _step(self, requests: list[_Request], step: int) -> None:
+    def _step(self, requests: list[_Request]) -> None:
         size = len(requests)
         windows = self._windows[:size]
         for row, request in enumerate(requests):
-            windows[row] = request.detector.next_window(request.frames[step])
+            windows[row] = request.detector.next_window(request.frames[len(request.voiced)])
         state = np.concatenate([r.detector.state for r in requests], axis=1)
         try:
             probs, new_state = self.model.run(windows, state)

@@ -7,9 +7,11 @@ from typing import Literal, get_args
 import numpy as np
 import numpy.typing as npt
 
-Encoding = Literal["pcm_s16le", "pcm_f32le"]
+from vad.g711 import alaw_to_int16, mulaw_to_int16
+
+Encoding = Literal["pcm_s16le", "pcm_f32le", "mulaw", "alaw"]
 ENCODINGS: tuple[Encoding, ...] = get_args(Encoding)
-_SAMPLE_BYTES: dict[str, int] = {"pcm_s16le": 2, "pcm_f32le": 4}
+_SAMPLE_BYTES: dict[str, int] = {"pcm_s16le": 2, "pcm_f32le": 4, "mulaw": 1, "alaw": 1}
 _INT16_SCALE = 32768.0
 
 
@@ -23,8 +25,33 @@ def check_encoding(encoding: str) -> Encoding:
     return encoding  # type: ignore[return-value]
 
 
+def sample_bytes(encoding: Encoding) -> int:
+    """Bytes one sample of ``encoding`` takes."""
+    return _SAMPLE_BYTES[check_encoding(encoding)]
+
+
+def split_channels(data: bytes, encoding: Encoding, channels: int) -> list[bytes]:
+    """Interleaved frames (L R L R …) to one byte string per channel, in the same encoding.
+
+    Raises FrameError when data is not a whole number of sample frames (a sample of
+    every channel)."""
+    size = _SAMPLE_BYTES[check_encoding(encoding)]
+    if channels < 1:
+        raise ValueError(f"channels must be at least 1, got {channels}")
+    if len(data) % (size * channels):
+        raise FrameError(
+            f"binary frame of {len(data)} bytes is not a whole number of {channels}-channel "
+            f"sample frames of {size}-byte {encoding} samples ({size * channels} bytes each)"
+        )
+    if channels == 1:
+        return [data]
+    frames = np.frombuffer(data, dtype=f"V{size}").reshape(-1, channels)
+    return [frames[:, channel].tobytes() for channel in range(channels)]
+
+
 def decode_pcm(data: bytes, encoding: Encoding) -> npt.NDArray[np.float32]:
-    """Little-endian mono PCM to float32 in [-1, 1]; NaN and infinities become 0."""
+    """Little-endian mono PCM or G.711 (μ-law, A-law) to float32 in [-1, 1]; NaN and
+    infinities become 0."""
     sample_bytes = _SAMPLE_BYTES[check_encoding(encoding)]
     if len(data) % sample_bytes:
         raise FrameError(
@@ -32,8 +59,11 @@ def decode_pcm(data: bytes, encoding: Encoding) -> npt.NDArray[np.float32]:
             f"{sample_bytes}-byte {encoding} samples"
         )
     if encoding == "pcm_s16le":
-        ints = np.frombuffer(data, dtype="<i2")
-        return (ints / np.float32(_INT16_SCALE)).astype(np.float32, copy=False)
+        return to_float(np.frombuffer(data, dtype="<i2"))
+    if encoding == "mulaw":
+        return to_float(mulaw_to_int16(data))
+    if encoding == "alaw":
+        return to_float(alaw_to_int16(data))
     return sanitize(np.frombuffer(data, dtype="<f4"))
 
 

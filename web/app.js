@@ -9,7 +9,7 @@ import { SessionResults } from "./results.js";
 import { PageState, RATE_HZ } from "./state.js";
 import { LiveStream } from "./stream.js";
 import { classifyAudio, UploadError } from "./upload.js";
-import { colourOf, renderBars, renderLegend, renderReadout, renderSessions, renderSummary, renderTable } from "./view.js";
+import { colourOf, renderBars, renderLanes, renderLegend, renderReadout, renderSessions, renderSummary, renderTable } from "./view.js";
 import { concatPcm16, encodeWav } from "./wav.js";
 
 const FRAME_MS = 40;
@@ -27,6 +27,7 @@ const els = {
   chart: $("chart"), chartMissing: $("chart-missing"), timelineEmpty: $("timeline-empty"), legend: $("legend"),
   follow: $("follow"), span: $("span"), zoomIn: $("zoom-in"), zoomOut: $("zoom-out"), panBack: $("pan-back"), panForward: $("pan-forward"), showAll: $("show-all"),
   table: $("segments-body"), summaryBar: $("summary-bar"), summaryList: $("summary-list"), summaryTotal: $("summary-total"),
+  lanes: $("lanes"), partySummaries: $("party-summaries"), separate: $("separate"),
   exportJson: $("export-json"), exportCsv: $("export-csv"), exportVtt: $("export-vtt"), clear: $("clear"), sessions: $("sessions"),
   file: $("file"), drop: $("drop"), uploadStatus: $("upload-status"),
   deviceLabel: $("device-label"), appliedSettings: $("applied-settings"), contextRate: $("context-rate"), interim: $("interim"),
@@ -145,9 +146,17 @@ function chartPoints() {
 }
 
 function drawChart() {
-  if (!chart) return;
-  els.chart.dataset.series = els.smooth.checked ? "smoothed" : "raw";
-  chart.update({ points: chartPoints(), partial: state.partial && state.partial.scores ? state.partial : null, progress: state.progress(), nowMs: state.nowMs() });
+  if (chart) {
+    els.chart.dataset.series = els.smooth.checked ? "smoothed" : "raw";
+    chart.update({ points: chartPoints(), partial: state.partial && state.partial.scores ? state.partial : null, progress: state.progress(), nowMs: state.nowMs() });
+  }
+  drawLanes();
+}
+
+// The parties' lanes show what the chart shows (the whole session without a chart).
+function drawLanes() {
+  const view = chart ? chart.window : { startMs: 0, endMs: state.timelineEndMs() };
+  renderLanes(els.lanes, state.results, view.startMs, view.endMs);
 }
 
 function render() {
@@ -517,7 +526,10 @@ function setUploadEnabled(enabled) {
 
 async function classifyInto(blob, name, offsetMs, source, done) {
   try {
-    const reply = await classifyAudio(blob, name, { url: apiUrl("v1/classify?quality=1"), token });
+    const url = new URL(apiUrl("v1/classify"));
+    url.searchParams.set("quality", "1");
+    if (source === "upload" && els.separate.checked) url.searchParams.set("channels", "separate");
+    const reply = await classifyAudio(blob, name, { url: url.toString(), token });
     if (!state.results.model) setModel(reply.model);
     state.uploaded(reply.segments, offsetMs, reply.durationMs, source, name);
     announceLatest();
@@ -580,7 +592,7 @@ function showDemoNotice(manifest) {
 
 async function loadChart() {
   try {
-    chart = await ScoreChart.load(els.chart, { labels: state.results.labels, colourOf: (label) => colourOf(label, state.results.labels), onUserMove: (follow) => (els.follow.checked = follow) });
+    chart = await ScoreChart.load(els.chart, { labels: state.results.labels, colourOf: (label) => colourOf(label, state.results.labels), onUserMove: (follow) => ((els.follow.checked = follow), drawLanes()) });
   } catch (error) {
     els.chartMissing.hidden = false;
     els.chart.hidden = true;
@@ -618,10 +630,11 @@ function wire() {
   els.mic.addEventListener("change", () => localStorage.setItem(MIC_KEY, els.mic.value));
   if (navigator.mediaDevices) navigator.mediaDevices.addEventListener("devicechange", () => refreshMicrophones());
   els.smooth.addEventListener("change", () => render());
-  els.follow.addEventListener("change", () => chart && chart.setFollow(els.follow.checked));
+  els.follow.addEventListener("change", () => chart && (chart.setFollow(els.follow.checked), drawLanes()));
   els.span.addEventListener("change", () => {
     els.follow.checked = true;
     if (chart) chart.setSpan(Number(els.span.value));
+    drawLanes();
   });
   els.zoomIn.addEventListener("click", () => chart && chart.move({ factor: 0.5 }));
   els.zoomOut.addEventListener("click", () => chart && chart.move({ factor: 2 }));

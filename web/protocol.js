@@ -63,11 +63,19 @@ function qualityOf(obj, where) {
   return { uncertain: obj.uncertain, warnings: [...warnings], quality };
 }
 
+// The talker of a two-channel stream or a channels=separate upload (0 or 1); absent otherwise.
+export const CHANNELS = [0, 1];
+
 function span(obj, where) {
   const startMs = integer(obj, "start_ms", where);
   const endMs = integer(obj, "end_ms", where);
   if (endMs < startMs) fail(where, "end_ms", endMs);
-  return { segment: integer(obj, "segment", where), startMs, endMs };
+  const out = { segment: integer(obj, "segment", where), startMs, endMs };
+  if (obj.channel !== undefined) {
+    if (!CHANNELS.includes(obj.channel)) fail(where, "channel", obj.channel);
+    out.channel = obj.channel;
+  }
+  return out;
 }
 
 // A classified segment ("result"), a provisional one ("partial") or an unclassified one

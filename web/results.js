@@ -1,5 +1,6 @@
 // The session's segments on one timeline (audio time in ms), with smoothing, summary and export.
-
+import { partyName } from "./parties.js";
+import { CHANNELS } from "./protocol.js";
 import { weightOf } from "./quality.js";
 
 export const SOURCES = new Set(["live", "upload", "recording"]);
@@ -47,6 +48,7 @@ export class SessionResults {
     if (!(Number.isInteger(startMs) && Number.isInteger(endMs) && 0 <= startMs && startMs <= endMs)) throw new RangeError(`a saved segment has a bad span ${startMs}–${endMs}`);
     if (!Number.isInteger(segment) || segment < 0) throw new RangeError(`a saved segment has a bad number ${segment}`);
     if (label !== null && !(saved.scores && typeof saved.scores === "object" && label in saved.scores)) throw new RangeError(`a saved segment's label ${JSON.stringify(label)} has no score`);
+    if (saved.channel !== undefined && saved.channel !== null && !CHANNELS.includes(saved.channel)) throw new RangeError(`a saved segment has a bad channel ${JSON.stringify(saved.channel)}`);
     const entry = { ...pick(saved), index: this.entries.length };
     this.entries.push(entry);
     return entry;
@@ -65,8 +67,14 @@ export class SessionResults {
     return this.entries.reduce((end, entry) => Math.max(end, entry.endMs), 0);
   }
 
-  classified() {
-    return this.entries.filter((entry) => entry.label !== null);
+  // channel: only that party's segments (0 or 1); undefined: every segment.
+  classified(channel = undefined) {
+    return this.entries.filter((entry) => entry.label !== null && (channel === undefined || entry.channel === channel));
+  }
+
+  // The parties (channels) on the timeline, in order: [] when nothing was analysed per channel.
+  parties() {
+    return [...new Set(this.entries.map((entry) => entry.channel).filter((channel) => channel !== undefined && channel !== null))].sort();
   }
 
   // Exponential moving average of the scores over classified segments, one per segment;
@@ -89,16 +97,16 @@ export class SessionResults {
   }
 
   // Time share of each label among classified audio: {totalMs, uncertainMs, byLabel:
-  // {label: {ms, share}}}. Uncertain segments count at UNCERTAIN_WEIGHT of their time in
-  // the shares (ms stays the real time).
-  summary() {
+  // {label: {ms, share}}}; with a channel, of that party's audio only. Uncertain segments
+  // count at UNCERTAIN_WEIGHT of their time in the shares (ms stays the real time).
+  summary(channel = undefined) {
     const byLabel = {};
     for (const label of this.labels) byLabel[label] = { ms: 0, share: 0 };
     const weighted = {};
     let totalMs = 0;
     let weightedMs = 0;
     let uncertainMs = 0;
-    for (const entry of this.classified()) {
+    for (const entry of this.classified(channel)) {
       const ms = entry.endMs - entry.startMs;
       const weight = weightOf(entry);
       byLabel[entry.label] ??= { ms: 0, share: 0 };
@@ -127,9 +135,11 @@ export class SessionResults {
         skipped: entry.skipped,
         latency_ms: entry.latencyMs,
         model_version: entry.modelVersion,
+        ...(hasChannel(entry) ? { channel: entry.channel } : {}),
         ...(entry.uncertain === undefined || entry.uncertain === null ? {} : { uncertain: entry.uncertain, warnings: entry.warnings, quality: entry.quality }),
       })),
       summary: this.summary(),
+      ...(this.parties().length ? { parties: this.parties().map((channel) => ({ channel, name: partyName(channel), summary: this.summary(channel) })) } : {}),
     };
   }
 
@@ -137,10 +147,12 @@ export class SessionResults {
   toCSV() {
     const labels = this.labels;
     const quality = this.entries.some((entry) => typeof entry.uncertain === "boolean");
-    const header = ["source", "origin", "segment", "start_ms", "end_ms", "label", "confidence", "skipped", "latency_ms", "model_version", ...labels.map((l) => `score_${l}`), ...(quality ? ["uncertain", "warnings"] : [])];
+    const channels = this.parties().length > 0; // a channel column only when there are parties
+    const header = ["source", "origin", ...(channels ? ["channel"] : []), "segment", "start_ms", "end_ms", "label", "confidence", "skipped", "latency_ms", "model_version", ...labels.map((l) => `score_${l}`), ...(quality ? ["uncertain", "warnings"] : [])];
     const rows = this.entries.map((entry) => [
       entry.source,
       entry.origin,
+      ...(channels ? [hasChannel(entry) ? entry.channel : ""] : []),
       entry.segment,
       entry.startMs,
       entry.endMs,
@@ -159,8 +171,9 @@ export class SessionResults {
   // uncertain one has a second line naming its warnings.
   toVTT() {
     const cues = this.entries.map((entry, i) => {
-      let text = entry.label === null ? `(not classified: ${entry.skipped})` : `${entry.label} ${entry.confidence.toFixed(2)}`;
-      if (entry.uncertain === true) text += `\n(uncertain: ${entry.warnings.join(", ")})`;
+      let said = entry.label === null ? `(not classified: ${entry.skipped})` : `${entry.label} ${entry.confidence.toFixed(2)}`;
+      if (entry.uncertain === true) said += `\n(uncertain: ${entry.warnings.join(", ")})`;
+      const text = hasChannel(entry) ? `<v ${partyName(entry.channel)}>${said}` : said;
       return `${i + 1}\n${vttTime(entry.startMs)} --> ${vttTime(entry.endMs)}\n${text}\n`;
     });
     return ["WEBVTT\n", ...cues].join("\n");
@@ -174,10 +187,15 @@ function pick(entry) {
   const out = {};
   for (const field of FIELDS) out[field] = entry[field] ?? (field === "origin" ? "" : null);
   if (out.scores) out.scores = { ...out.scores };
+  if (hasChannel(entry)) out.channel = entry.channel;
   if (typeof entry.uncertain === "boolean") {
     for (const field of QUALITY_FIELDS) out[field] = structuredClone(entry[field]);
   }
   return out;
+}
+
+function hasChannel(entry) {
+  return entry.channel !== undefined && entry.channel !== null;
 }
 
 export function vttTime(ms) {

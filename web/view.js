@@ -1,5 +1,5 @@
 // Rendering: readout, score bars, segment table, summary, saved sessions. No state of its own.
-
+import { laneLayout, partyName } from "./parties.js";
 import { isUncertain, leadHeldMs, uncertaintyReason } from "./quality.js";
 
 const COLOURS = { neutral: "#4b5563", happy: "#b45309", sad: "#1d4ed8", angry: "#b91c1c", fearful: "#6d28d9", disgust: "#047857", calm: "#0e7490", surprised: "#be185d" };
@@ -118,35 +118,98 @@ export function renderTable(body, results) {
         emotion,
         el("td", { class: "num", "data-col": "Confidence", text: entry.confidence === null ? "–" : percent(entry.confidence) }),
         el("td", { class: "num", "data-col": "Latency", text: entry.latencyMs === null ? "–" : `${Math.round(entry.latencyMs)} ms` }),
-        el("td", { "data-col": "Source", text: entry.source === "live" ? "live" : entry.origin || entry.source }),
+        el("td", { "data-col": "Source", text: sourceText(entry) }),
       );
     }),
   );
 }
 
-export function renderSummary(els, results) {
-  const labels = results.labels;
-  const { totalMs, byLabel } = results.summary();
-  const present = Object.entries(byLabel).filter(([, item]) => item.ms > 0);
-  els.summaryBar.replaceChildren(
-    ...present.map(([label, item]) =>
-      el("span", { class: "stack-part", title: `${label} ${percent(item.share)}`, style: { width: `${item.share * 100}%`, background: colourOf(label, labels) } }),
+function sourceText(entry) {
+  const source = entry.source === "live" ? "live" : entry.origin || entry.source;
+  return entry.channel === undefined || entry.channel === null ? source : `${source} · ${partyName(entry.channel)}`;
+}
+
+function stackParts(byLabel, labels) {
+  return Object.entries(byLabel)
+    .filter(([, item]) => item.ms > 0)
+    .map(([label, item]) => el("span", { class: "stack-part", title: `${label} ${percent(item.share)}`, style: { width: `${item.share * 100}%`, background: colourOf(label, labels) } }));
+}
+
+function summaryItems(byLabel, labels) {
+  return Object.entries(byLabel).map(([label, item]) =>
+    el(
+      "li",
+      { dataset: { label, share: item.share.toFixed(4) } },
+      swatch(label, labels),
+      el("span", { class: "summary-label", text: titleCase(label) }),
+      el("span", { class: "summary-value", text: `${percent(item.share)} · ${(item.ms / 1000).toFixed(1)} s` }),
     ),
   );
-  els.summaryList.replaceChildren(
-    ...Object.entries(byLabel).map(([label, item]) =>
+}
+
+export function renderSummary(els, results) {
+  const labels = results.labels;
+  const { totalMs, uncertainMs, byLabel } = results.summary();
+  els.summaryBar.replaceChildren(...stackParts(byLabel, labels));
+  els.summaryList.replaceChildren(...summaryItems(byLabel, labels));
+  els.summaryTotal.textContent = totalMs > 0 ? `${(totalMs / 1000).toFixed(1)} s of speech classified in ${results.classified().length} segments${uncertainNote(uncertainMs)}` : "Nothing classified yet.";
+  renderPartySummaries(els.partySummaries, results);
+}
+
+// The summary's word on uncertain segments (quality=1): how much, and how they count.
+function uncertainNote(uncertainMs) {
+  return uncertainMs > 0 ? `; ${(uncertainMs / 1000).toFixed(1)} s of it uncertain, counted at a quarter of its time` : "";
+}
+
+// With a recording analysed per channel: the summary of each party on its own.
+export function renderPartySummaries(container, results) {
+  const labels = results.labels;
+  const parties = results.parties();
+  container.hidden = parties.length === 0;
+  container.replaceChildren(
+    ...parties.map((channel) => {
+      const { totalMs, uncertainMs, byLabel } = results.summary(channel);
+      const name = partyName(channel);
+      const total = totalMs > 0 ? `${(totalMs / 1000).toFixed(1)} s classified in ${results.classified(channel).length} segments${uncertainNote(uncertainMs)}` : "nothing classified";
+      return el(
+        "section",
+        { class: "party-summary", dataset: { channel: String(channel) }, "aria-label": `${name} summary` },
+        el("h3", { text: name }),
+        el("p", { class: "small", text: total }),
+        el("div", { class: "stack", "aria-hidden": "true" }, ...stackParts(byLabel, labels)),
+        el("ul", { class: "summary-list", "aria-label": `Share of ${name}'s time per emotion` }, ...summaryItems(byLabel, labels)),
+      );
+    }),
+  );
+}
+
+// With a recording analysed per channel: a lane per party over [fromMs, toMs], each
+// segment a block in its label's colour.
+export function renderLanes(container, results, fromMs, toMs) {
+  const labels = results.labels;
+  const parties = results.parties();
+  container.hidden = parties.length === 0;
+  container.replaceChildren(
+    ...laneLayout(results.entries, parties, fromMs, toMs).map((lane) =>
       el(
-        "li",
-        { dataset: { label, share: item.share.toFixed(4) } },
-        swatch(label, labels),
-        el("span", { class: "summary-label", text: titleCase(label) }),
-        el("span", { class: "summary-value", text: `${percent(item.share)} · ${(item.ms / 1000).toFixed(1)} s` }),
+        "div",
+        { class: "lane", dataset: { channel: String(lane.channel), blocks: String(lane.blocks.length) } },
+        el("span", { class: "lane-name", text: lane.name }),
+        el(
+          "div",
+          { class: "lane-track" },
+          ...lane.blocks.map((block) =>
+            el("span", {
+              class: "lane-block",
+              title: `${clock(block.startMs)}–${clock(block.endMs)} ${block.label ?? `not classified (${block.skipped})`}${block.uncertain ? ` · ${block.reason}` : ""}`,
+              dataset: { index: String(block.index), label: block.label ?? "", skipped: block.skipped ?? "", uncertain: String(block.uncertain) },
+              style: { left: `${block.leftPct.toFixed(3)}%`, width: `${block.widthPct.toFixed(3)}%`, background: block.label ? colourOf(block.label, labels) : "" },
+            }),
+          ),
+        ),
       ),
     ),
   );
-  const { uncertainMs } = results.summary();
-  const uncertainNote = uncertainMs > 0 ? `; ${(uncertainMs / 1000).toFixed(1)} s of it uncertain, counted at a quarter of its time` : "";
-  els.summaryTotal.textContent = totalMs > 0 ? `${(totalMs / 1000).toFixed(1)} s of speech classified in ${results.classified().length} segments${uncertainNote}` : "Nothing classified yet.";
 }
 
 function duration(ms) {

@@ -260,3 +260,30 @@ def test_endpoint_labels_scores_each_audio_once() -> None:
     assert labeller.computed == 2
     assert not np.array_equal(first, other)
     np.testing.assert_array_equal(first, again)
+
+
+def test_telephone_band(tmp_path: Path, work_dir: Path) -> None:
+    data = run_quick("telephone_band", tmp_path, work_dir)
+    assert [row["set"] for row in data["rows"]] == ["held_out", "independent"]
+    for row in data["rows"]:
+        assert row["clips"] == 6
+        for condition in ("wideband", "phone_mulaw", "phone_alaw"):
+            assert 0.0 <= row[condition] <= 1.0
+        assert row["drop_points_mulaw"] == pytest.approx(
+            100 * (row["wideband"] - row["phone_mulaw"]), abs=0.06
+        )
+
+
+def test_telephone_band_channel_keeps_the_band_and_drops_the_rest() -> None:
+    from bench.telephone_band import RATE_HZ, phone_channel
+
+    t = np.arange(RATE_HZ) / RATE_HZ
+    for law in ("mulaw", "alaw"):
+        channel = phone_channel(law)
+        inside = channel((0.3 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32))
+        outside = channel((0.3 * np.sin(2 * np.pi * 6000 * t)).astype(np.float32))
+        low = channel((0.3 * np.sin(2 * np.pi * 100 * t)).astype(np.float32))
+        assert len(inside) == RATE_HZ
+        rms = [float(np.sqrt(np.mean(x[2000:-2000] ** 2))) for x in (inside, outside, low)]
+        assert rms[0] == pytest.approx(0.3 / np.sqrt(2), rel=0.1)
+        assert rms[1] < 0.01 and rms[2] < 0.05

@@ -58,12 +58,44 @@ def test_runtime_runs_as_a_non_root_user(parsed: dockerfile.Dockerfile) -> None:
     assert [i for i in after if i.keyword in ("RUN", "USER") and i is not users[-1]] == []
 
 
+def pip_installs(parsed: dockerfile.Dockerfile) -> list[str]:
+    """Each `pip install` command of the Dockerfile (the part of its RUN up to `&&`)."""
+    runs = [i.value for s in parsed.stages for i in s.all("RUN") if "pip install" in i.value]
+    return [run[run.index("pip install") :].split("&&")[0].strip() for run in runs]
+
+
+def test_installs_exactly_the_runtime_lock_then_the_project(
+    parsed: dockerfile.Dockerfile,
+) -> None:
+    # As scripts/setup.sh does: every package from the hashed lock and nothing else
+    # (--no-deps: pip resolves nothing itself), then the project alone with the locked
+    # build backend.
+    lock, project = pip_installs(parsed)
+    assert lock.split() == ["pip", "install", "--require-hashes", "--no-deps", "-r",
+                            "requirements/serve.txt"]  # fmt: skip
+    assert project.split() == ["pip", "install", "--no-deps", "--no-build-isolation",
+                               "--editable", "."]  # fmt: skip
+    builder = parsed.stage("builder")
+    copies = [i.value for i in builder.all("COPY")]
+    assert copies[0] == "requirements/serve.txt requirements/serve.txt"
+    setup = (REPO / "scripts" / "setup.sh").read_text()
+    assert (
+        '--require-hashes --no-deps -r "$lock"' in setup
+        and 'lock="requirements/$mode.txt"' in setup
+    )
+
+
 def test_no_training_stack_is_installed(parsed: dockerfile.Dockerfile) -> None:
-    installs = [i.value for s in parsed.stages for i in s.all("RUN") if "pip install" in i.value]
-    assert len(installs) == 1
-    command = installs[0].split("&&")[0]
-    assert "[" not in command, f"an extra is installed: {command}"
-    assert not {w for w in re.split(r"[\s=<>\[\],]+", command)} & TRAINING_ONLY
+    for command in pip_installs(parsed):
+        assert "[" not in command, f"an extra is installed: {command}"
+        assert not {w for w in re.split(r"[\s=<>\[\],]+", command)} & TRAINING_ONLY
+    locked = {
+        Requirement(line.split(";")[0].rstrip(" \\")).name.lower()
+        for line in (REPO / "requirements" / "serve.txt").read_text().splitlines()
+        if line and not line.startswith((" ", "#"))
+    }
+    assert "onnxruntime" in locked and "uvicorn" in locked
+    assert locked & TRAINING_ONLY == set()
     assert parsed.stage("runtime").all("RUN") == [
         i for i in parsed.stage("runtime").all("RUN") if "pip" not in i.value
     ]
@@ -178,6 +210,7 @@ def ignore_rules() -> list[str]:
     [
         "pyproject.toml",
         "README.md",
+        "requirements/serve.txt",
         "server/app.py",
         "vad/segmenter.py",
         "web/index.html",
@@ -200,6 +233,7 @@ def test_build_context_admits_what_the_image_needs(path: str, ignore_rules: list
         "runs/2026/checkpoint.pt",
         "server/__pycache__/app.cpython-311.pyc",
         "caddy/Caddyfile",
+        "requirements/dev.txt",
     ],
 )
 def test_build_context_keeps_out_secrets_and_bulk(path: str, ignore_rules: list[str]) -> None:

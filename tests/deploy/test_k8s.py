@@ -9,6 +9,7 @@ of a rolling update (drain, busy/1013, reconnect) is, in test_failover.py.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import os
 import re
@@ -23,7 +24,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 from starlette.applications import Starlette
+from starlette.testclient import TestClient
 
+from server.app import create_app
 from server.runner import uvicorn_config
 from server.settings import Settings
 from tests.deploy import dockerfile
@@ -421,6 +424,50 @@ def test_ingress_is_tls_with_websocket_friendly_timeouts(
     # the allowed origin is the ingress host over https, and the server knows its hosts
     assert settings.allowed_origins == [f"https://{hosts[0]}"]
     assert settings.allowed_hosts == hosts
+
+
+def test_the_ingress_keeps_no_access_log(rendered: list[Obj]) -> None:
+    # ?token= would land in the controller's logs with the request line (issue 28).
+    notes = one(rendered, "Ingress")["metadata"]["annotations"]
+    assert notes["nginx.ingress.kubernetes.io/enable-access-log"] == "false"
+
+
+def test_metrics_answer_prometheus_but_not_the_ingress(
+    production: list[Obj], base: list[Obj], settings_from: Any, tiny_model_dir: Path
+) -> None:
+    assert settings_from(container_env(base)).metrics_networks == Settings().metrics_networks
+    settings = settings_from(container_env(production))
+    scrape_range = ipaddress.ip_network("10.244.0.0/16")  # the pod network, as in settings.env
+    assert scrape_range in settings.metrics_networks
+    assert scrape_range in settings.trusted_proxies  # the ingress controller is in it too
+    app = create_app(settings.model_copy(update={"model_dir": tiny_model_dir}))
+    with TestClient(app, client=("10.244.7.12", 40000)) as pod:
+        # Prometheus asks directly; a request through the Ingress carries its forwarding headers.
+        assert pod.get("/metrics").status_code == 200
+        proxied = {"X-Forwarded-For": "203.0.113.9", "X-Real-IP": "203.0.113.9"}
+        assert pod.get("/metrics", headers=proxied).status_code == 404
+    with TestClient(app, client=("192.0.2.50", 40000)) as outsider:
+        assert outsider.get("/metrics").status_code == 404
+
+
+def test_the_pods_send_the_security_headers_the_caddyfile_sets(
+    production: list[Obj], settings_from: Any, tiny_model_dir: Path
+) -> None:
+    # No Caddy on Kubernetes: the page's policy comes from the server, through the Ingress.
+    settings = settings_from(container_env(production))
+    host = settings.allowed_hosts[0]
+    app = create_app(settings.model_copy(update={"model_dir": tiny_model_dir}))
+    with TestClient(app, base_url=f"https://{host}") as client:
+        headers = client.get("/", headers={"X-Forwarded-Proto": "https"}).headers
+    caddyfile = (REPO / "caddy" / "Caddyfile").read_text()
+    for name in ("Referrer-Policy", "X-Content-Type-Options", "X-Frame-Options"):
+        caddy_value = re.search(rf"^\s*{name} (.+)$", caddyfile, re.MULTILINE)
+        assert caddy_value is not None, name
+        assert headers[name] == caddy_value.group(1).strip('"'), name
+    assert "microphone=(self)" in headers["Permissions-Policy"]
+    policy = headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
+    assert f"wss://{host}" in policy
 
 
 def test_secrets_env_is_never_committed() -> None:

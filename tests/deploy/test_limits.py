@@ -45,6 +45,8 @@ LIMITS = {
     "idle_timeout_ms": str(IDLE_TIMEOUT_MS),
     "max_stream_ms": str(MAX_STREAM_MS),
     "workers": "1",
+    # well under the default (5000), so that a flood on a loaded machine is surely past it
+    "max_frames_per_s": "1000",
 }
 
 
@@ -200,20 +202,24 @@ def test_partial_sample_frame_is_dropped_and_the_stream_goes_on(server: ServerPr
     assert stream.ws.close_code == CLOSE_NORMAL
 
 
-def test_flood_of_tiny_frames_is_processed_without_harm(server: ServerProcess) -> None:
+def test_flood_of_tiny_frames_is_cut_off_without_harm(server: ServerProcess) -> None:
     frames = 20_000
-    flood_end: list[dict[str, object]] = []
+    flooded: list[Stream] = []
 
     async def tiny_frames() -> None:
         flood = await Stream.open(server.ws_url, **forwarded("203.0.113.50"))
-        await flood.send_audio(bytes(2 * frames), frame_bytes=2)  # one sample per frame
-        await flood.finish()
-        flood_end.extend(flood.of_type("end"))
+        flooded.append(flood)
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await flood.send_audio(bytes(2 * frames), frame_bytes=2)  # one sample per frame
+        await flood.closed_code()
 
     good = asyncio.run(with_good_stream(server.ws_url, "192.0.2.3", tiny_frames))
 
-    # Every sample was read: 20 000 samples at 16 kHz.
-    assert flood_end == [{"type": "end", "segments": 0, "audio_ms": 1250}]
+    (flood,) = flooded
+    errors = flood.of_type("error")
+    assert [e["code"] for e in errors] == ["limit"]
+    assert "max_frames_per_s 1000" in str(errors[0]["message"])
+    assert flood.ws.close_code == CLOSE_POLICY
     assert_unharmed(good)
     assert server.alive()
 
@@ -296,7 +302,9 @@ def test_peer_that_stops_answering_pings_is_dropped(
 def test_faster_than_real_time_sender_keeps_memory_bounded(
     start_server: Callable[..., ServerProcess],
 ) -> None:
-    server = start_server({"workers": "1", "max_connections_per_ip": "100"})
+    # Not paced, nor cut off for its rate of frames: as fast as the server can read.
+    unpaced = {"max_stream_speed": "10000", "max_frames_per_s": "1000000"}
+    server = start_server({"workers": "1", "max_connections_per_ip": "100", **unpaced})
     process = psutil.Process(server.pid)
     utterances = 120  # about 6.5 minutes of audio, sent as fast as the server reads it
     peak_rss: list[int] = []

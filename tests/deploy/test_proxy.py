@@ -209,6 +209,85 @@ def test_admin_answers_on_the_replica_itself(stack: Stack) -> None:
     assert reply.status_code == 200, reply.text
 
 
+# Paths the server would normalise into hidden files (issue 28): refused through the edge.
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "//package.json",
+        "/x/../package.json",
+        "/%2Fpackage-lock.json",
+        "//node_modules/uplot/package.json",
+        "/lib/../node_modules/uplot/package.json",
+    ],
+)
+def test_un_normalised_paths_reach_no_hidden_file_through_the_edge(stack: Stack, path: str) -> None:
+    head = f"GET {path} HTTP/1.1\r\nHost: localhost:{stack.caddy.port}\r\nConnection: close\r\n\r\n"
+    reply = raw_request(stack, head.encode())
+    # The server's own refusal, passed through (Caddy forwards such paths as they are).
+    assert reply.startswith(b"HTTP/1.1 400"), reply[:300]
+    assert b'"bad_request"' in reply and b'"name"' not in reply
+
+
+# Slow upload bodies (issue 28): Caddy streams bodies through, so the server's own
+# admission is what keeps a trickle from locking others out.
+
+
+def trickle_through(stack: Stack, source: str) -> ssl.SSLSocket:
+    """An upload through Caddy that declares 1 MB and sends one byte, from ``source``."""
+    plain = socket.create_connection(
+        ("127.0.0.1", stack.caddy.port), timeout=30, source_address=(source, 0)
+    )
+    sock = stack.tls.wrap_socket(plain, server_hostname="localhost")
+    sock.sendall(
+        f"POST /v1/classify HTTP/1.1\r\nHost: localhost:{stack.caddy.port}\r\n"
+        "Content-Type: audio/wav\r\nContent-Length: 1000000\r\n\r\nR".encode()
+    )
+    return sock
+
+
+def uploads_receiving(stack: Stack) -> float:
+    text = httpx.get(f"{stack.server.http_url}/metrics", timeout=10).text
+    match = re.search(r'emostream_uploads_in_progress\{stage="receiving"\} ([0-9.]+)', text)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_trickling_uploads_through_the_edge_do_not_lock_out_others(stack: Stack) -> None:
+    trickles = [trickle_through(stack, source) for source in ("127.0.0.2", "127.0.0.3") * 2]
+    try:
+        deadline = time.monotonic() + 20
+        while uploads_receiving(stack) < 4:
+            assert time.monotonic() < deadline, "the trickles never reached the server"
+            time.sleep(0.05)
+        transport = httpx.HTTPTransport(local_address="127.0.0.4", verify=stack.tls)
+        with httpx.Client(base_url=stack.caddy.https_url, transport=transport, timeout=60) as c:
+            normal = c.post(
+                "/v1/classify",
+                content=wav_bytes(espeak("Good morning to you all.")),
+                headers={"Content-Type": "audio/wav", "Origin": stack.origin},
+            )
+        assert normal.status_code == 200, normal.text
+    finally:
+        for sock in trickles:
+            sock.close()
+
+
+@pytest.fixture(scope="module")
+def slow_rate_stack(make_stack: Callable[..., Stack]) -> Stack:
+    return make_stack({"workers": "1", "min_body_rate_bytes_s": "1000", "body_rate_grace_s": "0.5"})
+
+
+def test_a_too_slow_body_gets_408_through_the_edge(slow_rate_stack: Stack) -> None:
+    head = (
+        f"POST /v1/classify HTTP/1.1\r\nHost: localhost:{slow_rate_stack.caddy.port}\r\n"
+        "Content-Type: audio/wav\r\nContent-Length: 1000000\r\nConnection: close\r\n\r\n"
+    )
+    reply = raw_request(slow_rate_stack, head.encode(), b"R", timeout_s=30)
+    assert reply.startswith(b"HTTP/1.1 408"), reply[:300]
+    assert b"slower than 1000 bytes/s" in reply
+
+
 @pytest.fixture(scope="module")
 def quick_body_stack(make_stack: Callable[..., Stack]) -> Stack:
     return make_stack({"workers": "1"}, {"CADDY_READ_BODY_TIMEOUT": "2s"})

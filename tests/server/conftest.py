@@ -77,7 +77,7 @@ def make_client(tiny_model_dir: Path, vad_detector: str) -> Iterator[Any]:
     def make(loader: ClassifierLoader | None = None, **settings: Any) -> TestClient:
         settings.setdefault("model_dir", tiny_model_dir)
         settings.setdefault("vad_detector", vad_detector)
-        client = TestClient(create_app(Settings(**settings), loader))
+        client = TestClient(create_app(Settings(**settings), loader), client=("127.0.0.1", 50000))
         client.__enter__()
         clients.append(client)
         return client

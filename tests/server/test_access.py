@@ -298,6 +298,21 @@ def test_other_hosts_are_not_the_own_origin(origin: str, host: str | None) -> No
     assert not origin_allowed(origin, host, [], False, HOSTS)
 
 
+@pytest.mark.parametrize(
+    ("origin", "host", "secure"),
+    [
+        ("http://emo.example.com:9999", "emo.example.com:8000", False),  # another app
+        ("https://emo.example.com:8443", "emo.example.com:8000", False),
+        ("https://emo.example.com:8443", "emo.example.com", True),
+        ("https://emo.example.com", "emo.example.com:8443", True),
+        ("http://10.0.0.5:8001", "10.0.0.5:8000", False),
+        ("http://10.0.0.5", "10.0.0.5:8000", False),
+    ],
+)
+def test_configured_hosts_compare_the_port_too(origin: str, host: str, secure: bool) -> None:
+    assert not origin_allowed(origin, host, [], secure, HOSTS)
+
+
 @pytest.mark.parametrize("hosts", [[], HOSTS])
 def test_a_plain_http_origin_is_refused_on_a_tls_site(hosts: list[str]) -> None:
     assert not origin_allowed("http://emo.example.com", "emo.example.com", [], True, hosts)

@@ -174,6 +174,25 @@ def test_stream_json_prints_every_message(
     assert kinds[-1] == "end"
 
 
+def test_stream_fast_of_a_long_file_stays_inside_the_default_limits(
+    served: Served,
+    speech: npt.NDArray[np.float32],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Over a minute of audio: past the stream-speed burst, so the server paces the rest.
+    audio = np.tile(speech, 12)
+    path = tmp_path / "long.wav"
+    path.write_bytes(wav_bytes(audio))
+    code = main(["stream", str(path), "--url", served.url, "--fast", "--json"])
+    messages = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert code == 0
+    assert [m for m in messages if m["type"] == "error"] == []
+    finals = [m for m in messages if m["type"] in ("result", "skipped")]
+    assert [m["type"] for m in finals].count("result") >= 2 * 12
+    assert messages[-1] == {"type": "end", "segments": len(finals), "audio_ms": len(audio) // 16}
+
+
 def test_stream_prints_partials_marked_and_finals(
     served: Served, speech_wav: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

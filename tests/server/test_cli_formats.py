@@ -424,7 +424,9 @@ def check_quality_outputs(texts: dict[str, str], reply_segments: list[Rec]) -> N
             assert float(row["snr_db"]) == rec["quality"]["snr_db"]
     vtt = texts["vtt"]
     for rec in classified:
-        assert f"NOTE segment {rec['segment']} quality: speech {rec['quality']['speech']}" in vtt
+        where = f"channel {rec['channel']} " if "channel" in rec else ""
+        speech = rec["quality"]["speech"]
+        assert f"NOTE {where}segment {rec['segment']} quality: speech {speech}" in vtt
         if rec["uncertain"]:
             assert f"(uncertain: {', '.join(rec['warnings'])})" in vtt
     table = texts["table"]

@@ -49,7 +49,36 @@ def test_reads_a_valid_directory(tiny_model_dir: Path) -> None:
     }
     public = manifest.public()
     assert public["graph"]["sha256"] == manifest.graph.sha256
-    assert public["provenance"]["seed"] == 0
+    assert manifest.document()["provenance"]["seed"] == 0
+
+
+def test_the_public_manifest_is_an_allow_list(model_copy: Path) -> None:
+    data = manifest_dict(model_copy)
+    data["provenance"] = {"command": ["/home/alice/venv/bin/python", "-m", "training.cli"]}
+    data["metrics"] = {
+        "accuracy": 0.8,
+        "eval_data": "/home/alice/private/eval.csv",
+        "per_class": {"sad": {"f1": 0.7, "note": "/srv/data"}},
+        "history": [{"loss": 1.5, "path": "/tmp/x"}],
+    }
+    data["input"]["name"] = "secret_input_name"
+    write_dict(model_copy, data)
+    public = read_manifest(model_copy).public()
+    assert set(public) == {
+        "format", "name", "version", "labels", "sample_rate", "graph", "metrics", "demo",
+        "calibration",
+    }  # fmt: skip
+    assert public["graph"] == {
+        "precision": data["graph"]["precision"],
+        "sha256": data["graph"]["sha256"],
+    }
+    assert public["metrics"] == {
+        "accuracy": 0.8,
+        "per_class": {"sad": {"f1": 0.7}},
+        "history": [{"loss": 1.5}],
+    }
+    assert "/home" not in json.dumps(public) and "/srv" not in json.dumps(public)
+    assert read_manifest(model_copy).document()["provenance"] == data["provenance"]
 
 
 def test_demo_is_an_optional_flag_off_by_default(model_copy: Path) -> None:
@@ -304,6 +333,14 @@ def test_calibration_is_optional_and_absent_means_uncalibrated(model_copy: Path)
     calibration = read_manifest(model_copy).calibration
     assert calibration is not None and calibration.temperature == 1.7
     assert calibration.method == "temperature"
+    # /v1/model says how the scores are calibrated, not the fitted_on text; the file keeps it
+    assert read_manifest(model_copy).public()["calibration"] == {
+        "method": "temperature",
+        "temperature": 1.7,
+    }
+    assert read_manifest(model_copy).document()["calibration"]["fitted_on"] == "val"
+    write_dict(model_copy, data)
+    assert read_manifest(model_copy).public()["calibration"] is None
 
 
 @pytest.mark.parametrize(

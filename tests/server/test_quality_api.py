@@ -12,6 +12,7 @@ import pytest
 
 from tests.server.conftest import collect, send_audio
 from tests.speech import espeak, silence, to_pcm16, wav_bytes
+from tests.telephony import interleave
 
 Float = npt.NDArray[np.float32]
 SIGNAL_WARNINGS = {"low_snr", "too_quiet", "clipping", "too_short_speech"}
@@ -137,3 +138,54 @@ def test_bad_quality_values_are_refused(make_client: Any, value: str) -> None:
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == "bad_request" and "quality must be 0 or 1" in error["message"]
+
+
+# With two channels (channels=2, channels=separate) -----------------------------------
+
+
+def two_parties(speech: Float) -> tuple[Float, Float]:
+    """Party 0 speaks clean; party 1, clipped, starts while party 0 is still speaking."""
+    clipped = condition(speech, "clipped")
+    left = np.concatenate([condition(speech, "clean"), silence(1.5)]).astype(np.float32)
+    right = np.concatenate([silence(1.0), clipped]).astype(np.float32)
+    return left, right
+
+
+def check_channels(segments: list[dict[str, Any]], finals: bool = True) -> None:
+    """Each channel measured on its own audio: only the clipped party's segments warn of it
+    (finals of the clean party have no signal warning at all)."""
+    by_channel = {c: [s for s in segments if s.get("channel") == c] for c in (0, 1)}
+    assert by_channel[0] and by_channel[1], segments
+    assert len(by_channel[0]) + len(by_channel[1]) == len(segments)  # each names its channel
+    for segment in by_channel[0]:
+        if finals:
+            check_fields(segment, None)
+        assert "clipping" not in segment["warnings"] and segment["quality"]["clipped"] == 0
+    for segment in by_channel[1]:
+        check_fields(segment, "clipping")
+
+
+def test_two_channel_stream_results_carry_channel_and_quality(
+    make_client: Any, speech: Float
+) -> None:
+    left, right = two_parties(speech)
+    query = "?channels=2&quality=1&interim_ms=250"
+    messages = stream(make_client(), interleave(left, right), query)
+    ready = messages[0]
+    assert ready["type"] == "ready" and ready["channels"] == 2 and ready["quality"] == 1
+    check_channels([m for m in messages if m["type"] == "result"])
+    partials = [m for m in messages if m["type"] == "partial"]
+    check_channels(partials, finals=False)
+
+
+def test_separate_upload_results_carry_channel_and_quality(make_client: Any, speech: Float) -> None:
+    left, right = two_parties(speech)
+    response = make_client().post(
+        "/v1/classify?channels=separate&quality=1",
+        content=wav_bytes(interleave(left, right).reshape(-1, 2)),
+        headers={"content-type": "audio/wav"},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    check_channels([s for s in body["segments"] if "label" in s])
+    assert [c["channel"] for c in body["channels"]] == [0, 1]

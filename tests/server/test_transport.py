@@ -22,7 +22,13 @@ IDLE_MS = 1000
 
 @pytest.fixture
 def server(tiny_model_dir: Path) -> Any:
-    settings = Settings(model_dir=tiny_model_dir, idle_timeout_ms=IDLE_MS, max_connections=1)
+    settings = Settings(
+        model_dir=tiny_model_dir,
+        idle_timeout_ms=IDLE_MS,
+        max_connections=1,
+        # the flood of partial samples below tests the delivery deadline, not this limit
+        max_bad_messages=100_000,
+    )
     with live_server(settings) as live:
         yield live
 

@@ -9,8 +9,10 @@ import http.client
 import json
 import logging
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +23,10 @@ import pytest
 
 from server.api import UPLOAD_RETRY_AFTER_S
 from server.client import stream_pcm16
+from server.inference import OnnxClassifier
 from server.settings import Settings
 from tests.live import LiveServer, live_server
+from tests.server.conftest import ScriptedClassifier
 from tests.speech import wav_bytes
 
 
@@ -71,8 +75,8 @@ def speech_wav(one_utterance: npt.NDArray[np.float32]) -> bytes:
 def serve(tiny_model_dir: Path) -> Iterator[Callable[..., LiveServer]]:
     with_servers: list[Any] = []
 
-    def start(**settings: Any) -> LiveServer:
-        context = live_server(Settings(model_dir=tiny_model_dir, **settings))
+    def start(loader: Any = None, **settings: Any) -> LiveServer:
+        context = live_server(Settings(model_dir=tiny_model_dir, **settings), loader)
         with_servers.append(context)
         return context.__enter__()
 
@@ -93,37 +97,114 @@ def test_uploads_beyond_the_limit_are_busy_while_the_first_succeed_and_streams_g
     serve: Callable[..., LiveServer],
     speech_wav: bytes,
     three_utterances: npt.NDArray[np.float32],
+    tiny_model_dir: Path,
 ) -> None:
-    server = serve(max_uploads=2, max_uploads_per_ip=5)
-    held = [HeldUpload(server, speech_wav) for _ in range(2)]
-    try:
-        wait_until(lambda: server.service.uploads.total == 2)
-        refused = post(server, speech_wav)
-        assert refused.status_code == 503
-        assert refused.headers["retry-after"] == str(UPLOAD_RETRY_AFTER_S)
-        error = refused.json()["error"]
-        assert error["code"] == "busy"
-        assert "limit of 2 uploads in progress" in error["message"]
-        # A live stream is not an upload: it keeps its results while the uploads are held.
-        report = asyncio.run(
-            stream_pcm16(
-                server.ws_url,
-                (np.clip(three_utterances, -1, 1) * 32767).astype("<i2"),
-                16000,
-                speed=0,
-            )
+    # Classification is held, so the two complete uploads stay in their classify slots.
+    gate = threading.Event()
+    classifiers: list[ScriptedClassifier] = []
+
+    def loader(path: Path) -> ScriptedClassifier:
+        classifiers.append(ScriptedClassifier(OnnxClassifier(path), gate=gate))
+        return classifiers[-1]
+
+    server = serve(loader=loader, max_uploads=2, max_uploads_per_ip=5, workers=2)
+    with ThreadPoolExecutor(2) as posting:
+        first = [posting.submit(post, server, speech_wav) for _ in range(2)]
+        try:
+            wait_until(lambda: server.service.uploads.classifying == 2)
+            refused = post(server, speech_wav)
+            assert refused.status_code == 503
+            assert refused.headers["retry-after"] == str(UPLOAD_RETRY_AFTER_S)
+            error = refused.json()["error"]
+            assert error["code"] == "busy"
+            assert "limit of 2 uploads in progress" in error["message"]
+        finally:
+            gate.set()
+        for upload in first:
+            assert upload.result().status_code == 200, upload.result().text
+            assert len(upload.result().json()["segments"]) == 1
+    # A live stream is not an upload: it keeps its results while uploads are held.
+    report = asyncio.run(
+        stream_pcm16(
+            server.ws_url,
+            (np.clip(three_utterances, -1, 1) * 32767).astype("<i2"),
+            16000,
+            speed=0,
         )
-        assert report.close_code == 1000
-        assert len(report.of_type("result")) == 3
-        for upload in held:
-            status, body = upload.finish()
-            assert status == 200, body
-            assert len(body["segments"]) == 1
-    finally:
-        for upload in held:
-            upload.close()
+    )
+    assert report.close_code == 1000
+    assert len(report.of_type("result")) == 3
     wait_until(lambda: server.service.uploads.total == 0)
     assert post(server, speech_wav).status_code == 200
+
+
+class Trickle:
+    """A raw upload that declares a large body and sends only its first bytes."""
+
+    def __init__(self, server: LiveServer, source: str, declared: int = 1_000_000) -> None:
+        port = int(server.http_url.rsplit(":", 1)[1])
+        self.sock = socket.create_connection(("127.0.0.1", port), source_address=(source, 0))
+        self.sock.settimeout(30)
+        self.sock.sendall(
+            f"POST /v1/classify HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: audio/wav\r\nContent-Length: {declared}\r\n\r\nR".encode()
+        )
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_trickling_bodies_do_not_lock_out_other_clients(
+    serve: Callable[..., LiveServer], speech_wav: bytes
+) -> None:
+    # The review's reproduction: four slow bodies from two addresses, at every cap.
+    server = serve(max_uploads=4, max_uploads_per_ip=2)
+    trickles = [Trickle(server, source) for source in ("127.0.0.2", "127.0.0.3") * 2]
+    try:
+        wait_until(lambda: server.service.uploads.receiving == 4)
+        gauge = 'emostream_uploads_in_progress{stage="receiving"} 4.0'
+        assert gauge in server.service.metrics.exposition().decode()
+        normal = post(server, speech_wav, source="127.0.0.4")
+        assert normal.status_code == 200, normal.text
+        # The trickling addresses are still at their own cap.
+        same = post(server, speech_wav, source="127.0.0.2")
+        assert same.status_code == 503
+        assert "client 127.0.0.2 is at its limit of 2" in same.json()["error"]["message"]
+    finally:
+        for trickle in trickles:
+            trickle.close()
+
+
+def test_bodies_being_received_have_their_own_cap(
+    serve: Callable[..., LiveServer], speech_wav: bytes
+) -> None:
+    server = serve(max_upload_bodies=2, max_uploads_per_ip=4)
+    trickles = [Trickle(server, "127.0.0.2") for _ in range(2)]
+    try:
+        wait_until(lambda: server.service.uploads.receiving == 2)
+        refused = post(server, speech_wav, source="127.0.0.4")
+        assert refused.status_code == 503
+        assert "limit of 2 upload bodies being received" in refused.json()["error"]["message"]
+    finally:
+        for trickle in trickles:
+            trickle.close()
+    wait_until(lambda: server.service.uploads.total == 0)
+    assert post(server, speech_wav, source="127.0.0.4").status_code == 200
+
+
+def test_a_body_below_the_minimum_rate_gets_408(serve: Callable[..., LiveServer]) -> None:
+    server = serve(min_body_rate_bytes_s=1000, body_rate_grace_s=0.5, body_timeout_s=60)
+    trickle = Trickle(server, "127.0.0.2")
+    try:
+        status, body = read_response(trickle.sock)
+    finally:
+        trickle.close()
+    assert status == 408
+    assert body["error"]["code"] == "bad_request"
+    assert "slower than 1000 bytes/s (1 bytes came)" in body["error"]["message"]
+    wait_until(lambda: server.service.uploads.total == 0)
+    metrics = server.service.metrics.exposition().decode()
+    assert 'emostream_uploads_total{status="408"} 1.0' in metrics
 
 
 def test_uploads_are_limited_per_client_address(
@@ -226,9 +307,9 @@ def test_uploads_are_decoded_on_the_decode_pool(
     threads: list[str] = []
     real = recording.decode_audio
 
-    def spy(*args: Any) -> Any:
+    def spy(*args: Any, **kwargs: Any) -> Any:
         threads.append(threading.current_thread().name)
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(recording, "decode_audio", spy)
     server = serve()

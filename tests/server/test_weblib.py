@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from server import app as app_module
-from server.weblib import LIBRARY_FILES, is_hidden, library_file, missing_libraries
+from server.weblib import LIBRARY_FILES, library_file, missing_libraries, page_paths
 
 WEB = Path(__file__).resolve().parents[2] / "web"
 
@@ -45,7 +45,8 @@ def test_library_files_are_served_with_their_types(make_client: Any) -> None:
         "/package-lock.json",
         "/lib/uplot/uPlot.iife.js",
         "/lib/uplot/../../package.json",
-        "/lib/",
+        "/lib",
+        "/tests",
     ],
 )
 def test_nothing_else_of_the_package_manager_is_served(make_client: Any, path: str) -> None:
@@ -71,6 +72,7 @@ def test_helpers() -> None:
         WEB / "node_modules" / LIBRARY_FILES["/lib/uplot/uPlot.esm.js"]
     )
     assert library_file(WEB, "/app.js") is None
-    assert is_hidden("/node_modules/x") and is_hidden("/package.json")
-    assert not is_hidden("/node_modules_x") and not is_hidden("/app.js")
+    page = page_paths(WEB)
+    assert {"/", "/index.html", "/app.js", "/style.css", "/favicon.svg"} <= page
+    assert not {"/package.json", "/package-lock.json", "/node_modules"} & page
     assert set(missing_libraries(Path("/nonexistent"))) == set(LIBRARY_FILES.values())

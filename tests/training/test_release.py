@@ -70,7 +70,10 @@ def test_int8_export_with_evaluation_records_agreement(
     assert set(metrics["accuracy_by_snr_db"]) == {"clean", "20", "10", "5"}
     assert metrics["accuracy"] >= 0.75  # the tone task is easy
     provenance = manifest.provenance
-    assert provenance["source"] == str(checkpoint)
+    assert provenance["source"] == checkpoint.name  # a base name, never the local path
+    written = json.dumps(manifest.document())
+    assert str(checkpoint.parent) not in written and str(split.parent) not in written
+    assert manifest.metrics["eval_data"] == split.name
     quantization = provenance["quantization"]
     assert quantization["name"] == "convmm", quantization["rejected"]
     assert quantization["conv_as_matmul"] is True

@@ -13,6 +13,7 @@ import pytest
 import vad.silero as silero
 from tests.speech import espeak, silence
 from vad import BatcherClosed, SegmenterConfig, SileroBatcher, StreamSegmenter
+from vad.batch import STEPS_PER_RUN
 from vad.framing import to_int16
 from vad.silero import FRAME_SAMPLES, SileroDetector, SileroModel
 
@@ -146,6 +147,39 @@ def test_a_stream_that_joins_while_a_batch_is_scheduled_shares_it(model: SileroM
 
     asyncio.run(main())
     assert spy.sizes == [2, 1]
+
+
+def test_a_long_request_does_not_hold_up_the_others(model: SileroModel) -> None:
+    """A run decides at most STEPS_PER_RUN frames of each stream: a stream that sent 64
+    frames at once is decided over several runs, and a stream that joins meanwhile is
+    decided in the next run, not after all 64."""
+    spy = SpyModel(model)
+    frame = np.zeros(FRAME_SAMPLES, np.int16)
+    done: list[tuple[str, int]] = []  # who got its decisions, after how many model calls
+
+    async def decide(name: str, count: int) -> None:
+        voiced = await batcher.decide(SileroDetector(model), [frame] * count)
+        assert voiced == [False] * count
+        done.append((name, len(spy.sizes)))
+
+    async def main() -> None:
+        long = asyncio.ensure_future(decide("long", 64))
+        await decide("short", 1)
+        await decide("late", 2)
+        await long
+
+    batcher = SileroBatcher(spy)  # type: ignore[arg-type]
+    try:
+        asyncio.run(main())
+    finally:
+        batcher.close()
+    runs = 64 // STEPS_PER_RUN
+    assert [name for name, _ in done] == ["short", "late", "long"]
+    assert done[0][1] == STEPS_PER_RUN  # after the first run
+    assert done[1][1] <= 3 * STEPS_PER_RUN  # a run or two later, not after all 64
+    assert done[2][1] == runs * STEPS_PER_RUN
+    assert spy.sizes[0] == 2  # the short one shared the long one's first call
+    assert sum(spy.sizes) == 64 + 1 + 2
 
 
 def test_an_unexpected_fault_fails_the_waiting_streams_instead_of_hanging(

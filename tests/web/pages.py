@@ -20,6 +20,16 @@ PHRASES = (
 CAPTURE_TIMEOUT_MS = 40_000
 
 
+def loaded(page: Page, url: str) -> None:
+    """Open the page and wait for its own ready state (handlers wired, model info fetched).
+
+    Never click before this: a click that lands while the page is still wiring its handlers is
+    lost, which made tests flaky under load.
+    """
+    page.goto(url)
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+
+
 def phrases(count: int, pause_s: float = 1.2) -> Float:
     """``count`` phrases with pauses, 16 kHz, 0.4 s of leading silence (lost at capture start)."""
     parts = [silence(0.4)]

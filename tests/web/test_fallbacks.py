@@ -20,6 +20,7 @@ from tests.speech import wav_bytes
 from tests.web.conftest import LaunchFn, Served, SettingsFn, free_port, serve, write_wav
 from tests.web.pages import (
     download_text,
+    loaded,
     page_rows,
     phrases,
     record_frames,
@@ -65,7 +66,7 @@ def test_upload_by_button_and_by_drop_lands_in_the_timeline(
     path = tmp_path / "two phrases.wav"
     path.write_bytes(wav_bytes(audio))
     with launch() as page:
-        page.goto(server.url + "/")
+        loaded(page, server.url + "/")
         first = upload_reply(page, lambda: page.set_input_files("#file", path))
         assert len(first["segments"]) >= 2
         expect(page.locator("#segments-body tr")).to_have_count(len(first["segments"]))
@@ -104,7 +105,7 @@ def test_upload_of_a_non_audio_file_says_why(
     path = tmp_path / "notes.txt"
     path.write_text("not audio at all")
     with launch() as page:
-        page.goto(server.url + "/")
+        loaded(page, server.url + "/")
         page.set_input_files("#file", path)
         message(page, "Could not analyse notes.txt")
         expect(page.locator("#message-text")).not_to_be_empty()
@@ -124,7 +125,7 @@ def test_blocked_websocket_records_in_the_browser_and_uploads(
     audio = phrases(2)
     wav = write_wav(tmp_path / "speech.wav", audio, 16000)
     with serve(web_settings, block_websockets=True) as blocked, launch(wav) as page:
-        page.goto(blocked.url + "/")
+        loaded(page, blocked.url + "/")
         page.click("#start")
         message(page, "Live analysis is not available here")
         expect(page.locator("#conn-status")).to_have_text("Recording (offline)")
@@ -149,7 +150,7 @@ def test_permission_denied_explains_and_recovers_when_allowed(
 ) -> None:
     wav = write_wav(tmp_path / "speech.wav", phrases(1), 16000)
     with launch(wav, fake_ui=False) as page:
-        page.goto(server.url + "/")
+        loaded(page, server.url + "/")
         page.click("#start")
         message(page, "Microphone access is blocked")
         expect(page.locator("#message-text")).to_contain_text(
@@ -164,7 +165,7 @@ def test_permission_denied_explains_and_recovers_when_allowed(
 
 def test_no_microphone_says_so(server: Served, launch: LaunchFn) -> None:
     with launch(fake_device=False) as page:
-        page.goto(server.url + "/")
+        loaded(page, server.url + "/")
         page.click("#start")
         message(page, "No microphone found")
         expect(page.get_by_role("button", name="Try again")).to_be_visible()
@@ -177,7 +178,7 @@ def test_insecure_context_explains_https_and_still_uploads(
     path.write_bytes(wav_bytes(phrases(1)))
     rules = "--host-resolver-rules=MAP emostream.test 127.0.0.1"
     with launch(args=(rules,)) as page:
-        page.goto(f"http://emostream.test:{server.port}/")
+        loaded(page, f"http://emostream.test:{server.port}/")
         assert page.evaluate("window.isSecureContext") is False
         message(page, "This page needs a secure connection")
         expect(page.locator("#message-text")).to_contain_text("HTTPS")
@@ -196,7 +197,7 @@ def test_server_at_capacity_retries_until_a_slot_frees(
         with connect(full.url.replace("http", "ws") + "/v1/stream") as holder:
             assert '"ready"' in str(holder.recv(timeout=10))
             frames = record_frames(page)
-            page.goto(full.url + "/")
+            loaded(page, full.url + "/")
             page.click("#start")
             message(page, "The server is busy or restarting")
             expect(page.locator("#conn-status")).to_have_text("Server busy")
@@ -218,7 +219,7 @@ def test_server_restart_mid_session_reconnects_and_keeps_the_timeline(
     with launch(wav) as page:
         frames = record_frames(page)
         with serve(web_settings, port=port) as first:
-            page.goto(first.url + "/")
+            loaded(page, first.url + "/")
             page.click("#start")
             expect(page.locator("#segments-body tr").first).to_be_attached(timeout=20_000)
         before = page_rows(page)
@@ -238,6 +239,8 @@ def test_server_restart_mid_session_reconnects_and_keeps_the_timeline(
         exported = json.loads(download_text(page, "#export-json"))
     assert after[: len(before)] == before
     assert len([f for f in frames if f["type"] == "ready"]) == 2
+    # what the page queued while away went at once on reconnecting, within the limits
+    assert [f for f in frames if f["type"] == "error" and f["code"] == "limit"] == []
     assert len(after) == len(segment_frames(frames))
     spans = [(s["start_ms"], s["end_ms"]) for s in exported["segments"]]
     assert spans == sorted(spans), "segments after the reconnect must follow the earlier ones"
@@ -250,13 +253,13 @@ def test_token_from_the_page_url_is_passed_on(
     settings = make_settings(token="s3cret-token")
     wav = write_wav(tmp_path / "speech.wav", phrases(1), 16000)
     with serve(settings) as guarded, launch(wav) as page:
-        page.goto(guarded.url + "/")
+        loaded(page, guarded.url + "/")
         message(page, "Access token needed")
         page.click("#start")
         message(page, "Live analysis stopped")
         expect(page.locator("#message-text")).to_contain_text("access token")
 
-        page.goto(guarded.url + "/?token=s3cret-token")
+        loaded(page, guarded.url + "/?token=s3cret-token")
         expect(page.locator("#model-info")).to_contain_text("tiny")
         page.click("#start")
         expect(page.locator("#conn-status")).to_have_text("Live")

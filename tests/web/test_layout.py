@@ -11,7 +11,7 @@ from playwright.sync_api import ConsoleMessage, Page, expect
 from server.settings import Settings
 from tests.speech import wav_bytes
 from tests.web.conftest import LaunchFn, Served, serve, write_wav
-from tests.web.pages import phrases
+from tests.web.pages import loaded, phrases
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -46,7 +46,7 @@ def test_layout_fits_the_screen_with_results(
     path = tmp_path / "speech.wav"
     path.write_bytes(wav_bytes(phrases(3)))
     with launch(viewport=VIEWPORTS[size]) as page:
-        page.goto(server.url + "/")
+        loaded(page, server.url + "/")
         assert overflow_px(page) <= 0
         page.set_input_files("#file", path)
         expect(page.locator("#segments-body tr").first).to_be_attached()
@@ -69,7 +69,7 @@ def test_keyboard_starts_and_stops_and_controls_are_labelled(
 ) -> None:
     wav = write_wav(tmp_path / "speech.wav", phrases(1), 16000)
     with launch(wav) as page:
-        page.goto(server.url + "/")
+        loaded(page, server.url + "/")
         page.keyboard.press("Tab")
         expect(page.locator(".skip")).to_be_focused()
         page.keyboard.press("Tab")
@@ -102,7 +102,7 @@ def test_runs_under_a_strict_content_security_policy_with_no_third_party_request
 ) -> None:
     wav = write_wav(tmp_path / "speech.wav", phrases(1), 16000)
     csp = {"Content-Security-Policy": CSP}
-    with serve(web_settings, headers=csp) as strict, launch(wav) as page:
+    with serve(web_settings, headers=csp) as strict, launch(wav, bypass_csp=False) as page:
         problems: list[str] = []
         origins: set[str] = set()
 

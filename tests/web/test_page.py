@@ -17,6 +17,7 @@ from tests.speech import espeak, silence, wav_bytes
 from tests.web.conftest import LaunchFn, Served, serve, write_wav
 from tests.web.pages import (
     download_text,
+    loaded,
     page_rows,
     phrases,
     record_frames,
@@ -49,11 +50,6 @@ document.addEventListener("DOMContentLoaded", () => {
     .observe(el, { attributes: true, attributeFilter: ["data-speech"] });
 });
 """
-
-
-def loaded(page: Page, url: str) -> None:
-    page.goto(url)
-    expect(page.locator("body")).to_have_attribute("data-ready", "true")
 
 
 def chart(page: Page) -> dict[str, str]:

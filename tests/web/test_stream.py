@@ -15,6 +15,7 @@ from tests.web.conftest import LaunchFn, Served, write_wav
 from tests.web.pages import (
     PHRASES,
     download_text,
+    loaded,
     page_rows,
     phrases,
     record_frames,
@@ -40,7 +41,7 @@ def test_streams_speech_and_shows_what_the_server_sent(
     server.tap.connections.clear()
     with launch(wav) as page:
         frames = record_frames(page)
-        page.goto(server.url + "/")
+        loaded(page, server.url + "/")
         page.click("#start")
         expect(page.locator("#conn-status")).to_have_text("Live")
         wait_captured(page, len(speech) / 16 + 300)
@@ -57,6 +58,7 @@ def test_streams_speech_and_shows_what_the_server_sent(
 
         # the page shows exactly the segments the server sent, in order
         assert frames[0]["type"] == "ready"
+        assert [f for f in frames if f["type"] == "error"] == []  # no limit tripped
         assert frames[-1]["type"] == "end"
         sent = segment_frames(frames)
         assert len([f for f in sent if f["type"] == "result"]) >= len(PHRASES)
@@ -126,7 +128,7 @@ def test_resamples_the_context_rate_to_16k(
     server.tap.connections.clear()
     with launch(wav) as page:
         page.add_init_script(FORCE_RATE_SCRIPT % context_rate)
-        page.goto(server.url + "/")
+        loaded(page, server.url + "/")
         page.click("#start")
         wait_captured(page, len(reference) / 16 + 300)
         stop(page)

@@ -1,0 +1,143 @@
+"""What one read of the socket brings is parsed a part at a time (server/transport.py).
+
+The protocol is driven directly, with a fake transport: a 256 KiB read of 2-byte frames
+(about 30 000 messages) must never be parsed at once, reading stays paused until the app
+has taken everything, and a read with no message in it does not stall the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import uvicorn
+from uvicorn.server import ServerState
+
+from server.transport import PARSE_BYTES, WebSocketProtocol
+from tests.rawws import frame
+
+HANDSHAKE = (
+    b"GET /v1/stream HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+TINY = frame(0x2, b"\0\0")  # 8 bytes on the wire
+
+
+class FakeTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.paused = False
+        self.written = bytearray()
+        self.closed = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 5000), "sockname": ("127.0.0.1", 8000)}.get(name)
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += data
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class App:
+    """Accepts, then takes messages one at a time, noting how many were waiting each time."""
+
+    def __init__(self, until: int) -> None:
+        self.until = until
+        self.received = 0
+        self.waiting: list[int] = []
+        self.paused: list[bool] = []  # whether reading was paused, after each message taken
+        self.protocol: WebSocketProtocol | None = None
+        self.accepted = asyncio.Event()
+        self.done = asyncio.Event()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        self.accepted.set()
+        while self.received < self.until:
+            message = await receive()
+            assert message["type"] == "websocket.receive"
+            assert self.protocol is not None
+            self.waiting.append(self.protocol.queue.qsize())
+            self.paused.append(self.protocol.transport.paused)  # type: ignore[attr-defined]
+            self.received += 1
+            await asyncio.sleep(0)
+        self.done.set()
+        await receive()  # the disconnect
+
+
+async def connected(app: App) -> tuple[WebSocketProtocol, FakeTransport]:
+    config = uvicorn.Config(
+        app, ws=WebSocketProtocol, ws_per_message_deflate=False, log_level="error"
+    )
+    config.load()
+    protocol = WebSocketProtocol(config, ServerState(), {})
+    app.protocol = protocol
+    transport = FakeTransport()
+    protocol.connection_made(transport)
+    protocol.data_received(HANDSHAKE)
+    await asyncio.wait_for(app.accepted.wait(), 5)
+    assert b"101 Switching Protocols" in transport.written
+    return protocol, transport
+
+
+def test_a_large_read_of_tiny_frames_is_parsed_a_part_at_a_time() -> None:
+    count = 256 * 1024 // len(TINY)
+    per_part = PARSE_BYTES // len(TINY)
+
+    async def main() -> App:
+        app = App(until=count)
+        protocol, _ = await connected(app)
+        protocol.data_received(TINY * count)
+        assert protocol.queue.qsize() <= per_part  # not the whole read
+        await asyncio.wait_for(app.done.wait(), 30)
+        protocol.connection_lost(None)
+        return app
+
+    app = asyncio.run(main())
+    assert app.received == count
+    assert max(app.waiting) <= per_part  # never more than one part's messages waiting
+    assert all(app.paused[:-1])  # reading stayed paused while any of the read was left
+    assert app.paused[-1] is False  # and resumed once everything was taken
+
+
+def test_a_large_read_without_messages_does_not_stall_reading() -> None:
+    pings = frame(0x9, b"p" * 125) * 300  # 39 KiB of pings, no message for the app
+
+    async def main() -> FakeTransport:
+        app = App(until=1)
+        protocol, transport = await connected(app)
+        protocol.data_received(pings)
+        assert not transport.paused
+        protocol.data_received(TINY)
+        await asyncio.wait_for(app.done.wait(), 5)
+        protocol.connection_lost(None)
+        return transport
+
+    transport = asyncio.run(main())
+    assert transport.written.count(b"\x8a\x7d") == 300  # every ping answered
+
+
+def test_what_the_client_sent_before_it_went_reaches_the_app() -> None:
+    count = 2000
+
+    async def main() -> App:
+        app = App(until=count)
+        protocol, _ = await connected(app)
+        protocol.data_received(TINY * count)
+        protocol.connection_lost(None)  # everything left is parsed before the disconnect
+        await asyncio.wait_for(app.done.wait(), 5)
+        return app
+
+    assert asyncio.run(main()).received == count

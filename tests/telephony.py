@@ -1,0 +1,31 @@
+"""Test audio for telephony: G.711 encoding (nearest code) and interleaved stereo."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from vad.framing import to_int16
+from vad.g711 import ALAW_TO_LINEAR, MULAW_TO_LINEAR
+
+Float = npt.NDArray[np.float32]
+
+
+def g711(audio: Float, law: str = "mulaw") -> bytes:
+    """Float audio to G.711 bytes: for each sample, the code that expands nearest to it."""
+    table = (MULAW_TO_LINEAR if law == "mulaw" else ALAW_TO_LINEAR).astype(np.int32)
+    order = np.argsort(table, kind="stable")
+    ranked = table[order]
+    x = to_int16(audio).astype(np.int32)
+    above = np.clip(np.searchsorted(ranked, x), 1, 255)
+    nearer = np.where(x - ranked[above - 1] <= ranked[above] - x, above - 1, above)
+    return order[nearer].astype(np.uint8).tobytes()
+
+
+def interleave(left: Float, right: Float) -> Float:
+    """Two mono signals as L R L R …, the shorter padded with silence."""
+    length = max(len(left), len(right))
+    frames = np.zeros((length, 2), dtype=np.float32)
+    frames[: len(left), 0] = left
+    frames[: len(right), 1] = right
+    return frames.reshape(-1)
