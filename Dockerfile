@@ -34,10 +34,14 @@ WORKDIR /app
 COPY requirements/serve.txt requirements/serve.txt
 RUN pip install --require-hashes --no-deps -r requirements/serve.txt
 COPY pyproject.toml README.md ./
+COPY classifier/ classifier/
+COPY client/ client/
+COPY emostream/ emostream/
+COPY pcm/ pcm/
 COPY server/ server/
 COPY vad/ vad/
 # An editable install of the project alone (its dependencies are in already) puts the
-# `emostream` command into the venv and points the `server` and `vad` imports at /app,
+# `emostream` command into the venv and points the project's imports (classifier, client, emostream, pcm, server, vad) at /app,
 # where the runtime stage copies the same sources: one copy of the code, found next to
 # web/ and models/. The lock holds only the default dependencies; the [train] extra
 # (torch, transformers) is not installed. The Silero VAD model comes with the pinned
@@ -57,6 +61,10 @@ RUN groupadd --system --gid 10001 emostream \
 
 COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
+COPY classifier/ classifier/
+COPY client/ client/
+COPY emostream/ emostream/
+COPY pcm/ pcm/
 COPY server/ server/
 COPY vad/ vad/
 COPY web/ web/
@@ -64,7 +72,7 @@ COPY web/ web/
 COPY --from=web /web/node_modules/ web/node_modules/
 COPY models/default/ models/default/
 # Byte-compile at build time: the root filesystem is read-only at run time.
-RUN python -m compileall -q /app/server /app/vad
+RUN python -m compileall -q /app/classifier /app/client /app/emostream /app/pcm /app/server /app/vad
 
 # ORT_DISABLE_TELEMETRY: ONNX Runtime's Linux wheels otherwise start Microsoft's 1DS
 # telemetry, which writes a device id and an event database under $HOME/.cache and a

@@ -11,8 +11,10 @@ import numpy.typing as npt
 import soundfile as sf
 import soxr
 
+from pcm.format import PIPELINE_RATE_HZ, pcm16_bytes
+
 Float = npt.NDArray[np.float32]
-SAMPLE_RATE_HZ = 16000
+SAMPLE_RATE_HZ = PIPELINE_RATE_HZ
 
 SENTENCES = (
     "The quarterly numbers came in well above what anyone on the team expected.",
@@ -50,6 +52,10 @@ def speech_of_length(seconds: float, seed: int = 0) -> Float:
     return np.concatenate(parts)[:samples]
 
 
+def silence(seconds: float) -> Float:
+    return np.zeros(round(seconds * SAMPLE_RATE_HZ), dtype=np.float32)
+
+
 def write_wav(path: Path, audio: Float) -> Path:
     sf.write(path, audio, SAMPLE_RATE_HZ, subtype="PCM_16")
     return path
@@ -62,7 +68,7 @@ def wav_bytes(audio: Float) -> bytes:
 
 
 def to_pcm16(audio: Float) -> bytes:
-    return (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+    return pcm16_bytes(audio)
 
 
 def synthetic_set(count: int, seed: int = 0) -> list[Float]:

@@ -4,7 +4,7 @@ A hangover short enough to end an utterance sooner also ends it at a long enough
 hesitation, so the sentence reaches the page as two segments, each classified on its
 own. This measures what that does to the labels. Conversations of eight utterances
 from the synthetic corpus's test split (held-out voices and sentences, each with its
-emotion; python -m training.synth), every second one broken by a 150-450 ms hesitation
+emotion; python -m training.synthetic.synth), every second one broken by a 150-450 ms hesitation
 at its quietest point in the middle third (a pause between words), separated by
 0.7-2.5 s pauses over a -60 dBFS floor, clean or in white noise at 10 dB SNR. Silero
 decides the frames once; ``vad.StreamSegmenter`` segments them at each endpoint (a
@@ -38,11 +38,11 @@ import numpy.typing as npt
 
 from bench import report, vad_quality
 from bench.audio import SAMPLE_RATE_HZ
-from server.inference import OnnxClassifier, ThreadOptions
-from server.model import read_manifest
-from training.acoustics import set_level
-from training.prosody import sample_prosody
-from training.synth import CorpusConfig, Partition, clip_rng, partition, plan_clip, speak
+from classifier.inference import OnnxClassifier, ThreadOptions
+from classifier.model import read_manifest
+from training.synthetic.acoustics import set_level
+from training.synthetic.prosody import sample_prosody
+from training.synthetic.synth import CorpusConfig, Partition, clip_rng, partition, plan_clip, speak
 from vad import Segment, SegmenterConfig
 from vad.framing import to_int16
 from vad.silero import SileroDetector, shared_model

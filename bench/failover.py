@@ -7,7 +7,7 @@ with the reference client's reconnecting mode; after 4 s the busiest replica get
 streams were closed and were back on another replica, the audio lost per moved stream,
 whether every new connection opened meanwhile reached a live replica and how long it
 took, and when Caddy marked the replica unhealthy. The scenario is
-``tests.deploy.failover``, which tests/deploy/test_failover.py also runs.
+``bench.failover_scenario``, which tests/deploy/test_failover.py also runs.
 
     .venv/bin/python -m bench.failover [--quick] [--runs 5] [--model models/default]
 """
@@ -19,8 +19,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from bench import failover_scenario as failover
 from bench import report
-from tests.deploy import failover
 
 NAME = "failover"
 KINDS = ("sigterm", "sigkill")

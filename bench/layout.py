@@ -20,7 +20,7 @@ from typing import Any
 from bench import report
 from bench.audio import speech_of_length
 from bench.models import build
-from server.inference import OnnxClassifier, ThreadOptions
+from classifier.inference import OnnxClassifier, ThreadOptions
 
 NAME = "layout"
 LAYOUTS = ((1, 1), (1, 2), (2, 1), (2, 2), (3, 1))

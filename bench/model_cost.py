@@ -1,7 +1,7 @@
 """Benchmark 1: per-segment model cost, ours (ONNX int8/fp32) against the prototype's pipeline.
 
 For 1, 2 and 3 s segments of speech, times one classification through:
-- ``onnx-int8`` / ``onnx-fp32``: ``server.inference.OnnxClassifier.predict`` (the served path:
+- ``onnx-int8`` / ``onnx-fp32``: ``classifier.inference.OnnxClassifier.predict`` (the served path:
   normalisation, ONNX Runtime, softmax) on the in-memory samples;
 - ``prototype-pipeline``: Transformers ``pipeline("audio-classification")`` on a WAV file, as
   the prototype did (ffmpeg decode, feature extraction, PyTorch fp32 forward, top-k);
@@ -28,7 +28,7 @@ from bench import flops, report
 from bench.audio import speech_of_length, write_wav
 from bench.machine import measured_sgemm_gflops, peak
 from bench.models import BenchModel, build, model_config
-from server.inference import OnnxClassifier, ThreadOptions
+from classifier.inference import OnnxClassifier, ThreadOptions
 
 NAME = "model_cost"
 PROTOTYPE = "prototype-pipeline"

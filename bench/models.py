@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import onnx
 
-from server.model import CANONICAL_LABELS, GraphSpec, Manifest, sha256_file, write_manifest
-from training.quantization import Quantization, quantize_int8
+from classifier.model import CANONICAL_LABELS, GraphSpec, Manifest, sha256_file, write_manifest
+from pcm.format import PIPELINE_RATE_HZ
+from training.models.quantization import Quantization, quantize_int8
 
 if TYPE_CHECKING:
     from transformers import Wav2Vec2Config
 
-SAMPLE_RATE_HZ = 16000
+SAMPLE_RATE_HZ = PIPELINE_RATE_HZ
 DEFAULT_WORK_DIR = Path("artifacts/bench")
 
 
@@ -43,7 +44,7 @@ VARIANTS = (
     Variant("int8-matmul-conv", ("MatMul", "Conv"), exclude_first_conv=True),
     Variant("int8-matmul-conv-all", ("MatMul", "Conv")),
     Variant("int8-matmul-perchannel", ("MatMul",), per_channel=True),
-    # encoder convs 2-7 exported as MatMul (training.convmm), then MatMul quantised
+    # encoder convs 2-7 exported as MatMul (training.models.convmm), then MatMul quantised
     Variant("int8-convmm", ("MatMul",), source="fp32-convmm"),
     # and ONNX Runtime's offline transformer fusions (attention, LayerNorm, GELU) before that
     Variant("int8-convmm-fused", ("MatMul",), source="fp32-convmm-fused"),
@@ -55,7 +56,7 @@ VARIANTS_BY_NAME = {v.name: v for v in VARIANTS}
 def model_config(size: str) -> Wav2Vec2Config:
     from transformers import Wav2Vec2Config
 
-    from training.tiny import tiny_config
+    from training.models.tiny import tiny_config
 
     if size == "tiny":
         return tiny_config()
@@ -121,7 +122,7 @@ def build(size: str, work_dir: Path = DEFAULT_WORK_DIR, seed: int = 0) -> BenchM
     import torch
     from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
 
-    from training.export import export_fp32
+    from training.models.export import export_fp32
 
     bench.root.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -138,8 +139,8 @@ def build(size: str, work_dir: Path = DEFAULT_WORK_DIR, seed: int = 0) -> BenchM
 def export_convmm(bench: BenchModel, path: Path) -> Path:
     from transformers import Wav2Vec2ForSequenceClassification
 
-    from training.convmm import rewrite_feature_encoder
-    from training.export import export_fp32
+    from training.models.convmm import rewrite_feature_encoder
+    from training.models.export import export_fp32
 
     model = Wav2Vec2ForSequenceClassification.from_pretrained(str(bench.hf_dir))
     model.eval()  # type: ignore[no-untyped-call]

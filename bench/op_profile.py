@@ -21,7 +21,7 @@ import onnxruntime as ort
 from bench import report
 from bench.audio import speech_of_length
 from bench.models import build
-from server.inference import ThreadOptions, session_options
+from classifier.inference import ThreadOptions, session_options
 
 NAME = "op_profile"
 TOP = 8

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 import vad
+from bench.audio import silence, speak
 from server.quality import measure
-from tests.speech import espeak, silence
 
 SENTENCES = (
     "I can't believe you did that again, it is unbelievable.",
@@ -43,7 +43,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     rows: dict[str, list[tuple[float, ...]]] = {}
     for i, text in enumerate(SENTENCES):
-        speech = espeak(text, voice=VOICES[i % len(VOICES)])
+        speech = speak(text, voice=VOICES[i % len(VOICES)], rate_wpm=160)
         for name, audio in conditions(speech, rng).items():
             segmenter = vad.StreamSegmenter(vad.SegmenterConfig(), 16000, "pcm_f32le")
             events = segmenter.feed_audio(audio) + segmenter.finish()

@@ -25,7 +25,7 @@ import numpy as np
 from bench import report
 from bench.audio import speech_of_length, synthetic_set
 from bench.models import VARIANTS, build, describe_graph
-from server.inference import OnnxClassifier, ThreadOptions
+from classifier.inference import OnnxClassifier, ThreadOptions
 
 NAME = "quantization"
 LEVELS = ("disable", "basic", "extended", "all")

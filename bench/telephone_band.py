@@ -1,10 +1,10 @@
 """The bundled model on telephone-band audio: its held-out and independent test sets as a
 phone call would carry them, against the same clips as rendered.
 
-Each clip (16 kHz, exactly as ``training.default_model`` renders and reads it) goes
+Each clip (16 kHz, exactly as ``training.release.default_model`` renders and reads it) goes
 through a narrowband phone channel: a 300–3400 Hz band-pass (4th-order Butterworth,
 causal), resampling to 8 kHz (soxr), G.711 μ-law encoding (nearest code) and decoding
-(``vad.g711``, as the server does), and resampling back to 16 kHz, the model's rate.
+(``pcm.g711``, as the server does), and resampling back to 16 kHz, the model's rate.
 A-law is measured too. All figures are deterministic counts (top-1 accuracy).
 
     .venv/bin/python -m bench.telephone_band [--quick] [--limit N] [--work-dir DIR]
@@ -27,12 +27,12 @@ import soxr
 from scipy.signal import butter, sosfilt
 
 from bench import report
-from training.data import Example, load_audio
-from training.default_model import Recipe
-from training.evaluate import OnnxPredictor
-from training.synth import babble_bank, partition, plan_clip, render
+from pcm.g711 import ALAW_TO_LINEAR, MULAW_TO_LINEAR
+from training.corpus.data import Example, load_audio
+from training.models.evaluate import OnnxPredictor
+from training.release.default_model import Recipe
+from training.synthetic.synth import babble_bank, partition, plan_clip, render
 from vad.framing import decode_pcm, to_int16
-from vad.g711 import ALAW_TO_LINEAR, MULAW_TO_LINEAR
 
 Audio = npt.NDArray[np.float32]
 RATE_HZ = 16000
@@ -68,7 +68,7 @@ def phone_channel(law: str) -> Callable[[Audio], Audio]:
 def render_sets(work: Path, test_clips: int, independent_clips: int) -> dict[str, list[Example]]:
     """The held-out test split of the bundled model's corpus and the independent set, as WAV
     files in ``work`` (rendered once, then reused)."""
-    from training.independent import render as render_independent
+    from training.synthetic.independent import render as render_independent
 
     recipe = Recipe()
     config = recipe.corpus()
@@ -90,7 +90,7 @@ def render_sets(work: Path, test_clips: int, independent_clips: int) -> dict[str
         sf.write(
             str(work / "independent" / f"{utt.index:05d}.wav"), audio, RATE_HZ, subtype="PCM_16"
         )
-    from training.independent import plan_utterance
+    from training.synthetic.independent import plan_utterance
 
     for index in range(independent_clips):
         utt = plan_utterance(recipe.seed, index)

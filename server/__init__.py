@@ -1,1 +1,1 @@
-"""emostream server: Starlette app, protocol, sessions, inference pool and CLI."""
+"""emostream server: Starlette app, protocol, sessions, inference pool, uploads, settings."""

@@ -9,9 +9,9 @@ from pathlib import Path
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
+from classifier.model import ModelError
 from server.access import address_in, bearer_token, token_matches
 from server.connection import http_error, service_of
-from server.model import ModelError
 from server.upload import UploadError, read_limited
 
 log = logging.getLogger(__name__)

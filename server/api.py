@@ -10,10 +10,11 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from server.access import ConnectionLimit, address_in
 from server.connection import authorized, client_of, http_error, service_of
+from server.multipart import upload_bytes
 from server.protocol import ProtocolError, parse_quality
 from server.recording import channel_mode, classify_recording
 from server.service import Service
-from server.upload import Data, UploadError, read_limited, upload_bytes
+from server.upload import Data, UploadError, read_limited
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ import asyncio
 import logging
 
 import vad
-from server.inference import Audio
+from classifier.inference import Audio
+from pcm.format import to_float
 from server.outcome import measurer, model_rate
 from server.pool import InferenceFailed, InferencePool, Overloaded, Prediction
-from vad.framing import to_float
 
 log = logging.getLogger(__name__)
 

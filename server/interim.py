@@ -9,12 +9,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import vad
-from server.inference import Audio
+from classifier.inference import Audio
+from pcm.format import to_float
 from server.metrics import Metrics
 from server.outcome import measurer, model_rate, quality_fields, readout
 from server.pool import InferenceFailed, InferencePool, Overloaded
 from server.protocol import Partial
-from vad.framing import to_float
 
 log = logging.getLogger(__name__)
 

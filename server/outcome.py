@@ -12,14 +12,13 @@ import numpy as np
 import soxr
 
 import vad
-from server.inference import Audio
+from classifier.inference import Audio
+from pcm.format import PIPELINE_RATE_HZ
 from server.pool import InferenceFailed, InferencePool, Overloaded, Prediction, Priority
 from server.protocol import Error, Result, SegmentOutcome, Skipped
 from server.quality import SignalQuality, measure, warnings_for
 
 log = logging.getLogger(__name__)
-
-SEGMENT_RATE_HZ = 16000
 
 
 async def classify_segment(
@@ -71,8 +70,8 @@ def result_of(index: int, segment: vad.Segment, prediction: Prediction, known_at
 
 
 def measurer(audio: Audio, voiced_samples: int) -> Callable[[], SignalQuality]:
-    """The signal measures of segment audio at SEGMENT_RATE_HZ, for a worker to compute."""
-    return functools.partial(measure, audio, voiced_samples, SEGMENT_RATE_HZ)
+    """The signal measures of segment audio at PIPELINE_RATE_HZ, for a worker to compute."""
+    return functools.partial(measure, audio, voiced_samples, PIPELINE_RATE_HZ)
 
 
 def quality_fields(quality: SignalQuality | None, confidence: float) -> dict[str, Any]:
@@ -88,11 +87,11 @@ def quality_fields(quality: SignalQuality | None, confidence: float) -> dict[str
 
 
 def model_rate(audio: Audio, pool: InferencePool) -> Audio:
-    """Segment audio (at SEGMENT_RATE_HZ) at the served model's rate."""
+    """Segment audio (at PIPELINE_RATE_HZ) at the served model's rate."""
     rate = pool.classifier.manifest.sample_rate
-    if rate == SEGMENT_RATE_HZ:
+    if rate == PIPELINE_RATE_HZ:
         return audio
-    resampled: Audio = soxr.resample(audio, SEGMENT_RATE_HZ, rate).astype(np.float32)
+    resampled: Audio = soxr.resample(audio, PIPELINE_RATE_HZ, rate).astype(np.float32)
     return resampled
 
 

@@ -29,9 +29,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
-from server.inference import Audio, Classifier, Scores
+from classifier.inference import Audio, Classifier, Scores
+from classifier.model import Manifest
 from server.metrics import Metrics
-from server.model import Manifest
 from server.quality import SignalQuality
 
 Priority = Literal["final", "upload", "provisional"]

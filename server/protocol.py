@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, get_args
 
+from pcm.format import ENCODINGS, MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, Encoding
+
 PROTOCOL_VERSION = 1
 
 # WebSocket close codes (RFC 6455 §7.4.1).
@@ -20,15 +22,11 @@ ErrorCode = Literal[
     "bad_request", "unauthorized", "bad_frame", "bad_message", "limit", "busy", "internal"
 ]
 SkipReason = Literal["too_short", "overloaded", "error"]
-Encoding = Literal["pcm_s16le", "pcm_f32le", "mulaw", "alaw"]
-ENCODINGS: tuple[str, ...] = get_args(Encoding)
 CHANNEL_COUNTS = (1, 2)
 # ``channels`` of POST /v1/classify: mix a stereo file to mono, or classify each channel.
 ChannelMode = Literal["mix", "separate"]
 CHANNEL_MODES: tuple[ChannelMode, ...] = get_args(ChannelMode)
 
-MIN_SAMPLE_RATE_HZ = 8000
-MAX_SAMPLE_RATE_HZ = 48000
 MIN_INTERIM_MS = 250
 MAX_INTERIM_MS = 3000
 
@@ -94,7 +92,7 @@ def parse_stream_params(query: Mapping[str, str]) -> StreamParams:
         )
     return StreamParams(
         int(rate_text),
-        encoding,  # type: ignore[arg-type]
+        encoding,
         query.get("token"),
         interim_ms,
         parse_quality(query),

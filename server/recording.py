@@ -19,12 +19,14 @@ import numpy as np
 import numpy.typing as npt
 
 import vad
-from server.outcome import SEGMENT_RATE_HZ, classify_segment, summarize
+from pcm.format import PIPELINE_RATE_HZ
+from server.decoding import decode_audio
+from server.outcome import classify_segment, summarize
 from server.protocol import CHANNEL_MODES, ChannelMode, SegmentOutcome, outcome_body
 from server.service import Service
-from server.upload import Data, decode_audio
+from server.upload import Data
 
-_SEGMENTER_BLOCK_SAMPLES = 10 * SEGMENT_RATE_HZ
+_SEGMENTER_BLOCK_SAMPLES = 10 * PIPELINE_RATE_HZ
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +87,7 @@ async def classify_recording(
     decode = functools.partial(
         decode_audio,
         data,
-        SEGMENT_RATE_HZ,
+        PIPELINE_RATE_HZ,
         settings.max_upload_ms,
         settings.max_upload_samples,
         separate=channels == "separate",
@@ -118,7 +120,7 @@ async def classify_audio(
 
 async def _segment(service: Service, audio: npt.NDArray[np.float32]) -> list[vad.Segment]:
     segmenter = vad.StreamSegmenter(
-        service.segmenter_config, SEGMENT_RATE_HZ, "pcm_f32le", detector=service.new_detector()
+        service.segmenter_config, PIPELINE_RATE_HZ, "pcm_f32le", detector=service.new_detector()
     )
 
     def run() -> list[vad.Event]:

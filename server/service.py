@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Protocol
 
 import vad
+from classifier.inference import Classifier, OnnxClassifier, ThreadOptions
+from classifier.model import Manifest
 from server.access import ConnectionLimiter
-from server.inference import Classifier, OnnxClassifier, ThreadOptions
 from server.metrics import Metrics
-from server.model import Manifest
 from server.pool import InferencePool
 from server.settings import Settings
 from server.upload_slots import UploadSlots

@@ -11,7 +11,12 @@ import uuid
 import numpy as np
 import numpy.typing as npt
 from starlette.types import Message
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import (
+    WebSocket,
+    WebSocketDisconnect,
+    WebSocketDisconnected,
+    WebSocketState,
+)
 
 import vad
 from server.budget import Allowance, LimitExceeded, MessageBudget
@@ -68,8 +73,12 @@ class Abort:
 
 Ending = Close | Gone | Abort
 
-# What sending or closing raises once the client has gone (and, as an OSError, a timeout).
-CLIENT_GONE: tuple[type[Exception], ...] = (WebSocketDisconnect, RuntimeError, OSError)
+# What sending, closing or accepting raises once the client has gone: Starlette's
+# WebSocketDisconnect (the peer closed, or the transport failed while connected) and
+# WebSocketDisconnected (a send after the close), uvicorn's ClientDisconnected (an OSError,
+# also for a connection this server aborted), and other OSErrors of the transport. Any
+# other RuntimeError is a fault, and ends the session as one.
+CLIENT_GONE: tuple[type[Exception], ...] = (WebSocketDisconnect, WebSocketDisconnected, OSError)
 
 
 class Session:
@@ -184,7 +193,7 @@ class Session:
             encoding=self._params.encoding,
             limits={
                 "max_frame_bytes": s.max_frame_bytes,
-                "max_segment_ms": s.max_segment_ms,
+                "max_segment_ms": self._service.segmenter_config.max_segment_ms,
                 "max_stream_ms": s.max_stream_ms,
                 "idle_timeout_ms": s.idle_timeout_ms,
             },
@@ -283,23 +292,8 @@ class Session:
     async def _segment(
         self, channel: Channel, frames: list[npt.NDArray[np.int16]]
     ) -> list[vad.Event]:
-        """Silero decides the frames in one model call with the other streams' waiting
-        frames (the service's batcher); otherwise the stream's own detector decides them.
-
-        A batch fault counts these frames as unvoiced and starts the detector afresh, as
-        a fault of the stream's own detector would (DetectorError)."""
-        batcher = self._service.vad_batcher
-        detector = channel.detector
-        segmenter = channel.segmenter
-        if batcher is None or not frames or not isinstance(detector, vad.SileroDetector):
-            return segmenter.segment(frames)
-        try:
-            voiced = await batcher.decide(detector, frames)
-        except Exception as exc:  # the model's fault, reported as internal
-            detector.reset()
-            events = segmenter.segment(frames, [False] * len(frames))
-            raise vad.DetectorError(events, exc) from exc
-        return segmenter.segment(frames, voiced)
+        """The channel's events; vad decides whether the frames share the batcher's call."""
+        return await channel.segmenter.segment_batched(frames, self._service.vad_batcher)
 
     async def _on_text(self, text: str) -> None:
         try:

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_type_hints
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, create_model, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 import vad
-from server.upload import MAX_DECODED_SAMPLES
 
 BUNDLED_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Decoded samples (frames × channels) an upload may hold: 10 minutes of 48 kHz stereo. This
+# bounds the decoding work, which duration alone does not (384 kHz × 8 channels is 64 times
+# as much work per second as 48 kHz mono).
+MAX_UPLOAD_SAMPLES = 600 * 48_000 * 2
 
 
 # EMOSTREAM_<setting> -> SegmenterConfig field. Defaults and bounds are the config's own
@@ -37,9 +42,24 @@ VAD_SETTINGS = {
     "max_segment_ms": "max_segment_ms",
     "min_segment_ms": "min_segment_ms",
 }
-_VAD = vad.SegmenterConfig()
 _CONFIG_NAME = re.compile(r"\b(" + "|".join(VAD_SETTINGS.values()) + r")\b")
 _SETTING_OF = {field: setting for setting, field in VAD_SETTINGS.items()}
+
+
+def _vad_fields() -> dict[str, Any]:
+    """The VAD settings' pydantic fields: each config field's type and default."""
+    types = get_type_hints(vad.SegmenterConfig)
+    defaults = {f.name: f.default for f in dataclasses.fields(vad.SegmenterConfig)}
+    return {setting: (types[field], defaults[field]) for setting, field in VAD_SETTINGS.items()}
+
+
+# The VAD settings are made from the table above, not written out: a new SegmenterConfig
+# knob is one line in VAD_SETTINGS. (mypy sees a plain BaseSettings: nothing in the server
+# reads these fields by name, segmenter_config() does it for all of them.)
+if TYPE_CHECKING:
+    _VadSettings = BaseSettings
+else:
+    _VadSettings = create_model("_VadSettings", __base__=BaseSettings, **_vad_fields())
 
 
 _HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")
@@ -51,7 +71,7 @@ def _split_csv(value: object) -> object:
     return value
 
 
-class Settings(BaseSettings):
+class Settings(_VadSettings):
     model_config = SettingsConfigDict(env_prefix="EMOSTREAM_", extra="forbid", frozen=True)
 
     # Model and inference pool
@@ -64,21 +84,7 @@ class Settings(BaseSettings):
     queue_timeout_ms: int = Field(default=2000, ge=1, le=60_000)
     max_pending_segments: int = Field(default=4, ge=1, le=1000)
 
-    # Segmentation: see VAD_SETTINGS and vad.SegmenterConfig for the bounds
-    vad_detector: vad.DetectorName = _VAD.detector
-    vad_threshold: float = _VAD.speech_threshold
-    vad_threshold_hysteresis: float = _VAD.threshold_hysteresis
-    vad_aggressiveness: int = _VAD.aggressiveness
-    vad_frame_ms: int = vad.config.DETECTOR_FRAME_MS
-    vad_start_ms: int = _VAD.start_ms
-    vad_hangover_ms: int = _VAD.hangover_ms
-    vad_short_hangover_ms: int = _VAD.short_hangover_ms
-    vad_short_hangover_after_ms: int = _VAD.short_hangover_after_ms
-    vad_pre_padding_ms: int = _VAD.pre_padding_ms
-    vad_post_padding_ms: int = _VAD.post_padding_ms
-    vad_babble_gate_db: float = _VAD.babble_gate_db
-    max_segment_ms: int = _VAD.max_segment_ms
-    min_segment_ms: int = _VAD.min_segment_ms
+    # Segmentation: the VAD_SETTINGS fields (from _VadSettings), and these.
     # Silero: at most this many streams' frames in one model call (vad/batch.py); 0: each
     # stream runs the model on its own frames, one call per frame.
     vad_batch: int = Field(default=64, ge=0, le=1024)
@@ -95,7 +101,7 @@ class Settings(BaseSettings):
     idle_timeout_ms: int = Field(default=30_000, ge=100)
     max_upload_bytes: int = Field(default=26_214_400, ge=1024)
     max_upload_ms: int = Field(default=600_000, ge=1000)
-    max_upload_samples: int = Field(default=MAX_DECODED_SAMPLES, ge=16_000)
+    max_upload_samples: int = Field(default=MAX_UPLOAD_SAMPLES, ge=16_000)
     max_uploads: int = Field(default=4, ge=1, le=1000)
     max_uploads_per_ip: int = Field(default=2, ge=1, le=1000)
     # Upload bodies being received at once (the classify slots above are taken only once

@@ -13,6 +13,8 @@ import numpy.typing as npt
 import soundfile as sf
 import soxr
 
+from pcm.format import pcm16_bytes
+
 Float = npt.NDArray[np.float32]
 
 
@@ -43,7 +45,7 @@ def tone(
 
 
 def to_pcm16(audio: Float) -> bytes:
-    return (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+    return pcm16_bytes(audio)
 
 
 def wav_bytes(audio: Float, sample_rate: int = 16000, subtype: str = "PCM_16") -> bytes:

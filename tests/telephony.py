@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from pcm.g711 import ALAW_TO_LINEAR, MULAW_TO_LINEAR
 from vad.framing import to_int16
-from vad.g711 import ALAW_TO_LINEAR, MULAW_TO_LINEAR
 
 Float = npt.NDArray[np.float32]
 

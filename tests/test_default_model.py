@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from server.inference import OnnxClassifier
-from server.model import CANONICAL_LABELS, read_manifest, sha256_file
+from classifier.inference import OnnxClassifier
+from classifier.model import CANONICAL_LABELS, read_manifest, sha256_file
 from server.settings import BUNDLED_MODEL_DIR
 from tests.programs import require
 
@@ -79,8 +79,8 @@ def _accuracy(classifier: OnnxClassifier, clips: list[tuple[str, np.ndarray]]) -
 
 def test_classifies_fresh_unseen_voices_of_its_own_generator(classifier: OnnxClassifier) -> None:
     require("espeak-ng")
-    from training.default_model import Recipe
-    from training.synth import partition, plan_clip, render
+    from training.release.default_model import Recipe
+    from training.synthetic.synth import partition, plan_clip, render
 
     config = Recipe().corpus()
     part = partition(config)
@@ -94,7 +94,7 @@ def test_classifies_fresh_unseen_voices_of_its_own_generator(classifier: OnnxCla
 
 def test_classifies_fresh_clips_of_the_independent_generator(classifier: OnnxClassifier) -> None:
     require("espeak-ng")
-    from training.independent import render
+    from training.synthetic.independent import render
 
     # Indices far beyond the committed evaluation set (240 clips).
     clips = [

@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _corpus_arg(value: str) -> tuple[str, Path]:
-    from training.corpora import LAYOUTS
+    from training.corpus.corpora import LAYOUTS
 
     layout, sep, directory = value.partition("=")
     if not sep or layout not in LAYOUTS or not directory:
@@ -70,9 +70,9 @@ def _add_prepare(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from training.corpora import CorpusError, parse_mapping
-    from training.prepare import prepare
-    from training.splits import SplitError
+    from training.corpus.corpora import CorpusError, parse_mapping
+    from training.corpus.prepare import prepare
+    from training.corpus.splits import SplitError
 
     try:
         prepared = prepare(
@@ -166,9 +166,9 @@ def _add_train(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def cmd_train(args: argparse.Namespace) -> int:
     from transformers.utils import logging as hf_logging
 
-    from training.augment import AugmentOptions
-    from training.data import DataError
-    from training.finetune import TrainingError, TrainOptions, resume, train
+    from training.corpus.augment import AugmentOptions
+    from training.corpus.data import DataError
+    from training.models.finetune import TrainingError, TrainOptions, resume, train
 
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     try:
@@ -233,17 +233,17 @@ def _add_evaluate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from server.model import ModelError
-    from training.data import DataError, read_split, select
-    from training.evaluate import (
+    from classifier.model import ModelError
+    from training.corpus.data import DataError, read_split, select
+    from training.models.evaluate import (
         SNR_LEVELS_DB,
         EvaluationError,
         evaluate,
         load_predictor,
         write_report,
     )
-    from training.finetune import TrainingError
-    from training.release import ReleaseError
+    from training.models.finetune import TrainingError
+    from training.release.release import ReleaseError
 
     try:
         examples = select(read_split(args.data), args.split)
@@ -269,7 +269,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _release_arguments(p: argparse.ArgumentParser) -> None:
-    from training.quantization import (
+    from training.models.quantization import (
         DEFAULT_QUANTIZATION,
         FALLBACK_QUANTIZATION,
         MIN_INT8_AGREEMENT,
@@ -337,11 +337,11 @@ def _add_import(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
 def cmd_export(args: argparse.Namespace) -> int:
     from transformers.utils import logging as hf_logging
 
-    from server.model import ModelError
-    from training.data import DataError
-    from training.evaluate import EvaluationError
-    from training.finetune import TrainingError
-    from training.release import ReleaseError, ReleaseOptions, release
+    from classifier.model import ModelError
+    from training.corpus.data import DataError
+    from training.models.evaluate import EvaluationError
+    from training.models.finetune import TrainingError
+    from training.release.release import ReleaseError, ReleaseOptions, release
 
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     options = ReleaseOptions(

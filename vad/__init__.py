@@ -6,7 +6,7 @@ from vad.detector import Detector, DetectorError, EnergyDetector, WebRtcDetector
 from vad.events import Event, InProgress, Segment, SpeechEnd, SpeechStart
 from vad.framing import Encoding, FrameError, Reframer, decode_pcm, split_channels
 from vad.resample import Resampler
-from vad.segmenter import Segmenter
+from vad.segmenter import Segmenter, State
 from vad.silero import SileroDetector, SileroModel, VadModelError
 from vad.stream import StreamSegmenter
 
@@ -31,6 +31,7 @@ __all__ = [
     "SileroModel",
     "SpeechEnd",
     "SpeechStart",
+    "State",
     "StreamSegmenter",
     "VadModelError",
     "WebRtcDetector",

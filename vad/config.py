@@ -6,13 +6,14 @@ import math
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from pcm.format import PIPELINE_RATE_HZ
 from vad.detector import WEBRTC_RATES_HZ
 
 DetectorName = Literal["silero", "webrtc"]
 DETECTORS: tuple[DetectorName, ...] = get_args(DetectorName)
 WEBRTC_FRAME_MS = (10, 20, 30)
 SILERO_FRAME_MS = 32  # 512 samples at 16 kHz, the only frame Silero VAD takes there
-SILERO_RATE_HZ = 16000
+SILERO_RATE_HZ = PIPELINE_RATE_HZ
 NATIVE_FRAME_MS = {"silero": SILERO_FRAME_MS, "webrtc": 30}
 MAX_SEGMENT_LIMIT_MS = 60_000
 DETECTOR_FRAME_MS = 0  # frame_ms meaning "the detector's own frame"

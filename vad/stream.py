@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from pcm.format import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ
+from vad.batch import SileroBatcher
 from vad.config import SegmenterConfig
 from vad.detector import Detector, DetectorError
 from vad.events import Event, InProgress
@@ -20,10 +22,8 @@ from vad.framing import (
     to_int16,
 )
 from vad.resample import Resampler
-from vad.segmenter import Segmenter
-
-MIN_INPUT_RATE_HZ = 8000
-MAX_INPUT_RATE_HZ = 48000
+from vad.segmenter import Segmenter, State
+from vad.silero import SileroDetector
 
 
 class StreamSegmenter:
@@ -40,9 +40,10 @@ class StreamSegmenter:
         encoding: Encoding = "pcm_s16le",
         detector: Detector | None = None,
     ) -> None:
-        if not MIN_INPUT_RATE_HZ <= in_rate_hz <= MAX_INPUT_RATE_HZ:
+        if not MIN_SAMPLE_RATE_HZ <= in_rate_hz <= MAX_SAMPLE_RATE_HZ:
             raise ValueError(
-                f"sample rate {in_rate_hz} Hz is outside {MIN_INPUT_RATE_HZ}-{MAX_INPUT_RATE_HZ} Hz"
+                f"sample rate {in_rate_hz} Hz is outside "
+                f"{MIN_SAMPLE_RATE_HZ}-{MAX_SAMPLE_RATE_HZ} Hz"
             )
         self.config = config
         self.in_rate_hz = in_rate_hz
@@ -62,6 +63,10 @@ class StreamSegmenter:
     @property
     def audio_ms(self) -> int:
         return self._input_samples * 1000 // self.in_rate_hz
+
+    @property
+    def state(self) -> State:
+        return self._segmenter.state
 
     @property
     def in_speech(self) -> bool:
@@ -96,7 +101,7 @@ class StreamSegmenter:
                     "2-byte pcm_s16le samples"
                 )
             self._check_open()
-            samples = np.frombuffer(data, dtype="<i2").astype(np.int16)
+            samples = np.frombuffer(data, dtype="<i2").astype(np.int16, copy=False)
             self._input_samples += len(samples)
             return self._reframer.push(samples)
         return self._frames_of_audio(decode_pcm(data, self.encoding))
@@ -130,6 +135,27 @@ class StreamSegmenter:
         if fault is not None:
             raise DetectorError(events, fault.cause) from fault.cause
         return events
+
+    async def segment_batched(
+        self, frames: Sequence[npt.NDArray[np.int16]], batcher: SileroBatcher | None
+    ) -> list[Event]:
+        """Segment frames from frames_of, as segment(frames) does, except that a Silero
+        detector's decisions are made in the batcher's shared model call with the other
+        streams' waiting frames. Without a batcher, or with another detector, the stream's
+        own detector decides them.
+
+        A batch fault counts these frames as unvoiced and starts the detector afresh, as a
+        fault of the stream's own detector does, and raises DetectorError with the events."""
+        detector = self._segmenter.detector
+        if batcher is None or not frames or not isinstance(detector, SileroDetector):
+            return self.segment(frames)
+        try:
+            voiced = await batcher.decide(detector, frames)
+        except Exception as exc:  # the model's fault, re-raised as DetectorError
+            detector.reset()
+            events = self.segment(frames, [False] * len(frames))
+            raise DetectorError(events, exc) from exc
+        return self.segment(frames, voiced)
 
     def flush(self) -> list[Event]:
         """End the utterance in progress at the audio segmented so far."""

@@ -1,19 +1,16 @@
-// The page: wires the DOM to the page state (state.js), microphone capture, the live stream,
-// uploads, the chart and the sessions kept in this browser.
+// The page: wires the DOM to the page state (state.js), the live session (live.js), uploads,
+// the chart and the sessions kept in this browser.
 import { ArchiveError, describe, newRecord, SessionArchive } from "./archive.js";
-import { describeSettings, listMicrophones, MicrophoneError, startCapture } from "./capture.js";
+import { listMicrophones, MicrophoneError } from "./capture.js";
 import { ScoreChart } from "./chart.js";
 import { interimMsFrom, parseModel } from "./protocol.js";
 import { announcement } from "./quality.js";
 import { SessionResults } from "./results.js";
 import { PageState, RATE_HZ } from "./state.js";
-import { LiveStream } from "./stream.js";
+import { LiveSession } from "./live.js";
 import { classifyAudio, UploadError } from "./upload.js";
 import { colourOf, renderBars, renderLanes, renderLegend, renderReadout, renderSessions, renderSummary, renderTable } from "./view.js";
-import { concatPcm16, encodeWav } from "./wav.js";
 
-const FRAME_MS = 40;
-const MAX_RECORDING_MS = 600000;
 const DEFAULT_INTERIM_MS = 1000;
 const MIC_KEY = "emostream.microphone";
 
@@ -39,11 +36,33 @@ const token = params.get("token") || null;
 const interimMs = interimMsFrom(params.get("interim_ms"), DEFAULT_INTERIM_MS);
 
 const state = new PageState({ onChange: (what) => changed(what) });
-// What is not page state but the page's connections to the outside: one of each at a time.
-const live = { capture: null, stream: null, recording: null, early: [], stopping: false, lastDrawMs: 0 };
 const saved = { archive: null, record: newRecord(), writes: Promise.resolve() };
 let chart = null;
 let manifestVersion = null;
+// The live session's controller (live.js); the page gives it what it draws with.
+const live = new LiveSession({
+  state,
+  els,
+  view: {
+    showMessage: (...args) => showMessage(...args),
+    clearMessage: (kind) => clearMessage(kind),
+    setBusy: (busy) => setBusy(busy),
+    setStatus: (status, text) => setStatus(status, text),
+    setModel: (model) => setModel(model),
+    checkModelVersion: (version) => {
+      if (manifestVersion !== null && version !== manifestVersion) loadModel();
+    },
+    renderSpeech: () => renderSpeech(),
+    announceLatest: () => announceLatest(),
+    drawChart: () => drawChart(),
+    persist: () => persist(),
+    setUploadEnabled: (enabled) => setUploadEnabled(enabled),
+    classifyInto: (...args) => classifyInto(...args),
+    streamUrl: () => streamUrl(),
+    refreshMicrophones: () => refreshMicrophones(),
+    showMicError: (error) => showMicError(error),
+  },
+});
 
 function streamUrl() {
   const url = new URL("v1/stream", location.href);
@@ -271,222 +290,6 @@ function newSession() {
   listSessions();
 }
 
-// ---- live session ------------------------------------------------------------
-
-function onFrame(pcm, level) {
-  if (!state.capturing) return;
-  state.captured(pcm.length);
-  const capturedMs = state.capturedMs();
-  els.captured.dataset.ms = String(capturedMs);
-  els.captured.textContent = `${(capturedMs / 1000).toFixed(1)} s`;
-  const db = level.rms > 0 ? 20 * Math.log10(level.rms) : -100;
-  const meter = Math.max(0, Math.min(100, Math.round(((db + 60) / 60) * 100)));
-  els.levelFill.style.width = `${meter}%`;
-  els.level.setAttribute("aria-valuenow", String(meter));
-  if (state.mode === "starting") {
-    live.early.push(pcm);
-  } else if (state.mode === "live" || state.mode === "stopping") {
-    if (live.stream) live.stream.send(pcm);
-    state.sent();
-    els.framesSent.textContent = String(state.framesSent);
-  } else if (state.mode === "recording") {
-    live.recording.frames.push(pcm);
-    live.recording.samples += pcm.length;
-    if (live.recording.samples >= (MAX_RECORDING_MS * RATE_HZ) / 1000) stop();
-  }
-  if (capturedMs - live.lastDrawMs >= 500) {
-    live.lastDrawMs = capturedMs;
-    drawChart();
-  }
-}
-
-function onStreamMessage(msg, baseMs) {
-  switch (msg.type) {
-    case "ready":
-      els.sessionId.textContent = msg.session;
-      els.interim.textContent = msg.interimMs > 0 ? `every ${msg.interimMs} ms of speech` : "off";
-      setModel(msg.model);
-      if (manifestVersion !== null && msg.model.version !== manifestVersion) loadModel();
-      state.ready({ session: msg.session, interimMs: msg.interimMs });
-      break;
-    case "speech_start":
-      state.speechStarted(msg.tMs, baseMs);
-      break;
-    case "speech_end":
-      state.speechEnded(msg.tMs);
-      break;
-    case "partial":
-      state.partialArrived(msg, baseMs);
-      break;
-    case "result":
-    case "skipped":
-      state.finalArrived(msg, baseMs);
-      renderSpeech();
-      announceLatest();
-      break;
-    default:
-      break; // message types this page does not know are ignored (protocol forward compatibility)
-  }
-}
-
-const retryActions = () => [
-  { label: "Retry now", run: () => live.stream && live.stream.retryNow() },
-  { label: "Stop", run: () => stop() },
-];
-
-function onStreamState(streamState, detail) {
-  switch (streamState) {
-    case "connecting":
-      setStatus("connecting", detail.attempt > 1 ? `Reconnecting (attempt ${detail.attempt})…` : "Connecting…");
-      break;
-    case "live":
-      setStatus("live", "Live");
-      clearMessage("connection");
-      break;
-    case "waiting": {
-      const seconds = Math.max(1, Math.round(detail.delayMs / 1000));
-      state.connectionLost();
-      if (detail.reason === "busy") {
-        setStatus("waiting", "Server busy");
-        showMessage("connection", "The server is busy or restarting", `It cannot take this session right now. Trying again in ${seconds} s — keep talking, the last few seconds are kept.`, retryActions());
-      } else {
-        setStatus("waiting", "Reconnecting");
-        showMessage("connection", "Connection lost", `Reconnecting in ${seconds} s. Your timeline is kept; audio from the last few seconds is sent once the connection is back.`, retryActions());
-      }
-      break;
-    }
-    case "blocked":
-      startRecordingFallback();
-      break;
-    case "failed":
-      failStream(detail);
-      break;
-    default:
-      break;
-  }
-}
-
-function failStream(detail) {
-  const text =
-    detail.code === "unauthorized"
-      ? "This server needs an access token. Open the link you were given (it ends in ?token=…)."
-      : detail.code === "limit"
-        ? `The session reached a limit of the server: ${detail.message || "time limit"}. Press Start to begin a new session.`
-        : `The server refused the stream: ${detail.message || detail.code}.`;
-  showMessage("error", "Live analysis stopped", text, [{ label: "Start again", run: () => start() }]);
-  teardown("Stopped");
-}
-
-function startRecordingFallback() {
-  const { frames, startSample } = live.stream.takeQueued();
-  live.stream = null;
-  live.recording = { frames, samples: frames.reduce((n, f) => n + f.length, 0), offsetMs: state.offsetMs + (startSample * 1000) / RATE_HZ };
-  state.connectionLost();
-  state.setMode("recording");
-  setStatus("recording", "Recording (offline)");
-  showMessage(
-    "recording",
-    "Live analysis is not available here",
-    "The live connection to the server was blocked (often by a firewall or proxy). The page is recording in your browser instead: press Stop when you are done and the recording will be uploaded and analysed.",
-    [{ label: "Stop and analyse", run: () => stop() }],
-  );
-}
-
-async function start() {
-  if (state.mode !== "idle") return;
-  clearMessage();
-  setBusy(true);
-  setStatus("connecting", "Opening microphone…");
-  live.early = [];
-  live.lastDrawMs = 0;
-  state.begin();
-  let capture;
-  try {
-    capture = await startCapture({ onFrame, onEnded: micEnded, targetRateHz: RATE_HZ, frameMs: FRAME_MS, deviceId: els.mic.value });
-  } catch (error) {
-    state.end();
-    if (!(error instanceof MicrophoneError)) throw error;
-    setBusy(false);
-    setStatus("idle", "Not connected");
-    showMicError(error);
-    return;
-  }
-  live.capture = capture;
-  els.deviceLabel.textContent = capture.deviceLabel || "(unnamed)";
-  els.appliedSettings.textContent = describeSettings(capture.settings);
-  els.contextRate.textContent = `${capture.contextRateHz} Hz → ${RATE_HZ} Hz, ${FRAME_MS} ms frames`;
-  els.start.textContent = "Stop";
-  els.start.dataset.running = "true";
-  els.mic.disabled = true;
-  setBusy(false);
-  setUploadEnabled(false);
-  state.setMode("live");
-  live.stream = new LiveStream({
-    url: streamUrl(),
-    sampleRateHz: RATE_HZ,
-    onState: onStreamState,
-    onMessage: onStreamMessage,
-    onProtocolError: (error) => showMessage("warning", "Unexpected message from the server", error.message),
-  });
-  for (const pcm of live.early) live.stream.send(pcm);
-  live.early = [];
-  live.stream.start();
-  refreshMicrophones(); // labels become readable once permission is granted
-}
-
-async function stop() {
-  const mode = state.mode;
-  if ((mode !== "live" && mode !== "recording") || live.stopping) return;
-  live.stopping = true;
-  if (mode === "live") state.setMode("stopping");
-  setBusy(true);
-  setStatus("stopping", mode === "live" ? "Finishing…" : "Uploading…");
-  await live.capture.stop(); // the last partial frame still reaches onFrame
-  state.setMode(mode === "live" ? "stopping" : "uploading");
-  if (mode === "live" && live.stream) {
-    await live.stream.finish();
-    clearMessage("connection");
-  } else if (mode === "recording") {
-    await uploadRecording();
-  }
-  teardown("Stopped");
-}
-
-function teardown(statusText) {
-  if (live.capture) live.capture.stop();
-  if (live.stream) live.stream.close();
-  Object.assign(live, { capture: null, stream: null, recording: null, stopping: false });
-  state.end();
-  els.start.textContent = "Start listening";
-  els.start.dataset.running = "false";
-  els.start.disabled = !globalThis.isSecureContext;
-  els.mic.disabled = false;
-  setBusy(false);
-  els.levelFill.style.width = "0%";
-  els.level.setAttribute("aria-valuenow", "0");
-  setStatus("idle", statusText);
-  setUploadEnabled(true);
-  persist();
-}
-
-async function uploadRecording() {
-  const { frames, offsetMs } = live.recording;
-  const pcm = concatPcm16(frames);
-  if (pcm.length === 0) {
-    showMessage("error", "Nothing was recorded", "The recording is empty, so there is nothing to analyse.");
-    return;
-  }
-  showMessage("recording", "Analysing the recording…", `Uploading ${(pcm.length / RATE_HZ).toFixed(1)} s of audio.`);
-  const wav = new Blob([encodeWav(pcm, RATE_HZ)], { type: "audio/wav" });
-  await classifyInto(wav, "recording.wav", offsetMs, "recording", (text) => showMessage("recording", "Recording analysed", text));
-}
-
-function micEnded() {
-  showMessage("error", "The microphone stopped", "It was unplugged, switched off or taken by another app. Check it and press Start again.", [{ label: "Start again", run: () => start() }]);
-  if (state.mode === "live") stop();
-  else teardown("Stopped");
-}
-
 const MIC_MESSAGES = {
   denied: ["Microphone access is blocked", "Allow this site to use the microphone (the camera/microphone icon in the address bar or the site settings), then press Try again. You can also analyse a recorded file below."],
   "no-device": ["No microphone found", "Connect a microphone (or a headset) and press Try again. You can also analyse a recorded file below."],
@@ -498,7 +301,7 @@ const MIC_MESSAGES = {
 
 function showMicError(error) {
   const [title, text] = MIC_MESSAGES[error.kind];
-  const actions = error.kind === "insecure" || error.kind === "unsupported" ? [] : [{ label: "Try again", run: () => start() }];
+  const actions = error.kind === "insecure" || error.kind === "unsupported" ? [] : [{ label: "Try again", run: () => live.start() }];
   showMessage("error", title, text || error.message, actions);
 }
 
@@ -549,7 +352,7 @@ async function uploadFile(file) {
   els.uploadStatus.textContent = `Analysing ${file.name}…`;
   await classifyInto(file, file.name, state.timelineEndMs(), "upload", (text) => (els.uploadStatus.textContent = text));
   if (els.uploadStatus.textContent.startsWith("Analysing")) els.uploadStatus.textContent = "";
-  teardown(els.status.textContent);
+  live.teardown(els.status.textContent);
 }
 
 // ---- export ----------------------------------------------------------------
@@ -607,7 +410,7 @@ function typingIn(target) {
 }
 
 function wire() {
-  els.start.addEventListener("click", () => (state.mode === "idle" ? start() : stop()));
+  els.start.addEventListener("click", () => (state.mode === "idle" ? live.start() : live.stop()));
   // Space starts and stops, unless a control that uses Space itself has the focus.
   document.addEventListener("keydown", (event) => {
     if (event.code !== "Space" || event.repeat || event.ctrlKey || event.altKey || event.metaKey || typingIn(event.target)) return;
@@ -684,7 +487,7 @@ async function openArchive() {
 
 async function init() {
   wire();
-  teardown("Not connected");
+  live.teardown("Not connected");
   renderSpeech();
   if (!globalThis.isSecureContext) showMicError(new MicrophoneError("insecure", ""));
   await Promise.all([loadChart(), openArchive()]);

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from bench import vad_quality
-from server.model import read_manifest
+from classifier.model import read_manifest
 from server.settings import BUNDLED_MODEL_DIR
 from vad import SegmenterConfig
 

@@ -10,7 +10,7 @@ from bench.models import model_config
 
 @pytest.mark.parametrize("samples", [1600, 16000, 24321])
 def test_analytic_count_matches_torch_counter(samples: int) -> None:
-    from training.tiny import tiny_model
+    from training.models.tiny import tiny_model
 
     counted = flops.count(model_config("tiny"), samples)
     measured = flops.torch_flops(tiny_model(), samples)

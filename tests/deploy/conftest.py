@@ -1,4 +1,4 @@
-"""Fixtures for the deployment tests (processes are in tests/deploy/processes.py)."""
+"""Fixtures for the deployment tests (processes are in bench/processes.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.processes import ServerProcess
+from bench.processes import ServerProcess
 
 
 @pytest.fixture

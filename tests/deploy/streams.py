@@ -12,9 +12,10 @@ import numpy as np
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from pcm.format import PIPELINE_RATE_HZ
 from tests.speech import espeak, silence, to_pcm16
 
-RATE_HZ = 16000
+RATE_HZ = PIPELINE_RATE_HZ
 FRAME_MS = 40
 FRAME_BYTES = RATE_HZ * FRAME_MS // 1000 * 2
 

@@ -13,9 +13,9 @@ import pytest
 from pydantic import SecretStr
 from starlette.testclient import TestClient
 
+from bench.processes import ServerProcess
 from server.app import create_app
 from server.settings import Settings
-from tests.deploy.processes import ServerProcess
 from tests.deploy.streams import Stream, refused
 
 pytestmark = pytest.mark.slow

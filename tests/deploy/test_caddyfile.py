@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from bench.processes import CADDYFILE, caddy_env
 from server.settings import Settings
-from tests.deploy.processes import CADDYFILE, caddy_env
 from tests.programs import require
 
 pytestmark = pytest.mark.caddy

@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 import yaml
 
+from bench.processes import REPO
 from server.runner import FINAL_GRACE_S
 from server.settings import Settings
 from tests.deploy import dockerfile
-from tests.deploy.processes import REPO
 from tests.programs import require
 
 

@@ -18,10 +18,14 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
+from bench.processes import REPO, ServerProcess, free_port
 from tests.deploy import dockerfile
-from tests.deploy.processes import REPO, ServerProcess, free_port
+from tests.imports import import_graph, reachable
 
 DOCKERFILE = REPO / "Dockerfile"
+# The packages the `emostream` command imports (training is optional and not in the image);
+# test_runtime_packages_are_what_the_command_imports keeps this list true.
+RUNTIME_PACKAGES = ("classifier", "client", "emostream", "pcm", "server", "vad")
 TRAINING_ONLY = {"torch", "transformers", "onnx", "onnxscript", "audiomentations", "scikit-learn"}
 
 
@@ -125,10 +129,28 @@ def test_runtime_has_code_web_and_model_at_the_builder_paths(
     copies = {i.value for i in runtime.all("COPY")}
     assert "--from=builder /opt/venv /opt/venv" in copies
     targets = {c.split()[-1].rstrip("/") for c in copies}
-    assert {"server", "vad", "web", "models/default"} <= targets
-    # The editable install maps imports to /app/server and /app/vad: same paths in both.
+    assert {
+        "classifier",
+        "client",
+        "emostream",
+        "server",
+        "vad",
+        "web",
+        "models/default",
+    } <= targets
+    # The editable install maps imports to /app/<package>: same paths in both.
     builder_targets = {c.value.split()[-1].rstrip("/") for c in builder.all("COPY")}
-    assert {"server", "vad"} <= builder_targets
+    assert set(RUNTIME_PACKAGES) <= builder_targets
+
+
+def test_runtime_packages_are_what_the_command_imports() -> None:
+    optional = "training"  # emostream registers its commands only if it can import it
+    graph = {
+        module: {t for t in targets if t.split(".")[0] != optional}
+        for module, targets in import_graph().items()
+    }
+    imported = {m.split(".")[0] for m in reachable(graph, "emostream.__main__")}
+    assert imported == set(RUNTIME_PACKAGES)
 
 
 def test_environment(parsed: dockerfile.Dockerfile) -> None:
@@ -211,6 +233,7 @@ def ignore_rules() -> list[str]:
         "pyproject.toml",
         "README.md",
         "requirements/serve.txt",
+        "classifier/model.py",
         "server/app.py",
         "vad/segmenter.py",
         "web/index.html",

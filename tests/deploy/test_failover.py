@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from bench import failover_scenario as failover
+from bench.processes import free_port
 from server.settings import Settings
-from tests.deploy import failover
-from tests.deploy.processes import free_port
 from tests.programs import require
 
 pytestmark = [pytest.mark.slow, pytest.mark.caddy]

@@ -28,8 +28,8 @@ import httpx
 import numpy as np
 import pytest
 
+from bench.processes import REPO, free_port
 from tests.deploy import docker as d
-from tests.deploy.processes import REPO, free_port
 from tests.deploy.streams import full_session, utterance_pcm
 from tests.programs import require
 from tests.speech import espeak, silence, wav_bytes

@@ -22,9 +22,9 @@ from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
 from websockets.uri import parse_uri
 
+from bench.processes import ServerProcess
 from server.runner import FINAL_GRACE_S
 from server.settings import Settings
-from tests.deploy.processes import ServerProcess
 from tests.deploy.streams import FRAME_BYTES, Message, Stream, refused, utterance_pcm
 from tests.rawws import flood, frame, open_raw
 from tests.speech import silence, to_pcm16

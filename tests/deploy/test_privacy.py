@@ -21,8 +21,8 @@ import numpy as np
 import psutil
 import pytest
 
+from bench.processes import REPO, ServerProcess
 from tests.deploy import dockerfile
-from tests.deploy.processes import REPO, ServerProcess
 from tests.deploy.streams import Stream, utterance_pcm
 from tests.speech import espeak, silence, wav_bytes
 

@@ -24,7 +24,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.deploy.processes import CaddyProcess, ServerProcess
+from bench.processes import CaddyProcess, ServerProcess
 from tests.deploy.streams import Stream, full_session, refused, utterance_pcm
 from tests.programs import require
 from tests.speech import espeak, silence, wav_bytes

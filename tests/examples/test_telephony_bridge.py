@@ -20,7 +20,7 @@ import pytest
 import soxr
 import websockets
 
-from tests.server.test_cli import Served, start_server, stop_server
+from tests.served import Served, start_server, stop_server
 from tests.speech import espeak, silence
 from tests.telephony import g711
 

@@ -12,9 +12,9 @@ import pytest
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from classifier.inference import Audio, OnnxClassifier, Scores
+from classifier.model import Manifest
 from server.app import create_app
-from server.inference import Audio, OnnxClassifier, Scores
-from server.model import Manifest
 from server.service import ClassifierLoader
 from server.settings import Settings
 from tests.speech import espeak, silence

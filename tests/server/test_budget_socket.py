@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import websockets
 
-from server.client import stream_pcm16
+from client.websocket import stream_pcm16
 from server.settings import Settings
 from tests.live import LiveServer, live_server
 from tests.speech import espeak, silence

@@ -27,6 +27,15 @@ def vad_detector(request: pytest.FixtureRequest) -> str:
     return detector
 
 
+def by_kind(messages: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """The speech events in order, and the outcomes in order. Results come from the pool
+    whenever it finishes, so where they fall among the speech events is timing, not
+    behaviour: only each kind's own order is fixed."""
+    speech = [m["type"] for m in messages if m["type"] in ("speech_start", "speech_end")]
+    outcomes = [m["type"] for m in messages if m["type"] in ("result", "skipped")]
+    return speech, outcomes
+
+
 def stream(
     client: Any, data: bytes, query: str, frame_bytes: int = 1280
 ) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
@@ -106,7 +115,7 @@ def test_speech_on_one_channel_never_gives_results_on_the_other(
         assert code == 1000 and ready["channels"] == 2
         tagged = [m for m in messages if m["type"] in CHANNEL_TYPES]
         assert {m["channel"] for m in tagged} == {talker}
-        assert types(tagged) == types([m for m in mono if m["type"] in CHANNEL_TYPES])
+        assert by_kind(tagged) == by_kind(mono)
         assert bounds(tagged) == bounds(mono)  # the same segments as the mono stream
         assert [m["segment"] for m in tagged if m["type"] == "result"] == [0, 1, 2]
         assert messages[-1] == {
@@ -236,7 +245,7 @@ def test_a_detector_fault_on_one_channel_leaves_the_other_untouched(
     make_client: Any, three_utterances: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from server.service import Service
-    from tests.server.test_stream import FailingDetector
+    from tests.server.streams import FailingDetector
 
     client = make_client()
     data = to_pcm16(interleave(three_utterances, three_utterances))
@@ -279,7 +288,7 @@ def test_a_two_channel_session_is_one_connection_of_its_client(make_client: Any)
             ws.send_text(END)
             assert collect(ws)[1] == 1000
     assert code == 1013 and refused[0]["code"] == "busy"
-    assert "testclient" in refused[0]["message"]
+    assert "limit of 2 connections" in refused[0]["message"]
 
 
 def test_each_channel_is_a_stream_of_the_sessions_client(make_client: Any) -> None:

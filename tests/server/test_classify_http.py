@@ -20,8 +20,8 @@ import soundfile as sf
 from starlette.testclient import TestClient
 
 from server.app import create_app
+from server.multipart import MAX_PARTS
 from server.settings import Settings
-from server.upload import MAX_PARTS
 from tests.speech import espeak, short_word, silence, tone, wav_bytes
 
 Float = npt.NDArray[np.float32]
@@ -431,7 +431,8 @@ _AUDIT_SCRIPT = textwrap.dedent(
     from starlette.testclient import TestClient
     from server.app import create_app
     from server.settings import Settings
-    from server.upload import decode_audio
+    from server.decoding import decode_audio
+    from server.settings import MAX_UPLOAD_SAMPLES
     from tests.speech import espeak, silence, wav_bytes
     import numpy as np
 
@@ -456,7 +457,7 @@ _AUDIT_SCRIPT = textwrap.dedent(
         sys.addaudithook(hook)
         multipart = client.post("/v1/classify", files={"file": ("a.wav", wav)})
         raw = client.post("/v1/classify", content=wav, headers={"content-type": "audio/wav"})
-        decode_audio(wav, 16000, 60000)
+        decode_audio(wav, 16000, 60000, MAX_UPLOAD_SAMPLES)
     print(json.dumps({
         "events": events,
         "status": [multipart.status_code, raw.status_code],
@@ -513,7 +514,7 @@ def test_a_detector_fault_in_an_upload_is_logged_and_the_rest_classified(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     from server.service import Service
-    from tests.server.test_stream import FailingDetector
+    from tests.server.streams import FailingDetector
 
     clean = post_file(client, wav_bytes(speech)).json()
     real = Service.new_detector

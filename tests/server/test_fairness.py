@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from starlette.websockets import WebSocketState
 
-from server.inference import Audio
-from server.model import Manifest, read_manifest
+from classifier.inference import Audio
+from classifier.model import Manifest, read_manifest
 from server.pool import Prediction
 from server.protocol import StreamParams
 from server.service import Service

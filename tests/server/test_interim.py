@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from server.client import stream_pcm16
-from server.inference import Audio, OnnxClassifier, Scores
+from classifier.inference import Audio, OnnxClassifier, Scores
+from client.websocket import stream_pcm16
 from server.settings import Settings
 from tests.live import live_server
 from tests.server.conftest import collect, send_audio, types

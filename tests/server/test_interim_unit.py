@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 import vad
+from classifier.model import Manifest, read_manifest
 from server.interim import Interim
 from server.metrics import Metrics
-from server.model import Manifest, read_manifest
 from server.pool import InferencePool
 from server.protocol import Partial
-from tests.server.test_pool import Recorder
+from tests.server.recorder import Recorder
 
 RATE = 16000
 

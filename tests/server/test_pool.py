@@ -8,12 +8,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from server.inference import OnnxClassifier
+from classifier.inference import OnnxClassifier
+from classifier.model import Manifest, read_manifest
 from server.metrics import Metrics
-from server.model import Manifest, read_manifest
 from server.pool import InferenceFailed, InferencePool, Overloaded
 from server.quality import SignalQuality
 from tests.server.conftest import ScriptedClassifier, send_audio
+from tests.server.recorder import Recorder
 from tests.speech import to_pcm16
 
 AUDIO = np.zeros(16000, dtype=np.float32)
@@ -114,24 +115,6 @@ def test_swap_serves_new_model_and_admitted_work_finishes_on_old(
     assert old_version == classifier.manifest.version
     assert new_version == new.manifest.version != old_version
     pool.close()
-
-
-class Recorder:
-    """A scripted classifier: records which job ran (tagged by its audio length) and where;
-    every run waits for ``gate`` so a test can hold the worker(s)."""
-
-    def __init__(self, manifest: Manifest, log: list[tuple[str, int]], name: str = "shared"):
-        self.manifest = manifest
-        self.name = name
-        self.log = log
-        self.gate = threading.Event()
-        self.started = threading.Semaphore(0)
-
-    def predict(self, audio: np.ndarray) -> np.ndarray:
-        self.log.append((self.name, audio.size))
-        self.started.release()
-        assert self.gate.wait(10), "the test never opened the gate"
-        return np.full(len(self.manifest.labels), 1 / len(self.manifest.labels), np.float32)
 
 
 @pytest.fixture

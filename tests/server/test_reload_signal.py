@@ -10,7 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.server.test_cli import start_server, stop_server
+from tests.served import start_server, stop_server
 
 
 def served_version(port: int) -> str:

@@ -252,3 +252,10 @@ def test_the_babble_gate_setting_reaches_the_segmenter(clean_env: pytest.MonkeyP
     assert Settings().segmenter_config().babble_gate_db == 6.0
     clean_env.setenv("EMOSTREAM_VAD_BABBLE_GATE_DB", "0")
     assert Settings().segmenter_config().babble_gate_db == 0.0
+
+
+def test_vad_settings_are_made_from_the_config_table() -> None:
+    defaults = {f.name: f.default for f in dataclasses.fields(vad.SegmenterConfig)}
+    for setting, field in VAD_SETTINGS.items():
+        assert Settings.model_fields[setting].default == defaults[field], setting
+    assert Settings(vad_hangover_ms=700).segmenter_config().hangover_ms == 700

@@ -14,13 +14,13 @@ import pytest
 import soxr
 from starlette.websockets import WebSocketDisconnect
 
-from server.inference import OnnxClassifier
-from server.model import CANONICAL_LABELS
+from classifier.inference import OnnxClassifier
+from classifier.model import CANONICAL_LABELS
 from server.service import Service
 from tests.server.conftest import VAD_DETECTORS, ScriptedClassifier, collect, send_audio, types
+from tests.server.streams import END, FailingDetector, outcomes, stream_all
 from tests.speech import espeak, silence, to_pcm16
 
-END = json.dumps({"type": "end"})
 FLUSH = json.dumps({"type": "flush"})
 
 
@@ -31,26 +31,11 @@ def vad_detector(request: pytest.FixtureRequest) -> str:
     return detector
 
 
-def stream_all(
-    client: Any, audio: np.ndarray, query: str = "", data: bytes | None = None
-) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
-    with client.websocket_connect(f"/v1/stream{query}") as ws:
-        ready = json.loads(ws.receive_text())
-        send_audio(ws, to_pcm16(audio) if data is None else data)
-        ws.send_text(END)
-        messages, code = collect(ws)
-    return ready, messages, code
-
-
 def check_pairs(messages: list[dict[str, Any]]) -> None:
     speech = [m for m in messages if m["type"] in ("speech_start", "speech_end")]
     assert [m["type"] for m in speech] == ["speech_start", "speech_end"] * (len(speech) // 2)
     times = [m["t_ms"] for m in speech]
     assert times == sorted(times)
-
-
-def outcomes(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [m for m in messages if m["type"] in ("result", "skipped")]
 
 
 def test_ready_describes_session_model_and_limits(make_client: Any) -> None:
@@ -453,24 +438,6 @@ def test_inference_failure_reports_internal_and_stream_goes_on(
     assert messages[position - 1]["type"] == "error"
     assert messages[position - 1]["code"] == "internal"
     assert "segment 1" in messages[position - 1]["message"]
-
-
-class FailingDetector:
-    """Wraps the session's real detector; raises on the chosen frames of every stream."""
-
-    def __init__(self, inner: Any, failing: set[int]) -> None:
-        self.inner, self.failing, self.frames = inner, failing, 0
-
-    def __call__(self, frame: np.ndarray) -> bool:
-        self.frames += 1
-        if self.frames - 1 in self.failing:
-            raise RuntimeError("scripted detector fault")
-        return bool(self.inner(frame))
-
-    def reset(self) -> None:
-        reset = getattr(self.inner, "reset", None)
-        if reset is not None:
-            reset()
 
 
 @pytest.mark.parametrize("failing", [[40], [40, 41, 42], ["last"]])

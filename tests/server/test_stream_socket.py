@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 import websockets
 
-from server.client import stream_pcm16
+from client.websocket import stream_pcm16
+from pcm.format import to_int16
 from server.settings import Settings
 from tests.live import LiveServer, live_server
 from tests.speech import to_pcm16
@@ -49,7 +50,7 @@ def server(tiny_model_dir: Path) -> Any:
 
 
 def test_reference_client_full_stream(server: LiveServer, three_utterances: np.ndarray) -> None:
-    pcm = (np.clip(three_utterances, -1, 1) * 32767).astype("<i2")
+    pcm = to_int16(three_utterances)
     report = asyncio.run(stream_pcm16(server.ws_url, pcm, 16000, speed=0))
     assert report.close_code == 1000
     assert report.messages[0]["type"] == "ready"
@@ -96,7 +97,7 @@ def test_server_stays_up_after_abuse(server: LiveServer, one_utterance: np.ndarr
             ws.transport.abort()
 
     asyncio.run(abuse())
-    pcm = (one_utterance * 32767).astype("<i2")
+    pcm = to_int16(one_utterance)
     report = asyncio.run(stream_pcm16(server.ws_url, pcm, 16000, speed=0))
     assert report.close_code == 1000 and len(report.of_type("result")) == 1
 

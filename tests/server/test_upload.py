@@ -1,4 +1,5 @@
-"""Upload decoding and body parsing (server/upload.py), without the HTTP layer."""
+"""Upload bodies, multipart parsing and decoding (server/upload.py, multipart.py,
+decoding.py), without the HTTP layer."""
 
 from __future__ import annotations
 
@@ -14,19 +15,17 @@ import pytest
 import soundfile as sf
 import soxr
 
-from server import upload
-from server.upload import (
+from server import decoding
+from server.decoding import (
     MAX_FILE_RATE_HZ,
-    MAX_PARTS,
     MIN_FILE_RATE_HZ,
     DecodedAudio,
-    UploadError,
     decode_audio,
-    multipart_file,
-    read_limited,
-    upload_bytes,
     wav_truncation,
 )
+from server.multipart import MAX_PARTS, multipart_file, upload_bytes
+from server.settings import MAX_UPLOAD_SAMPLES
+from server.upload import UploadError, read_limited
 from tests.speech import silence, tone, wav_bytes
 
 Float = npt.NDArray[np.float32]
@@ -51,7 +50,7 @@ def rms(audio: Float) -> float:
 
 
 def decode(data: bytes, max_ms: int = LONG_MS) -> DecodedAudio:
-    return decode_audio(data, TARGET_HZ, max_ms)
+    return decode_audio(data, TARGET_HZ, max_ms, MAX_UPLOAD_SAMPLES)
 
 
 def outcome_of(data: bytes) -> DecodedAudio | UploadError:
@@ -254,9 +253,9 @@ class _Understating:
 
 def test_too_long_is_found_while_decoding_whatever_the_header_says() -> None:
     with pytest.raises(UploadError) as info:
-        upload._decode(_Understating(tone(3.0)), TARGET_HZ, 1000, upload.MAX_DECODED_SAMPLES)
+        decoding._decode(_Understating(tone(3.0)), TARGET_HZ, 1000, MAX_UPLOAD_SAMPLES)
     assert (info.value.status, info.value.code) == (413, "too_large")
-    decoded = upload._decode(_Understating(tone(0.9)), TARGET_HZ, 1000, upload.MAX_DECODED_SAMPLES)
+    decoded = decoding._decode(_Understating(tone(0.9)), TARGET_HZ, 1000, MAX_UPLOAD_SAMPLES)
     assert decoded.duration_ms == 900
 
 
@@ -288,14 +287,14 @@ def test_decode_bomb_is_refused_before_decoding(monkeypatch: pytest.MonkeyPatch)
 
 def test_decoded_samples_are_counted_whatever_the_header_says() -> None:
     with pytest.raises(UploadError, match="samples to decode") as info:
-        upload._decode(_Understating(tone(3.0)), TARGET_HZ, LONG_MS, 40_000)
+        decoding._decode(_Understating(tone(3.0)), TARGET_HZ, LONG_MS, 40_000)
     assert (info.value.status, info.value.code) == (413, "too_large")
 
 
 def test_default_sample_budget_refuses_the_reported_bomb() -> None:
     # The review's bomb: 60 s of 384 kHz × 8 channels is 184 million samples to decode,
     # while 10 minutes of 48 kHz stereo (the largest ordinary upload) is within budget.
-    assert 60 * 384_000 * 8 > upload.MAX_DECODED_SAMPLES >= 600 * 48_000 * 2
+    assert 60 * 384_000 * 8 > MAX_UPLOAD_SAMPLES >= 600 * 48_000 * 2
 
 
 def test_flac_of_unknown_length_is_not_called_too_long() -> None:
@@ -444,7 +443,7 @@ def test_multipart_file_is_a_view_of_the_body_not_a_copy() -> None:
     assert isinstance(part, memoryview)
     assert part.obj is body
     assert part == wav
-    assert decode_audio(part, TARGET_HZ, LONG_MS).duration_ms == 500
+    assert decode_audio(part, TARGET_HZ, LONG_MS, MAX_UPLOAD_SAMPLES).duration_ms == 500
 
 
 def test_multipart_quoted_boundary_and_binary_content() -> None:

@@ -21,9 +21,10 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from classifier.inference import OnnxClassifier
+from client.websocket import stream_pcm16
+from pcm.format import to_int16
 from server.api import UPLOAD_RETRY_AFTER_S
-from server.client import stream_pcm16
-from server.inference import OnnxClassifier
 from server.settings import Settings
 from tests.live import LiveServer, live_server
 from tests.server.conftest import ScriptedClassifier
@@ -127,7 +128,7 @@ def test_uploads_beyond_the_limit_are_busy_while_the_first_succeed_and_streams_g
     report = asyncio.run(
         stream_pcm16(
             server.ws_url,
-            (np.clip(three_utterances, -1, 1) * 32767).astype("<i2"),
+            to_int16(three_utterances),
             16000,
             speed=0,
         )

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import soxr
 
+from bench.processes import ServerProcess
 from server.settings import Settings
-from tests.deploy.processes import ServerProcess
 from tests.speech import espeak, silence, wav_bytes
 
 FILE_RATE_HZ = 20_000

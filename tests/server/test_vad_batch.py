@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from tests.server.test_stream import outcomes, stream_all
+from tests.server.streams import outcomes, stream_all
 from vad.silero import SileroModel
 
 Float32 = npt.NDArray[np.float32]

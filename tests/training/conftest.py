@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from training.data import Example, write_split
+from training.corpus.data import Example, write_split
 
 TONES_HZ = {"happy": 300.0, "sad": 1500.0}
 
@@ -41,7 +41,7 @@ def tone_split(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def tiny_config_file(tmp_path: Path) -> Path:
-    from training.tiny import tiny_config
+    from training.models.tiny import tiny_config
 
     path = tmp_path / "tiny-config.json"
     tiny_config(("happy", "sad")).to_json_file(path)
@@ -51,8 +51,8 @@ def tiny_config_file(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def tone_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(checkpoint directory, split manifest): a tiny model trained on the tone task."""
-    from training.finetune import TrainOptions, train
-    from training.tiny import tiny_config
+    from training.models.finetune import TrainOptions, train
+    from training.models.tiny import tiny_config
 
     root = tmp_path_factory.mktemp("tone-run")
     split = write_tone_corpus(root)

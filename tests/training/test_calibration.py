@@ -1,4 +1,4 @@
-"""training/calibration.py: ECE on known inputs, temperature fitting, reliability."""
+"""training/models/calibration.py: ECE on known inputs, temperature fitting, reliability."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.calibration import (
+from training.models.calibration import (
     ece,
     fit_temperature,
     nll,

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from server.inference import OnnxClassifier
-from server.model import read_manifest
+from classifier.inference import OnnxClassifier
+from classifier.model import read_manifest
 from tests.training.conftest import TONES_HZ, write_tone
 from training import cli
 
@@ -51,7 +51,7 @@ def test_registering_does_not_import_torch() -> None:
 def test_prepare_train_export_evaluate_import(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from training.tiny import tiny_config
+    from training.models.tiny import tiny_config
 
     corpus = _ravdess_tones(tmp_path / "RAVDESS")
     split = tmp_path / "split.csv"

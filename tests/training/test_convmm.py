@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.convmm import ConvAsMatMul, rewrite_feature_encoder
+from training.models.convmm import ConvAsMatMul, rewrite_feature_encoder
 
 
 @pytest.mark.parametrize(("kernel", "stride"), [(3, 2), (2, 2), (1, 1), (4, 3)])
@@ -33,7 +33,7 @@ def test_refuses_padded_or_grouped_convolutions() -> None:
 
 
 def test_rewritten_model_gives_the_same_logits() -> None:
-    from training.tiny import tiny_model
+    from training.models.tiny import tiny_model
 
     model = tiny_model(seed=3)
     audio = torch.randn(1, 5003)
@@ -54,7 +54,7 @@ def test_rewritten_model_gives_the_same_logits() -> None:
 def test_layer_norm_encoders_are_rewritten_exactly() -> None:
     from transformers import Wav2Vec2ForSequenceClassification
 
-    from training.tiny import tiny_config
+    from training.models.tiny import tiny_config
 
     config = tiny_config()
     config.feat_extract_norm = "layer"
@@ -78,8 +78,8 @@ def test_a_model_without_a_conv_encoder_is_refused_by_name() -> None:
 def test_write_model_dir_falls_back_for_a_model_it_cannot_rewrite(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from server.inference import OnnxClassifier
-    from training.export import write_model_dir
+    from classifier.inference import OnnxClassifier
+    from training.models.export import write_model_dir
 
     class Waveform(torch.nn.Module):
         def __init__(self) -> None:

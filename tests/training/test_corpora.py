@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from training.corpora import (
+from training.corpus.corpora import (
     LABEL_MAP,
     CorpusError,
     dedupe,

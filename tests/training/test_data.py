@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from server.model import CANONICAL_LABELS
-from training.data import (
+from classifier.model import CANONICAL_LABELS
+from training.corpus.data import (
     DataError,
     Example,
     label_set,

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from server.inference import OnnxClassifier
-from server.model import CANONICAL_LABELS, read_manifest
+from classifier.inference import OnnxClassifier
+from classifier.model import CANONICAL_LABELS, read_manifest
 from tests.programs import require
-from training.default_model import Recipe, main
-from training.melcnn import MelCnnConfig, TrainConfig
+from training.models.melcnn import MelCnnConfig, TrainConfig
+from training.release.default_model import Recipe, main
 
 TINY = Recipe(
     train_clips=24,
@@ -28,7 +28,7 @@ TINY = Recipe(
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     require("espeak-ng")
-    import training.default_model as default_model
+    import training.release.default_model as default_model
 
     root = tmp_path_factory.mktemp("default-build")
     original = default_model.Recipe
@@ -91,7 +91,7 @@ def test_build_writes_a_served_model_with_every_figure(built: tuple[Path, Path])
 
 
 def test_reuse_keeps_corpora_and_network(built: tuple[Path, Path], tmp_path: Path) -> None:
-    import training.default_model as default_model
+    import training.release.default_model as default_model
 
     work, model_dir = built
     weights = (work / "melcnn" / "model.pt").read_bytes()
@@ -117,7 +117,7 @@ def test_reuse_keeps_corpora_and_network(built: tuple[Path, Path], tmp_path: Pat
 def test_reuse_trains_again_when_the_recipe_changed(
     built: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    import training.default_model as default_model
+    import training.release.default_model as default_model
 
     work, _ = built
     # A copy of the work directory, so the other tests keep the original network.

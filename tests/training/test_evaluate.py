@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.data import Example, read_split, select
-from training.evaluate import (
+from training.corpus.data import Example, read_split, select
+from training.models.evaluate import (
     EvaluationError,
     OnnxPredictor,
     TorchPredictor,
@@ -16,7 +16,7 @@ from training.evaluate import (
     load_predictor,
     write_report,
 )
-from training.release import ReleaseOptions, release
+from training.release.release import ReleaseOptions, release
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForAudioClassification
 
-from training.data import DataError, Example, read_split, write_split
-from training.finetune import (
+from training.corpus.data import DataError, Example, read_split, write_split
+from training.models.finetune import (
     CHECKPOINT_DIR,
     Trainer,
     TrainingError,
@@ -116,7 +116,7 @@ def test_init_continues_from_a_checkpoint_and_checks_labels(
 def test_frozen_feature_encoder_stays_put_from_a_local_base(
     tmp_path: Path, tone_split: Path
 ) -> None:
-    from training.tiny import tiny_model
+    from training.models.tiny import tiny_model
 
     base = tmp_path / "base"
     tiny_model(("a", "b", "c"), seed=3).save_pretrained(base)

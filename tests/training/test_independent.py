@@ -10,10 +10,10 @@ import numpy.typing as npt
 import pytest
 
 from tests.programs import require
-from tests.training.test_synth import median_f0_hz
-from training.data import read_split
-from training.default_model import Recipe
-from training.independent import (
+from tests.training.pitch import median_f0_hz
+from training.corpus.data import read_split
+from training.release.default_model import Recipe
+from training.synthetic.independent import (
     CUES,
     SENTENCES,
     SPEAKERS,
@@ -28,9 +28,9 @@ from training.independent import (
     system_data_dir,
     voice_definition,
 )
-from training.prosody import EMOTIONS
-from training.sentences import ENGLISH_VOICES, english_sentences, other_sentences
-from training.synth import VARIANTS, partition
+from training.synthetic.prosody import EMOTIONS
+from training.synthetic.sentences import ENGLISH_VOICES, english_sentences, other_sentences
+from training.synthetic.synth import VARIANTS, partition
 
 
 @pytest.fixture(autouse=True)

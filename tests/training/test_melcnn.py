@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from server.inference import OnnxClassifier
+from classifier.inference import OnnxClassifier
 from tests.training.conftest import write_tone_corpus
-from training.data import read_split, select
-from training.export import package_graph
-from training.melcnn import (
+from training.corpus.data import read_split, select
+from training.models.export import package_graph
+from training.models.melcnn import (
     LogMel,
     MelCnn,
     MelCnnConfig,
@@ -86,7 +86,7 @@ def test_onnx_graph_matches_pytorch_and_loads_in_the_server(tmp_path: Path) -> N
 
 
 def test_front_end_nodes_refuses_a_graph_without_a_log(tmp_path: Path) -> None:
-    from training.tiny import build_tiny_model_dir
+    from training.models.tiny import build_tiny_model_dir
 
     build_tiny_model_dir(tmp_path / "w2v", precision="fp32")
     with pytest.raises(ValueError, match="no Log node"):
@@ -121,9 +121,9 @@ def test_training_refuses_unknown_labels_and_empty_splits(tmp_path: Path) -> Non
 def test_model_cost_times_model_directories_side_by_side(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from training.model_cost import main as cost_main
-    from training.model_cost import measure
-    from training.tiny import build_tiny_model_dir
+    from training.models.cost import main as cost_main
+    from training.models.cost import measure
+    from training.models.tiny import build_tiny_model_dir
 
     build_tiny_model_dir(tmp_path / "a", precision="fp32")
     build_tiny_model_dir(tmp_path / "b")

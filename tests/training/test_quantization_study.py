@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from training.data import read_split, select
-from training.quantization import quantize_int8
-from training.quantization_study import main, study, table
+from training.corpus.data import read_split, select
+from training.models.quantization import quantize_int8
+from training.models.quantization_study import main, study, table
 
 pytestmark = pytest.mark.slow
 

@@ -9,14 +9,20 @@ import pytest
 import torch
 from transformers import AutoModelForAudioClassification
 
-from server.inference import OnnxClassifier
-from server.model import read_manifest
-from training.calibration import fit_temperature, label_indices, softmax
-from training.data import load_audio, read_split, select, zero_mean_unit_var
-from training.evaluate import OnnxPredictor, TorchPredictor
-from training.export import new_version
-from training.finetune import TrainingError
-from training.release import ReleaseError, ReleaseOptions, canonical_labels, check_fp32, release
+from classifier.inference import OnnxClassifier
+from classifier.model import read_manifest
+from training.corpus.data import load_audio, read_split, select, zero_mean_unit_var
+from training.models.calibration import fit_temperature, label_indices, softmax
+from training.models.evaluate import OnnxPredictor, TorchPredictor
+from training.models.export import new_version
+from training.models.finetune import TrainingError
+from training.release.release import (
+    ReleaseError,
+    ReleaseOptions,
+    canonical_labels,
+    check_fp32,
+    release,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -145,7 +151,7 @@ def test_conv_quantisation_variants(
 def test_an_inaccurate_recipe_falls_back_and_says_why(
     tmp_path: Path, tone_checkpoint: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from training import release as release_module
+    from training.release import release as release_module
 
     measure = release_module._int8_agreement
     seen: list[int] = []
@@ -175,7 +181,7 @@ def test_an_inaccurate_recipe_falls_back_and_says_why(
 def test_export_refuses_a_graph_that_does_not_match_pytorch(
     tmp_path: Path, tone_checkpoint: tuple[Path, Path]
 ) -> None:
-    from training.tiny import build_tiny_model_dir, tiny_model
+    from training.models.tiny import build_tiny_model_dir, tiny_model
 
     other = tmp_path / "other"
     build_tiny_model_dir(other, labels=("happy", "sad"), seed=5, precision="fp32")
@@ -202,7 +208,7 @@ def test_bad_release_inputs(tmp_path: Path, tone_checkpoint: tuple[Path, Path]) 
 
 
 def test_import_maps_label_names_from_a_local_checkpoint(tmp_path: Path) -> None:
-    from training.tiny import tiny_model
+    from training.models.tiny import tiny_model
 
     source = tmp_path / "superb-like"
     tiny_model(("neu", "hap", "ang", "sad", "Calm"), seed=2).save_pretrained(source)
@@ -219,7 +225,7 @@ def test_import_maps_label_names_from_a_local_checkpoint(tmp_path: Path) -> None
 def test_import_reads_the_source_feature_extractor(tmp_path: Path) -> None:
     from transformers import Wav2Vec2FeatureExtractor
 
-    from training.tiny import tiny_model
+    from training.models.tiny import tiny_model
 
     source = tmp_path / "unnormalised"
     tiny_model(("anger", "joy"), seed=2).save_pretrained(source)
@@ -232,7 +238,7 @@ def test_import_reads_the_source_feature_extractor(tmp_path: Path) -> None:
 def test_import_refuses_spectrogram_models(tmp_path: Path) -> None:
     from transformers import WhisperFeatureExtractor
 
-    from training.tiny import tiny_model
+    from training.models.tiny import tiny_model
 
     source = tmp_path / "spectrogram"
     tiny_model(("a", "b"), seed=2).save_pretrained(source)
@@ -284,7 +290,7 @@ def test_import_maps_the_published_checkpoints_label_layouts(
 ) -> None:
     """A stand-in directory with the checkpoint's label layout imports to canonical names in
     the graph's own output order, and the served scores follow that order."""
-    from training.tiny import tiny_model
+    from training.models.tiny import tiny_model
 
     source = tmp_path / "stand-in"
     model = tiny_model(layout, seed=3)
@@ -312,8 +318,8 @@ def test_import_through_the_cli_keeps_the_hub_loading_path(
     import transformers
     from transformers import Wav2Vec2FeatureExtractor
 
-    from server.cli import main as cli_main
-    from training.tiny import tiny_model
+    from emostream.cli import main as cli_main
+    from training.models.tiny import tiny_model
 
     stand_in = tmp_path / "hub-copy"
     tiny_model(PROTOTYPE_LABELS, seed=4).save_pretrained(stand_in)

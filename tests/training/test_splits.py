@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from server.model import CANONICAL_LABELS
-from training.corpora import Clip, CorpusError
-from training.data import read_split
-from training.prepare import prepare
-from training.splits import SplitError, make_split, split_summary
+from classifier.model import CANONICAL_LABELS
+from training.corpus.corpora import Clip, CorpusError
+from training.corpus.data import read_split
+from training.corpus.prepare import prepare
+from training.corpus.splits import SplitError, make_split, split_summary
 
 
 def _clips(n_speakers: int = 30, per_label: int = 4, labels=CANONICAL_LABELS) -> list[Clip]:

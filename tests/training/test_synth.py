@@ -9,11 +9,12 @@ import numpy.typing as npt
 import pytest
 
 from tests.programs import require
-from training.acoustics import add_noise, make_noise, rms, room_impulse, set_level
-from training.data import read_split
-from training.prosody import EMOTIONS, sample_prosody
-from training.sentences import english_sentences
-from training.synth import (
+from tests.training.pitch import median_f0_hz
+from training.corpus.data import read_split
+from training.synthetic.acoustics import add_noise, make_noise, rms, room_impulse, set_level
+from training.synthetic.prosody import EMOTIONS, sample_prosody
+from training.synthetic.sentences import english_sentences
+from training.synthetic.synth import (
     CorpusConfig,
     Voice,
     babble_bank,
@@ -33,24 +34,6 @@ def _espeak() -> None:
 
 SMALL = CorpusConfig(seed=3, clips={"train": 12, "val": 6, "test": 6})
 SENTENCE = "The old farmer painted the red barn before the winter"
-
-
-def median_f0_hz(audio: npt.NDArray[np.float32], sample_rate_hz: int = 16000) -> float:
-    """Median autocorrelation pitch over voiced 40 ms frames (60-500 Hz)."""
-    frame, hop = int(0.04 * sample_rate_hz), int(0.01 * sample_rate_hz)
-    lo, hi = sample_rate_hz // 500, sample_rate_hz // 60
-    threshold = 0.3 * rms(audio)
-    pitches = []
-    for start in range(0, audio.size - frame, hop):
-        x = audio[start : start + frame] - audio[start : start + frame].mean()
-        if rms(x) < threshold:
-            continue
-        ac = np.correlate(x, x, "full")[frame - 1 :]
-        lag = lo + int(np.argmax(ac[lo:hi]))
-        if ac[lag] > 0.5 * ac[0]:
-            pitches.append(sample_rate_hz / lag)
-    assert len(pitches) > 10, "too few voiced frames to estimate pitch"
-    return float(np.median(pitches))
 
 
 def utterance(emotion: str, voice: Voice, seed: int = 0) -> npt.NDArray[np.float32]:
@@ -230,7 +213,7 @@ def test_cue_dropout_changes_training_clips_only() -> None:
 
 
 def test_drop_cues_keeps_prosody_and_neutralises_voice_quality() -> None:
-    from training.synth import drop_cues
+    from training.synthetic.synth import drop_cues
 
     prosody = sample_prosody("fearful", np.random.default_rng(0))
     kept = drop_cues(prosody, 0.0, np.random.default_rng(1))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.vad.test_segmenter import FRAME, Scripted, config, energy_segmenter, frames_for
+from tests.vad.frames import FRAME, Scripted, config, energy_segmenter, frames_for
 from vad.config import SegmenterConfig
 from vad.events import InProgress, Segment
 from vad.segmenter import Segmenter

@@ -84,3 +84,13 @@ def download_text(page: Page, selector: str) -> Any:
     with page.expect_download() as info:
         page.click(selector)
     return Path(info.value.path()).read_bytes().decode()
+
+
+VIEWPORTS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 800}}
+
+
+def overflow_px(page: Page) -> int:
+    width: int = page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    return width

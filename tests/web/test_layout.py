@@ -11,18 +11,9 @@ from playwright.sync_api import ConsoleMessage, Page, expect
 from server.settings import Settings
 from tests.speech import wav_bytes
 from tests.web.conftest import LaunchFn, Served, serve, write_wav
-from tests.web.pages import loaded, phrases
+from tests.web.pages import VIEWPORTS, loaded, overflow_px, phrases
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-VIEWPORTS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 800}}
-
-
-def overflow_px(page: Page) -> int:
-    width: int = page.evaluate(
-        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-    )
-    return width
 
 
 # Cells of the segment table whose box reaches past the right edge of the table's box.

@@ -25,7 +25,7 @@ from tests.web.pages import (
     stop,
     wait_captured,
 )
-from tests.web.test_layout import VIEWPORTS, overflow_px
+from tests.web.pages import VIEWPORTS, overflow_px
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -1,0 +1,160 @@
+"""Classifiers: the narrow ``predict(audio) -> probabilities`` interface, ONNX Runtime form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
+
+from classifier.model import Manifest, ModelError, read_model
+
+Audio = npt.NDArray[np.float32]
+Scores = npt.NDArray[np.float32]
+
+
+class Classifier(Protocol):
+    manifest: Manifest
+
+    def predict(self, audio: Audio) -> Scores:
+        """Class probabilities (softmax, summing to 1) for mono audio at the model's rate."""
+        ...
+
+
+_OPT_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+MAX_THREADS = 256
+
+# What ONNX Runtime raises for a graph it cannot load or run (no common base but Exception).
+ORT_ERRORS: tuple[type[Exception], ...] = (
+    ort_state.Fail,
+    ort_state.InvalidArgument,
+    ort_state.InvalidGraph,
+    ort_state.InvalidProtobuf,
+    ort_state.NoSuchFile,
+    ort_state.NoModel,
+    ort_state.NotImplemented,
+    ort_state.RuntimeException,
+)
+
+
+@dataclass(frozen=True)
+class ThreadOptions:
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
+    graph_optimization: str = "all"
+
+    def __post_init__(self) -> None:
+        for name in ("intra_op_threads", "inter_op_threads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
+            if not 1 <= value <= MAX_THREADS:
+                raise ValueError(f"{name} must be from 1 to {MAX_THREADS}, got {value}")
+        if self.graph_optimization not in _OPT_LEVELS:
+            raise ValueError(
+                f"graph_optimization must be one of {sorted(_OPT_LEVELS)}, "
+                f"got {self.graph_optimization!r}"
+            )
+
+
+def softmax(logits: npt.NDArray[np.floating]) -> Scores:
+    shifted = logits.astype(np.float64) - np.max(logits, axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    probabilities: Scores = (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
+    return probabilities
+
+
+def calibrated_softmax(logits: npt.NDArray[np.floating], manifest: Manifest) -> Scores:
+    """The softmax of the logits, divided first by the manifest's temperature if it has one."""
+    if manifest.calibration is None:
+        return softmax(logits)
+    return softmax(logits.astype(np.float64) / manifest.calibration.temperature)
+
+
+def normalize(audio: Audio, manifest: Manifest) -> Audio:
+    if manifest.input.normalize == "none":
+        return audio
+    centred = audio - audio.mean()
+    scaled: Audio = (centred / np.sqrt(centred.var() + 1e-7)).astype(np.float32)
+    return scaled
+
+
+def session_options(threads: ThreadOptions) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads.intra_op_threads
+    options.inter_op_num_threads = threads.inter_op_threads
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = _OPT_LEVELS[threads.graph_optimization]
+    # Threads spin-wait by default; on a shared CPU that burns the cores other workers need.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return options
+
+
+class OnnxClassifier:
+    """One ONNX Runtime session; ``predict`` is safe to call from several threads."""
+
+    def __init__(self, model_dir: Path, threads: ThreadOptions = ThreadOptions()) -> None:
+        self.model_dir = model_dir
+        self.manifest, graph_bytes = read_model(model_dir)
+        graph = model_dir / self.manifest.graph.file
+        try:
+            self._session = ort.InferenceSession(
+                graph_bytes,
+                sess_options=session_options(threads),
+                providers=["CPUExecutionProvider"],
+            )
+        except ORT_ERRORS as exc:
+            raise ModelError(
+                f"ONNX Runtime cannot load {str(graph)!r}: {exc}",
+                "ONNX Runtime cannot load its graph",
+            ) from exc
+        self._check_io()
+
+    def _check_io(self) -> None:
+        inputs = [i.name for i in self._session.get_inputs()]
+        outputs = [o.name for o in self._session.get_outputs()]
+        if self.manifest.input.name not in inputs:
+            raise ModelError(f"graph has no input {self.manifest.input.name!r} (it has {inputs})")
+        if self.manifest.output.name not in outputs:
+            raise ModelError(
+                f"graph has no output {self.manifest.output.name!r} (it has {outputs})"
+            )
+        probe = np.zeros(self.manifest.sample_rate, dtype=np.float32)
+        try:
+            logits = self._logits(probe)
+        except ORT_ERRORS as exc:
+            raise ModelError(
+                f"graph cannot run on one second of mono float32 audio: {exc}"
+            ) from exc
+        if logits.shape != (len(self.manifest.labels),):
+            raise ModelError(
+                f"graph output {self.manifest.output.name!r} has {logits.shape[-1]} classes "
+                f"but the manifest lists {len(self.manifest.labels)} labels"
+            )
+
+    def _logits(self, audio: Audio) -> npt.NDArray[np.float32]:
+        feed = {self.manifest.input.name: audio[np.newaxis, :]}
+        (out,) = self._session.run([self.manifest.output.name], feed)
+        return np.asarray(out, dtype=np.float32).reshape(-1)
+
+    def logits(self, audio: Audio) -> npt.NDArray[np.float32]:
+        """Raw output for one segment (used by evaluation and export checks)."""
+        if audio.ndim != 1 or audio.size == 0:
+            raise ValueError(f"expected non-empty mono audio, got shape {audio.shape}")
+        if audio.size < self.manifest.input.min_samples:
+            audio = np.pad(audio, (0, self.manifest.input.min_samples - audio.size))
+        return self._logits(normalize(audio.astype(np.float32, copy=False), self.manifest))
+
+    def predict(self, audio: Audio) -> Scores:
+        """Calibrated probabilities when the manifest has a calibration."""
+        return calibrated_softmax(self.logits(audio), self.manifest)

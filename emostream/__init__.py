@@ -1,0 +1,1 @@
+"""The ``emostream`` command line: a dispatcher to the commands of each part."""

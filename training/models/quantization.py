@@ -1,0 +1,88 @@
+"""int8 recipes for ONNX Runtime's dynamic quantisation (no torch needed to name or apply them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """Which operators ``quantize_dynamic`` turns into int8, and whether to spare the first conv.
+
+    ``conv_as_matmul``: the feature encoder's convolutions after the first are exported as
+    MatMul (training.models.convmm) before quantising, so they run on int8 kernels too.
+    """
+
+    name: str
+    op_types: tuple[str, ...]
+    exclude_first_conv: bool = False
+    per_channel: bool = False
+    conv_as_matmul: bool = False
+
+
+QUANTIZATIONS = {
+    q.name: q
+    for q in (
+        Quantization("matmul", ("MatMul",)),
+        Quantization("matmul-conv", ("MatMul", "Conv"), exclude_first_conv=True),
+        Quantization("matmul-conv-all", ("MatMul", "Conv")),
+        Quantization("matmul-perchannel", ("MatMul",), per_channel=True),
+        Quantization("convmm", ("MatMul",), conv_as_matmul=True),
+    )
+}
+# The fastest recipe measured (BENCHMARKS.md), kept only where it is accurate: a release whose
+# int8 graph agrees with fp32 on fewer than MIN_INT8_AGREEMENT of its clips, clean or noisy, or
+# whose model has no convolutional encoder to rewrite, falls back to FALLBACK_QUANTIZATION.
+DEFAULT_QUANTIZATION = "convmm"
+FALLBACK_QUANTIZATION = "matmul"
+MIN_INT8_AGREEMENT = 0.99
+
+
+def recipe(quantization: str | Quantization) -> Quantization:
+    """The named recipe; ValueError listing the known names for an unknown one."""
+    if isinstance(quantization, Quantization):
+        return quantization
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(
+            f"unknown quantisation {quantization!r}; expected one of {sorted(QUANTIZATIONS)}"
+        )
+    return QUANTIZATIONS[quantization]
+
+
+def first_conv_name(graph: Path) -> str:
+    """The Conv node that reads the waveform: the feature encoder's first layer."""
+    import onnx
+
+    model = onnx.load(str(graph), load_external_data=False)
+    for node in model.graph.node:  # nodes are stored in topological order
+        if node.op_type == "Conv":
+            return str(node.name)
+    raise ValueError(f"{str(graph)!r} has no Conv node")
+
+
+def quantize_int8(
+    fp32_path: Path, int8_path: Path, quantization: str | Quantization = DEFAULT_QUANTIZATION
+) -> Path:
+    """Dynamic int8 quantisation (weights int8, activations quantised at run time).
+
+    ``fp32_path`` must already be the graph the recipe expects: for a ``conv_as_matmul``
+    recipe, the export of training.models.convmm's rewritten model (training.models.export.export_for).
+    """
+    from onnx import TensorProto
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantization = recipe(quantization)
+    exclude = [first_conv_name(fp32_path)] if quantization.exclude_first_conv else []
+    quantize_dynamic(
+        str(fp32_path),
+        str(int8_path),
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=list(quantization.op_types),
+        nodes_to_exclude=exclude,
+        per_channel=quantization.per_channel,
+        # Where shape inference cannot type a tensor (ONNX Runtime's own fused operators in
+        # an offline-optimised graph), it is float: this project exports float graphs only.
+        extra_options={"DefaultTensorType": TensorProto.FLOAT},
+    )
+    return int8_path
