@@ -73,6 +73,13 @@ def softmax(logits: npt.NDArray[np.floating]) -> Scores:
     return probabilities
 
 
+def calibrated_softmax(logits: npt.NDArray[np.floating], manifest: Manifest) -> Scores:
+    """The softmax of the logits, divided first by the manifest's temperature if it has one."""
+    if manifest.calibration is None:
+        return softmax(logits)
+    return softmax(logits.astype(np.float64) / manifest.calibration.temperature)
+
+
 def normalize(audio: Audio, manifest: Manifest) -> Audio:
     if manifest.input.normalize == "none":
         return audio
@@ -149,4 +156,5 @@ class OnnxClassifier:
         return self._logits(normalize(audio.astype(np.float32, copy=False), self.manifest))
 
     def predict(self, audio: Audio) -> Scores:
-        return softmax(self.logits(audio))
+        """Calibrated probabilities when the manifest has a calibration."""
+        return calibrated_softmax(self.logits(audio), self.manifest)

@@ -49,6 +49,14 @@ class GraphSpec(_Strict):
     precision: Literal["fp32", "int8"] = "int8"
 
 
+class Calibration(_Strict):
+    """Temperature scaling: the served scores are softmax(logits / temperature)."""
+
+    method: Literal["temperature"] = "temperature"
+    temperature: float = Field(gt=0, le=100, allow_inf_nan=False)
+    fitted_on: str = Field(default="", max_length=500)  # the data it was fitted on, in words
+
+
 class Manifest(_Strict):
     format: Literal[1] = 1
     name: str = Field(min_length=1, max_length=200)
@@ -63,6 +71,8 @@ class Manifest(_Strict):
     # True for a model trained only to show the service working (the bundled one, on synthetic
     # speech): the browser app then says its labels mean little. Absent means False.
     demo: bool = False
+    # None: the scores are the graph's own softmax, not calibrated (docs/model-format.md).
+    calibration: Calibration | None = None
 
     @field_validator("labels")
     @classmethod
@@ -81,7 +91,7 @@ class Manifest(_Strict):
     def public(self) -> dict[str, Any]:
         """What ``GET /v1/model`` serves: an allow-list of fields, and of the metrics only
         their numbers. Provenance (command lines, file names, where data lives) and any
-        text in the metrics stay in the model directory and its card."""
+        text in the metrics or the calibration stay in the model directory and its card."""
         return {
             "format": self.format,
             "name": self.name,
@@ -91,6 +101,13 @@ class Manifest(_Strict):
             "graph": {"precision": self.graph.precision, "sha256": self.graph.sha256},
             "metrics": _numbers_only(self.metrics),
             "demo": self.demo,
+            # Whether the scores are calibrated, and how; ``fitted_on`` is text, kept back.
+            "calibration": None
+            if self.calibration is None
+            else {
+                "method": self.calibration.method,
+                "temperature": self.calibration.temperature,
+            },
         }
 
     def document(self) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from client.formats import EXTENSIONS, FORMATS, TableWriter, Writer, record, writer
 from pcm.format import ENCODINGS, MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, PIPELINE_RATE_HZ
@@ -80,6 +81,13 @@ class Outputs:
         return self.directory / f"{candidate}.{EXTENSIONS[self.fmt]}"
 
 
+def _with_quality(url: str) -> str:
+    """``url`` asking for quality=1 (the client keeps query parameters it does not set)."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "quality"]
+    return urlunsplit(parts._replace(query=urlencode([*query, ("quality", "1")])))
+
+
 def _is_directory(output: str) -> bool:
     return output.endswith(("/", os.sep)) or Path(output).is_dir()
 
@@ -106,7 +114,10 @@ def classify(args: argparse.Namespace) -> int:
             try:
                 recording = asyncio.run(
                     classify_recording(
-                        service, asyncio.to_thread(path.read_bytes), channels=args.channels
+                        service,
+                        asyncio.to_thread(path.read_bytes),
+                        channels=args.channels,
+                        quality=args.quality,
                     )
                 )
             except (OSError, UploadError) as exc:
@@ -120,7 +131,9 @@ def classify(args: argparse.Namespace) -> int:
             out, new = outputs.open(str(path))
             if new or shared is None:
                 separate = args.channels == "separate"
-                shared = writer(args.format, _ProgressSafe(out), labels, channels=separate)
+                shared = writer(
+                    args.format, _ProgressSafe(out), labels, args.quality, channels=separate
+                )
             shared.begin(str(path), report["duration_ms"])
             for segment in report["segments"]:
                 shared.write(record(segment, str(path)))
@@ -198,7 +211,9 @@ def stream(args: argparse.Namespace) -> int:
             out, _ = outputs.open(args.file)
             labels = message.get("model", {}).get("labels", [])
             sink["out"] = out
-            sink["writer"] = writer(args.format, out, labels, channels=args.channels == 2)
+            sink["writer"] = writer(
+                args.format, out, labels, args.quality, channels=args.channels == 2
+            )
             sink["writer"].begin(args.file, None)
         elif kind in ("result", "skipped", "partial") and "writer" in sink:
             sink["writer"].write(record(message, args.file))
@@ -212,11 +227,12 @@ def stream(args: argparse.Namespace) -> int:
         print(f"emostream: {reason}; reconnecting in {delay_s:.1f} s", file=sys.stderr)
 
     speed = 0.0 if args.fast else args.speed
+    url = _with_quality(args.url) if args.quality else args.url
     try:
         if from_stdin:
             report = asyncio.run(
                 stream_chunks(
-                    args.url,
+                    url,
                     _stdin_chunks(),
                     args.sample_rate or DEFAULT_RATE_HZ,
                     encoding=args.encoding or "pcm_s16le",
@@ -229,7 +245,7 @@ def stream(args: argparse.Namespace) -> int:
         else:
             report = asyncio.run(
                 stream_pcm16(
-                    args.url,
+                    url,
                     pcm,
                     rate,
                     speed=speed,
@@ -315,6 +331,12 @@ def _sample_rate(text: str) -> int:
 
 
 def _output_options(p: argparse.ArgumentParser, many: bool) -> None:
+    p.add_argument(
+        "--quality",
+        action="store_true",
+        help="ask for signal quality (quality=1): each result gains uncertain, warnings and "
+        "the measures (JSON lines fields, CSV columns, a WebVTT note; see docs/quality.md)",
+    )
     p.add_argument(
         "--format",
         choices=FORMATS,

@@ -3,7 +3,8 @@
 A record is one segment message (``result``, ``skipped``, or ``partial`` when asked for)
 with the same fields in every format, so each format reads back into the same records:
 ``type, file, segment, start_ms, end_ms, label, confidence, reason, latency_ms,
-model_version`` and the ``scores`` of every label. Partials appear in the table and in
+model_version`` and the ``scores`` of every label; with ``--quality`` (``quality=1``)
+also ``uncertain``, ``warnings`` and ``quality``. Partials appear in the table and in
 JSON lines only; CSV and WebVTT hold each segment's final record (docs/cli.md).
 
 Two-channel output (``classify --channels separate``, ``stream --channels 2``) adds
@@ -33,6 +34,8 @@ FIELDS = (
     "model_version",
 )
 CHANNEL_FIELDS = (*FIELDS[:2], "channel", *FIELDS[2:])
+# CSV columns of a run with --quality: uncertain, the warnings (space-separated), the measures.
+QUALITY_FIELDS = ("uncertain", "warnings", "speech", "snr_db", "level_dbfs", "clipped")
 SEGMENT_TYPES = frozenset({"result", "skipped", "partial"})
 Record = dict[str, Any]
 
@@ -56,7 +59,23 @@ def record(message: Mapping[str, Any], file: str) -> Record:
         "latency_ms": message.get("latency_ms"),
         "model_version": message.get("model_version"),
         "scores": dict(message.get("scores") or {}),
+        **_quality_of(message),
     }
+
+
+def _quality_of(message: Mapping[str, Any]) -> Record:
+    """``uncertain``, ``warnings`` and ``quality`` when the message carries them (quality=1)."""
+    if "uncertain" not in message:
+        return {}
+    return {
+        "uncertain": message["uncertain"],
+        "warnings": list(message.get("warnings") or []),
+        "quality": dict(message.get("quality") or {}),
+    }
+
+
+def _uncertain_note(rec: Record) -> str:
+    return f"uncertain: {', '.join(rec['warnings'])}" if rec.get("uncertain") else ""
 
 
 class Sink(Protocol):
@@ -72,14 +91,17 @@ class Writer(Protocol):
     def end(self, summary: Mapping[str, Any] | None) -> None: ...
 
 
-def writer(fmt: str, out: Sink, labels: Sequence[str], channels: bool = False) -> Writer:
-    """``channels``: the records carry ``channel`` (two-channel audio); CSV gets its column."""
+def writer(
+    fmt: str, out: Sink, labels: Sequence[str], quality: bool = False, channels: bool = False
+) -> Writer:
+    """``quality``: the run asked for quality=1 (CSV then has the QUALITY_FIELDS columns);
+    ``channels``: the records carry ``channel`` (two-channel audio); CSV gets its column."""
     if fmt == "table":
         return TableWriter(out)
     if fmt == "jsonl":
         return JsonLinesWriter(out)
     if fmt == "csv":
-        return CsvWriter(out, labels, channels)
+        return CsvWriter(out, labels, quality, channels)
     if fmt == "vtt":
         return VttWriter(out)
     raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -103,9 +125,8 @@ class TableWriter:
             self._line(f"{head}(skipped: {rec['reason']})")
             return
         latency = "" if rec["latency_ms"] is None else f"{rec['latency_ms']} ms"
-        note = ", ".join(
-            part for part in ("partial" if rec["type"] == "partial" else "", latency) if part
-        )
+        parts = ("partial" if rec["type"] == "partial" else "", latency, _uncertain_note(rec))
+        note = ", ".join(part for part in parts if part)
         tail = f"  ({note})" if note else ""
         self._line(f"{head}{rec['label']:<8} {rec['confidence']:.2f}{tail}")
 
@@ -155,14 +176,19 @@ def csv_cell(value: Any) -> Any:
 
 
 class CsvWriter:
-    """A header, then one row per final record, with a ``score_<label>`` column per label."""
+    """A header, then one row per final record, with a ``score_<label>`` column per label
+    (and, with ``quality``, the QUALITY_FIELDS columns after them)."""
 
-    def __init__(self, out: Sink, labels: Sequence[str], channels: bool = False) -> None:
+    def __init__(
+        self, out: Sink, labels: Sequence[str], quality: bool = False, channels: bool = False
+    ) -> None:
         self._labels = list(labels)
+        self._quality = quality
         self._fields = CHANNEL_FIELDS if channels else FIELDS
         self._out = out
         self._csv = csv.writer(out)
-        self._csv.writerow([*self._fields, *(f"score_{label}" for label in self._labels)])
+        extra = QUALITY_FIELDS if quality else ()
+        self._csv.writerow([*self._fields, *(f"score_{label}" for label in self._labels), *extra])
 
     def begin(self, file: str, duration_ms: int | None) -> None:
         pass
@@ -172,8 +198,22 @@ class CsvWriter:
             return
         scores = rec["scores"]
         row = [csv_cell(rec.get(name)) for name in self._fields]
-        self._csv.writerow([*row, *(scores.get(label, "") for label in self._labels)])
+        row += [scores.get(label, "") for label in self._labels]
+        if self._quality:
+            row += self._quality_cells(rec)
+        self._csv.writerow(row)
         self._out.flush()
+
+    @staticmethod
+    def _quality_cells(rec: Record) -> list[Any]:
+        if "uncertain" not in rec:  # a skipped segment has no measures
+            return [""] * len(QUALITY_FIELDS)
+        measures = rec["quality"]
+        return [
+            str(rec["uncertain"]).lower(),
+            " ".join(rec["warnings"]),
+            *(measures.get(name, "") for name in QUALITY_FIELDS[2:]),
+        ]
 
     def end(self, summary: Mapping[str, Any] | None) -> None:
         pass
@@ -188,7 +228,10 @@ def vtt_time(ms: float) -> str:
 
 
 class VttWriter:
-    """WebVTT: one cue per final record, ``label confidence`` or why it was not classified."""
+    """WebVTT: one cue per final record, ``label confidence`` or why it was not classified.
+
+    With quality=1 an uncertain result's cue has a second line naming its warnings, and
+    every classified cue is preceded by a NOTE with its signal measures."""
 
     def __init__(self, out: Sink) -> None:
         self._out = out
@@ -207,8 +250,14 @@ class VttWriter:
             text = f"(not classified: {rec['reason']})"
         else:
             text = f"{rec['label']} {rec['confidence']:.2f}"
+            if rec.get("uncertain"):
+                text += f"\n({_uncertain_note(rec)})"
         if "channel" in rec:
             text = f"<v channel {rec['channel']}>{text}"
+        if "quality" in rec:
+            measures = ", ".join(f"{k} {v}" for k, v in rec["quality"].items())
+            where = f"channel {rec['channel']} " if "channel" in rec else ""
+            self._out.write(f"\nNOTE {where}segment {rec['segment']} quality: {measures}\n")
         start, end = vtt_time(rec["start_ms"]), vtt_time(rec["end_ms"])
         self._out.write(f"\n{self._cues}\n{start} --> {end}\n{text}\n")
         self._out.flush()

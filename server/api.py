@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from server.access import ConnectionLimit, address_in
 from server.connection import authorized, client_of, http_error, service_of
 from server.multipart import upload_bytes
+from server.protocol import ProtocolError, parse_quality
 from server.recording import channel_mode, classify_recording
 from server.service import Service
 from server.upload import Data, UploadError, read_limited
@@ -29,6 +30,10 @@ async def classify(request: Request) -> Response:
         if not authorized(request, service):
             raise UploadError(401, "unauthorized", "a valid access token is required")
         try:
+            quality = parse_quality(request.query_params) == 1
+        except ProtocolError as exc:
+            raise UploadError(400, exc.code, str(exc)) from exc
+        try:
             channels = channel_mode(request.query_params.get("channels", "mix"))
         except ValueError as exc:
             raise UploadError(400, "bad_request", str(exc)) from None
@@ -37,7 +42,9 @@ async def classify(request: Request) -> Response:
             with service.uploads.receive():
                 received = [await _upload(request, service)]
             with service.uploads.classify():
-                recording = await classify_recording(service, _taken(received), client, channels)
+                recording = await classify_recording(
+                    service, _taken(received), client, channels, quality=quality
+                )
     except ConnectionLimit as exc:
         service.metrics.uploads.labels(status="503").inc()
         retry = {"Retry-After": str(UPLOAD_RETRY_AFTER_S)}

@@ -36,6 +36,7 @@ class Channel:
         # The pool shares one client's place fairly among that client's streams.
         self.stream = session if index is None else f"{session}/{index}"
         self._send = send
+        quality = params.quality == 1
         self.detector = service.new_detector()
         self.segmenter = vad.StreamSegmenter(
             service.segmenter_config, params.sample_rate, params.encoding, detector=self.detector
@@ -43,7 +44,7 @@ class Channel:
         self.segments = 0
         self.last: asyncio.Task[None] | None = None  # the newest segment's outcome task
         self.early = (
-            EarlyEnd(service.pool, client=client, stream=self.stream)
+            EarlyEnd(service.pool, client=client, stream=self.stream, quality=quality)
             if service.settings.early_endpoint
             else None
         )
@@ -56,6 +57,7 @@ class Channel:
                 self._send_partial,
                 client=client,
                 stream=self.stream,
+                quality=quality,
             )
             if params.interim_ms
             else None

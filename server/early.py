@@ -20,7 +20,7 @@ import logging
 import vad
 from classifier.inference import Audio
 from pcm.format import to_float
-from server.outcome import model_rate
+from server.outcome import measurer, model_rate
 from server.pool import InferenceFailed, InferencePool, Overloaded, Prediction
 
 log = logging.getLogger(__name__)
@@ -29,8 +29,11 @@ Early = asyncio.Task[Prediction | None]
 
 
 class EarlyEnd:
-    def __init__(self, pool: InferencePool, *, client: str, stream: str) -> None:
+    def __init__(
+        self, pool: InferencePool, *, client: str, stream: str, quality: bool = False
+    ) -> None:
         self._pool = pool
+        self._quality = quality
         self._client = client
         self._stream = stream
         self._bounds: tuple[int, int] | None = None
@@ -51,8 +54,9 @@ class EarlyEnd:
         self._bounds = bounds
         self._started = asyncio.Event()  # a new one: the withdrawn job may still start
         audio = to_float(tentative.audio)  # the one copy: the segmenter reuses its buffer
+        voiced = tentative.voiced_samples
         self._task = asyncio.create_task(
-            self._classify(audio, self._started), name=f"early-{self._stream}"
+            self._classify(audio, voiced, self._started), name=f"early-{self._stream}"
         )
 
     def take(self, segment: vad.Segment) -> Early | None:
@@ -76,7 +80,9 @@ class EarlyEnd:
             self._task.cancel()
         self._task = self._bounds = None
 
-    async def _classify(self, audio: Audio, started: asyncio.Event) -> Prediction | None:
+    async def _classify(
+        self, audio: Audio, voiced_samples: int, started: asyncio.Event
+    ) -> Prediction | None:
         try:
             return await self._pool.classify(
                 model_rate(audio, self._pool),
@@ -84,6 +90,7 @@ class EarlyEnd:
                 client=self._client,
                 stream=self._stream,
                 on_start=started.set,
+                measure=measurer(audio, voiced_samples) if self._quality else None,
             )
         except Overloaded:
             return None

@@ -12,7 +12,7 @@ import vad
 from classifier.inference import Audio
 from pcm.format import to_float
 from server.metrics import Metrics
-from server.outcome import model_rate, readout
+from server.outcome import measurer, model_rate, quality_fields, readout
 from server.pool import InferenceFailed, InferencePool, Overloaded
 from server.protocol import Partial
 
@@ -26,6 +26,7 @@ class _Job:
     end_ms: int
     audio: Audio
     due_at: float
+    voiced_samples: int
 
 
 class Interim:
@@ -46,6 +47,7 @@ class Interim:
         *,
         client: str,
         stream: str,
+        quality: bool = False,
     ) -> None:
         self._step = interim_ms * sample_rate_hz // 1000
         self._pool = pool
@@ -53,6 +55,7 @@ class Interim:
         self._send = send
         self._client = client
         self._stream = stream
+        self._quality = quality
         self._segment = -1
         self._due = 0  # joined samples at which the next partial falls due
         self._last_end = -1  # end sample of the last partial taken for this segment
@@ -79,6 +82,7 @@ class Interim:
             progress.end_ms,
             to_float(progress.audio),  # the one copy: the segmenter reuses its buffer
             time.monotonic(),
+            progress.voiced_samples,
         )
         if self._running is None:
             self._start(job)
@@ -122,6 +126,7 @@ class Interim:
                 priority="provisional",
                 client=self._client,
                 stream=self._stream,
+                measure=measurer(job.audio, job.voiced_samples) if self._quality else None,
             )
         except Overloaded:
             self._drop("pool")
@@ -141,6 +146,7 @@ class Interim:
                 scores=scores,
                 model_version=prediction.manifest.version,
                 latency_ms=round((time.monotonic() - job.due_at) * 1000),
+                **quality_fields(prediction.quality, confidence),
             )
         )
         self._metrics.partials_computed.inc()

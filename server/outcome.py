@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import soxr
@@ -13,6 +16,7 @@ from classifier.inference import Audio
 from pcm.format import PIPELINE_RATE_HZ
 from server.pool import InferenceFailed, InferencePool, Overloaded, Prediction, Priority
 from server.protocol import Error, Result, SegmentOutcome, Skipped
+from server.quality import SignalQuality, measure, warnings_for
 
 log = logging.getLogger(__name__)
 
@@ -26,13 +30,20 @@ async def classify_segment(
     priority: Priority = "final",
     client: str = "",
     stream: str = "",
+    quality: bool = False,
 ) -> tuple[SegmentOutcome, Error | None]:
-    """The outcome of one segment; an inference fault also yields an ``internal`` error."""
+    """The outcome of one segment; an inference fault also yields an ``internal`` error.
+
+    With ``quality`` the result carries the signal measures, warnings and ``uncertain``."""
     if segment.too_short:
         return _skip(pool, index, segment, "too_short"), None
     try:
         prediction = await pool.classify(
-            model_rate(segment.audio, pool), priority=priority, client=client, stream=stream
+            model_rate(segment.audio, pool),
+            priority=priority,
+            client=client,
+            stream=stream,
+            measure=measurer(segment.audio, segment.voiced_samples) if quality else None,
         )
     except Overloaded:
         return _skip(pool, index, segment, "overloaded"), None
@@ -54,7 +65,25 @@ def result_of(index: int, segment: vad.Segment, prediction: Prediction, known_at
         scores=scores,
         model_version=prediction.manifest.version,
         latency_ms=round((time.monotonic() - known_at) * 1000),
+        **quality_fields(prediction.quality, confidence),
     )
+
+
+def measurer(audio: Audio, voiced_samples: int) -> Callable[[], SignalQuality]:
+    """The signal measures of segment audio at PIPELINE_RATE_HZ, for a worker to compute."""
+    return functools.partial(measure, audio, voiced_samples, PIPELINE_RATE_HZ)
+
+
+def quality_fields(quality: SignalQuality | None, confidence: float) -> dict[str, Any]:
+    """``quality``, ``warnings`` and ``uncertain`` for a result or partial (none without)."""
+    if quality is None:
+        return {}
+    warnings = warnings_for(quality, confidence)
+    return {
+        "quality": quality.as_dict(),
+        "warnings": list(warnings),
+        "uncertain": bool(warnings),
+    }
 
 
 def model_rate(audio: Audio, pool: InferencePool) -> Audio:

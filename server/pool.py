@@ -32,6 +32,7 @@ from typing import Literal, get_args
 from classifier.inference import Audio, Classifier, Scores
 from classifier.model import Manifest
 from server.metrics import Metrics
+from server.quality import SignalQuality
 
 Priority = Literal["final", "upload", "provisional"]
 PRIORITIES: tuple[Priority, ...] = get_args(Priority)  # best first
@@ -49,6 +50,7 @@ class InferenceFailed(Exception):
 class Prediction:
     scores: Scores
     manifest: Manifest
+    quality: SignalQuality | None = None  # when the job asked for it (quality=1)
 
 
 @dataclass(eq=False, slots=True)
@@ -63,6 +65,7 @@ class _Job:
     running: bool = False
     abandoned: bool = False  # its caller gave up while it ran
     on_start: Callable[[], None] | None = None
+    measure: Callable[[], SignalQuality] | None = None
 
 
 class _FairQueue:
@@ -202,12 +205,14 @@ class InferencePool:
         client: str = "",
         stream: str = "",
         on_start: Callable[[], None] | None = None,
+        measure: Callable[[], SignalQuality] | None = None,
     ) -> Prediction:
         """Classify ``audio`` as work of ``priority`` for ``stream`` of ``client`` (an address).
 
         Raises ``Overloaded`` when refused or displaced, ``InferenceFailed`` when the model
         fails. Cancelling the call gives up the job's place if it has not started.
-        ``on_start`` is called (on the event loop) when a worker takes the job.
+        ``on_start`` is called (on the event loop) when a worker takes the job;
+        ``measure``, on the worker after the model run, gives the prediction's quality.
         """
         if priority not in PRIORITIES:
             raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, got {priority!r}")
@@ -222,6 +227,7 @@ class InferencePool:
             time.monotonic(),
             loop.create_future(),
             on_start=on_start,
+            measure=measure,
         )
         self._admit(job)
         self._dispatch()
@@ -291,7 +297,7 @@ class InferencePool:
             job.running = True
             if job.on_start is not None:
                 job.on_start()
-            future = self._executor.submit(self._run, classifier, job.audio)
+            future = self._executor.submit(self._run, classifier, job.audio, job.measure)
             future.add_done_callback(self._on_done(job))
         self._publish_depth()
 
@@ -328,13 +334,22 @@ class InferencePool:
                 job.future.set_exception(exc)
         self._dispatch()
 
-    def _run(self, classifier: Classifier, audio: Audio) -> Prediction:
+    def _run(
+        self,
+        classifier: Classifier,
+        audio: Audio,
+        measure: Callable[[], SignalQuality] | None,
+    ) -> Prediction:
         with self._metrics.in_progress.track_inprogress(), self._metrics.inference_seconds.time():
             try:
                 scores = classifier.predict(audio)
             except Exception as exc:  # any fault of the model run is reported for this job only
                 raise InferenceFailed(f"{type(exc).__name__}: {exc}") from exc
-        return Prediction(scores, classifier.manifest)
+        try:
+            quality = measure() if measure is not None else None
+        except ValueError as exc:
+            raise InferenceFailed(f"signal measures failed: {exc}") from exc
+        return Prediction(scores, classifier.manifest, quality)
 
     def _drop(self, priority: Priority, reason: str) -> None:
         self._metrics.pool_dropped.labels(priority=priority, reason=reason).inc()

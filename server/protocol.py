@@ -45,6 +45,7 @@ class StreamParams:
     encoding: Encoding = "pcm_s16le"
     token: str | None = None
     interim_ms: int = 0
+    quality: int | None = None  # None: not sent (0 and None both leave the fields out)
     # None when the client did not send ``channels`` (then 1, and ``ready`` does not echo it).
     channels: int | None = None
 
@@ -94,8 +95,19 @@ def parse_stream_params(query: Mapping[str, str]) -> StreamParams:
         encoding,
         query.get("token"),
         interim_ms,
+        parse_quality(query),
         channels,
     )
+
+
+def parse_quality(query: Mapping[str, str]) -> int | None:
+    """The ``quality`` parameter: 0 or 1, or None when it was not sent."""
+    text = query.get("quality")
+    if text is None:
+        return None
+    if text not in ("0", "1"):
+        raise ProtocolError("bad_request", f"quality must be 0 or 1, got {text[:40]!r}")
+    return int(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +157,7 @@ class Ready:
     interim_ms: int = 0
     channels: int | None = None  # echoed only when the client sent it
     protocol: int = PROTOCOL_VERSION
+    quality: int | None = None  # echoed only when the client sent it
     type: str = field(default="ready", init=False)
 
 
@@ -173,6 +186,10 @@ class Result:
     model_version: str
     latency_ms: int
     channel: int | None = None
+    # With quality=1 only (see server/quality.py); None leaves them out of the message.
+    quality: dict[str, float] | None = None
+    warnings: list[str] | None = None
+    uncertain: bool | None = None
     type: str = field(default="result", init=False)
 
 
@@ -189,6 +206,10 @@ class Partial:
     model_version: str
     latency_ms: int
     channel: int | None = None
+    # With quality=1 only (see server/quality.py); None leaves them out of the message.
+    quality: dict[str, float] | None = None
+    warnings: list[str] | None = None
+    uncertain: bool | None = None
     type: str = field(default="partial", init=False)
 
 
@@ -221,7 +242,7 @@ SegmentOutcome = Result | Skipped
 
 
 # Optional fields that are left out of the message while they are None (opt-in fields).
-_OPTIONAL = ("channel", "channels")
+_OPTIONAL = ("channel", "channels", "quality", "warnings", "uncertain")
 
 
 def _present(data: dict[str, Any]) -> dict[str, Any]:

@@ -65,10 +65,16 @@ def channel_mode(text: str) -> ChannelMode:
 
 
 async def classify_recording(
-    service: Service, source: Awaitable[Data], client: str = "", channels: ChannelMode = "mix"
+    service: Service,
+    source: Awaitable[Data],
+    client: str = "",
+    channels: ChannelMode = "mix",
+    *,
+    quality: bool = False,
 ) -> Recording:
     """Decode the audio file ``source`` gives and classify it; ``UploadError`` when refused.
 
+    With ``quality`` each result carries the signal measures, warnings and ``uncertain``.
     With channels="separate", each channel of a mono or two-channel file is segmented and
     classified on its own; segments carry ``channel`` and are listed in time order (by
     start, then channel).
@@ -94,12 +100,12 @@ async def classify_recording(
     del decoded  # from here on the segments hold what is classified
     if channels == "mix":
         segments = await _segment(service, tracks.pop())
-        return Recording(duration_ms, await _classify(service, segments, client))
+        return Recording(duration_ms, await _classify(service, segments, client, quality))
     outcomes: list[SegmentOutcome] = []
     for channel in range(len(tracks)):
         segments = await _segment(service, tracks[channel])
         tracks[channel] = tracks[channel][:0]  # release the channel's audio
-        found = await _classify(service, segments, client)
+        found = await _classify(service, segments, client, quality)
         outcomes += [dataclasses.replace(o, channel=channel) for o in found]
     outcomes.sort(key=lambda o: (o.start_ms, o.channel or 0))
     return Recording(duration_ms, outcomes, channels=len(tracks))
@@ -141,7 +147,7 @@ async def _segment(service: Service, audio: npt.NDArray[np.float32]) -> list[vad
 
 
 async def _classify(
-    service: Service, segments: list[vad.Segment], client: str
+    service: Service, segments: list[vad.Segment], client: str, quality: bool = False
 ) -> list[SegmentOutcome]:
     # At most one segment per worker in flight, at the pool's upload priority (after live
     # segments), so one upload cannot crowd out live streams.
@@ -158,6 +164,7 @@ async def _classify(
                 priority="upload",
                 client=client,
                 stream=upload,
+                quality=quality,
             )
         return outcome
 

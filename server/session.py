@@ -92,6 +92,7 @@ class Session:
         self._service = service
         self._settings = service.settings
         self._params = params
+        self._quality = params.quality == 1
         self._outbox: asyncio.Queue[ServerMessage | Close] = asyncio.Queue(OUTBOX_SIZE)
         self._slots = asyncio.Semaphore(self._settings.max_pending_segments)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -198,6 +199,7 @@ class Session:
             },
             interim_ms=self._params.interim_ms,
             channels=self._params.channels,
+            quality=self._params.quality,
         )
 
     def _timeout_reason(self) -> str:
@@ -377,6 +379,7 @@ class Session:
                 known_at,
                 client=self._client,
                 stream=channel.stream,
+                quality=self._quality,
             )
         if previous is not None:
             await previous  # outcomes leave in segment order, per channel

@@ -298,6 +298,13 @@ def _release_arguments(p: argparse.ArgumentParser) -> None:
         help="split manifest: evaluate the export and measure int8 vs fp32 on it",
     )
     p.add_argument("--eval-split", choices=("train", "val", "test"), default="test")
+    p.add_argument(
+        "--calibrate",
+        choices=("train", "val", "test"),
+        metavar="SPLIT",
+        help="fit temperature scaling on this split of the --eval data (normally val; "
+        "without it the model is uncalibrated)",
+    )
     p.add_argument("--name", help="model name shown to users (default: the source's name)")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out directory")
     p.add_argument("--no-progress", action="store_true")
@@ -346,6 +353,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         name=args.name,
         force=args.force,
         progress=not args.no_progress,
+        calibrate=args.calibrate,
     )
     map_labels = not getattr(args, "keep_labels", True)
     try:

@@ -30,6 +30,8 @@ class Segment:
     end_ms: int
     audio: npt.NDArray[np.float32]
     too_short: bool
+    # Samples of the segment in frames the detector called speech (after the babble gate).
+    voiced_samples: int = 0
 
     @property
     def duration_ms(self) -> int:
@@ -65,6 +67,7 @@ class InProgress:
     joined_samples: int
     audio: npt.NDArray[np.int16]
     classifiable: bool
+    voiced_samples: int = 0  # as in Segment
 
 
 Event = SpeechStart | SpeechEnd | Segment

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -64,6 +64,12 @@ class _Utterance:
     # End of the first voiced frame after the last cut; None while there is none.
     voiced_after_cut: int | None = None
     voiced_before_cut: int = 0  # end of the last voiced frame before the last cut
+    # Start positions of the frames since seg_start that the detector called speech.
+    voiced_frames: deque[int] = field(default_factory=deque)
+
+    def voiced_samples(self, start: int, end: int, frame: int) -> int:
+        """Samples of [start, end) that lie in voiced frames."""
+        return sum(max(0, min(p + frame, end) - max(p, start)) for p in self.voiced_frames)
 
 
 class Segmenter:
@@ -141,6 +147,7 @@ class Segmenter:
             self._position - start,
             view,
             shortest >= self._min_segment,
+            utterance.voiced_samples(start, end, self._frame),
         )
 
     def tentative_end(self) -> InProgress | None:
@@ -166,8 +173,9 @@ class Segmenter:
             return None
         view = utterance.audio[: end - start]
         view.flags.writeable = False
+        voiced = utterance.voiced_samples(start, end, self._frame)
         return InProgress(
-            start, end, self._ms(start), self._ms(end), self._position - start, view, True
+            start, end, self._ms(start), self._ms(end), self._position - start, view, True, voiced
         )
 
     def reset(self) -> None:
@@ -267,6 +275,7 @@ class Segmenter:
         utterance.stop_window.append(voiced)
         utterance.short_window.append(heard)
         if voiced:
+            utterance.voiced_frames.append(self._position - self._frame)
             utterance.last_voiced_end = self._position
             if utterance.voiced_after_cut is None:
                 utterance.voiced_after_cut = self._position
@@ -306,6 +315,8 @@ class Segmenter:
         # Room for one zero-padded last frame beyond the limit; what is reported stays within.
         audio = np.empty(self._max_segment + self._frame, dtype=np.int16)
         filled = self._preroll.read_into(audio, seg_start)
+        flags = window.latest(age)
+        first = self._position - age * self._frame
         self._utterance = _Utterance(
             speech_start,
             seg_start,
@@ -315,6 +326,7 @@ class Segmenter:
             filled,
             stop_window,
             short_window,
+            voiced_frames=deque(first + i * self._frame for i, v in enumerate(flags) if v),
         )
         self._start_window = _Window(self.config.start_frames, fill=False)
         return [self._speech_start(speech_start)]
@@ -322,7 +334,10 @@ class Segmenter:
     def _cut(self, utterance: _Utterance) -> list[Event]:
         cut = self._cut_position(utterance)
         length = cut - utterance.seg_start
-        segment = self._segment(utterance.seg_start, cut, utterance.audio[:length])
+        voiced = utterance.voiced_samples(utterance.seg_start, cut, self._frame)
+        segment = self._segment(utterance.seg_start, cut, utterance.audio[:length], voiced)
+        while utterance.voiced_frames and utterance.voiced_frames[0] + self._frame <= cut:
+            utterance.voiced_frames.popleft()
         rest = utterance.filled - length
         utterance.audio[:rest] = utterance.audio[length : utterance.filled]
         utterance.filled = rest
@@ -372,7 +387,8 @@ class Segmenter:
         speech_end = SpeechEnd(voiced_end, self._ms(voiced_end))
         end = max(utterance.seg_start, min(voiced_end + self._post_padding, audio_end))
         length = end - utterance.seg_start
-        segment = self._segment(utterance.seg_start, end, utterance.audio[:length])
+        voiced = utterance.voiced_samples(utterance.seg_start, end, self._frame)
+        segment = self._segment(utterance.seg_start, end, utterance.audio[:length], voiced)
         self._floor = end
         return [segment, speech_end]
 
@@ -394,9 +410,13 @@ class Segmenter:
             voiced_end -= self._frame
         return voiced_end
 
-    def _segment(self, start: int, end: int, audio: npt.NDArray[np.int16]) -> Segment:
+    def _segment(
+        self, start: int, end: int, audio: npt.NDArray[np.int16], voiced_samples: int
+    ) -> Segment:
         too_short = end - start < self._min_segment
-        return Segment(start, end, self._ms(start), self._ms(end), to_float(audio), too_short)
+        return Segment(
+            start, end, self._ms(start), self._ms(end), to_float(audio), too_short, voiced_samples
+        )
 
     def _speech_start(self, sample: int) -> SpeechStart:
         return SpeechStart(sample, self._ms(sample))

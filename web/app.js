@@ -4,11 +4,12 @@ import { ArchiveError, describe, newRecord, SessionArchive } from "./archive.js"
 import { listMicrophones, MicrophoneError } from "./capture.js";
 import { ScoreChart } from "./chart.js";
 import { interimMsFrom, parseModel } from "./protocol.js";
+import { announcement } from "./quality.js";
 import { SessionResults } from "./results.js";
 import { PageState, RATE_HZ } from "./state.js";
 import { LiveSession } from "./live.js";
 import { classifyAudio, UploadError } from "./upload.js";
-import { colourOf, percent, renderBars, renderLanes, renderLegend, renderReadout, renderSessions, renderSummary, renderTable, titleCase } from "./view.js";
+import { colourOf, renderBars, renderLanes, renderLegend, renderReadout, renderSessions, renderSummary, renderTable } from "./view.js";
 
 const DEFAULT_INTERIM_MS = 1000;
 const MIC_KEY = "emostream.microphone";
@@ -18,7 +19,7 @@ const els = {
   start: $("start"), status: $("conn-status"), model: $("model-info"), mic: $("mic"), demo: $("demo-notice"), demoText: $("demo-text"),
   speaking: $("speaking"), speakingText: $("speaking-text"), level: $("level"), levelFill: $("level-fill"),
   message: $("message"), messageTitle: $("message-title"), messageText: $("message-text"), messageActions: $("message-actions"),
-  current: $("current"), currentSwatch: $("current-swatch"), currentLabel: $("current-label"), currentConf: $("current-conf"), currentMeta: $("current-meta"),
+  current: $("current"), currentSwatch: $("current-swatch"), currentLabel: $("current-label"), currentConf: $("current-conf"), currentMeta: $("current-meta"), currentUncertain: $("current-uncertain"),
   smooth: $("smooth"), bars: $("bars"), announcer: $("announcer"),
   chart: $("chart"), chartMissing: $("chart-missing"), timelineEmpty: $("timeline-empty"), legend: $("legend"),
   follow: $("follow"), span: $("span"), zoomIn: $("zoom-in"), zoomOut: $("zoom-out"), panBack: $("pan-back"), panForward: $("pan-forward"), showAll: $("show-all"),
@@ -69,6 +70,7 @@ function streamUrl() {
   url.searchParams.set("sample_rate", String(RATE_HZ));
   url.searchParams.set("encoding", "pcm_s16le");
   if (interimMs > 0) url.searchParams.set("interim_ms", String(interimMs));
+  url.searchParams.set("quality", "1"); // uncertain results are marked (docs/quality.md)
   if (token) url.searchParams.set("token", token);
   return url.toString();
 }
@@ -192,13 +194,14 @@ function render() {
   els.clear.disabled = empty || state.mode !== "idle";
 }
 
-// Finals only are announced: a screen reader must not chatter through every partial.
+// Finals only are announced: a screen reader must not chatter through every partial. An
+// uncertain result is announced as "Possibly …" with its warnings, never as fact.
 function announceLatest() {
   const view = currentView();
-  if (view && !view.provisional) announce(`${titleCase(view.label)}, ${percent(view.confidence)}${view.smoothed ? " (smoothed)" : ""}`);
+  if (view && !view.provisional) announce(announcement(view.label, view.confidence, view.smoothed ? null : view.entry, { smoothed: view.smoothed }));
   else {
     const last = state.results.classified().at(-1);
-    if (last) announce(`${titleCase(last.label)}, ${percent(last.confidence)}`);
+    if (last) announce(announcement(last.label, last.confidence, last));
   }
 }
 
@@ -327,6 +330,7 @@ function setUploadEnabled(enabled) {
 async function classifyInto(blob, name, offsetMs, source, done) {
   try {
     const url = new URL(apiUrl("v1/classify"));
+    url.searchParams.set("quality", "1");
     if (source === "upload" && els.separate.checked) url.searchParams.set("channels", "separate");
     const reply = await classifyAudio(blob, name, { url: url.toString(), token });
     if (!state.results.model) setModel(reply.model);

@@ -44,6 +44,25 @@ function scoresOf(obj, where) {
   return out;
 }
 
+const QUALITY_MEASURES = { speech: "speech", snr_db: "snrDb", level_dbfs: "levelDbfs", clipped: "clipped" };
+
+// quality=1 adds uncertain, warnings and quality to results and partials; absent otherwise.
+function qualityOf(obj, where) {
+  if (obj.uncertain === undefined) return {};
+  if (typeof obj.uncertain !== "boolean") fail(where, "uncertain", obj.uncertain);
+  const warnings = obj.warnings;
+  if (!Array.isArray(warnings) || warnings.length > 20 || !warnings.every((w) => typeof w === "string" && /^[a-z_]{1,40}$/.test(w))) fail(where, "warnings", warnings);
+  const measures = obj.quality;
+  if (measures === null || typeof measures !== "object" || Array.isArray(measures)) fail(where, "quality", measures);
+  const quality = {};
+  for (const [field, name] of Object.entries(QUALITY_MEASURES)) {
+    const value = measures[field];
+    if (typeof value !== "number" || !Number.isFinite(value)) fail(where, `quality.${field}`, value);
+    quality[name] = value;
+  }
+  return { uncertain: obj.uncertain, warnings: [...warnings], quality };
+}
+
 // The talker of a two-channel stream or a channels=separate upload (0 or 1); absent otherwise.
 export const CHANNELS = [0, 1];
 
@@ -77,7 +96,7 @@ export function parseSegment(obj, kind) {
   const latencyMs = latency === undefined ? null : typeof latency === "number" && Number.isFinite(latency) && latency >= 0 ? latency : fail(where, "latency_ms", latency);
   const version = obj.model_version;
   const modelVersion = version === undefined ? null : text(obj, "model_version", where);
-  return { ...base, label, confidence: probability(obj, "confidence", where), scores, latencyMs, modelVersion, skipped: null };
+  return { ...base, label, confidence: probability(obj, "confidence", where), scores, latencyMs, modelVersion, skipped: null, ...qualityOf(obj, where) };
 }
 
 export function parseModel(obj, where = "model") {

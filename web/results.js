@@ -1,6 +1,7 @@
 // The session's segments on one timeline (audio time in ms), with smoothing, summary and export.
 import { partyName } from "./parties.js";
 import { CHANNELS } from "./protocol.js";
+import { weightOf } from "./quality.js";
 
 export const SOURCES = new Set(["live", "upload", "recording"]);
 
@@ -76,15 +77,17 @@ export class SessionResults {
     return [...new Set(this.entries.map((entry) => entry.channel).filter((channel) => channel !== undefined && channel !== null))].sort();
   }
 
-  // Exponential moving average of the scores over classified segments, one per segment.
+  // Exponential moving average of the scores over classified segments, one per segment;
+  // an uncertain segment moves it by a quarter of the usual step (UNCERTAIN_WEIGHT).
   smoothed() {
     const out = [];
     let state = null;
     for (const entry of this.classified()) {
       const next = {};
+      const step = this.smoothing * weightOf(entry);
       for (const [label, score] of Object.entries(entry.scores)) {
         const previous = state && label in state ? state[label] : score;
-        next[label] = this.smoothing * score + (1 - this.smoothing) * previous;
+        next[label] = step * score + (1 - step) * previous;
       }
       state = next;
       const label = argmax(next);
@@ -93,20 +96,28 @@ export class SessionResults {
     return out;
   }
 
-  // Time share of each label among classified audio: {totalMs, byLabel: {label: {ms, share}}};
-  // with a channel, of that party's audio only.
+  // Time share of each label among classified audio: {totalMs, uncertainMs, byLabel:
+  // {label: {ms, share}}}; with a channel, of that party's audio only. Uncertain segments
+  // count at UNCERTAIN_WEIGHT of their time in the shares (ms stays the real time).
   summary(channel = undefined) {
     const byLabel = {};
     for (const label of this.labels) byLabel[label] = { ms: 0, share: 0 };
+    const weighted = {};
     let totalMs = 0;
+    let weightedMs = 0;
+    let uncertainMs = 0;
     for (const entry of this.classified(channel)) {
       const ms = entry.endMs - entry.startMs;
+      const weight = weightOf(entry);
       byLabel[entry.label] ??= { ms: 0, share: 0 };
       byLabel[entry.label].ms += ms;
+      weighted[entry.label] = (weighted[entry.label] ?? 0) + ms * weight;
       totalMs += ms;
+      weightedMs += ms * weight;
+      if (weight < 1) uncertainMs += ms;
     }
-    for (const item of Object.values(byLabel)) item.share = totalMs > 0 ? item.ms / totalMs : 0;
-    return { totalMs, byLabel };
+    for (const [label, item] of Object.entries(byLabel)) item.share = weightedMs > 0 ? (weighted[label] ?? 0) / weightedMs : 0;
+    return { totalMs, uncertainMs, byLabel };
   }
 
   toJSON() {
@@ -125,16 +136,19 @@ export class SessionResults {
         latency_ms: entry.latencyMs,
         model_version: entry.modelVersion,
         ...(hasChannel(entry) ? { channel: entry.channel } : {}),
+        ...(entry.uncertain === undefined || entry.uncertain === null ? {} : { uncertain: entry.uncertain, warnings: entry.warnings, quality: entry.quality }),
       })),
       summary: this.summary(),
       ...(this.parties().length ? { parties: this.parties().map((channel) => ({ channel, name: partyName(channel), summary: this.summary(channel) })) } : {}),
     };
   }
 
+  // With quality fields (quality=1), the columns uncertain and warnings follow the scores.
   toCSV() {
     const labels = this.labels;
+    const quality = this.entries.some((entry) => typeof entry.uncertain === "boolean");
     const channels = this.parties().length > 0; // a channel column only when there are parties
-    const header = ["source", "origin", ...(channels ? ["channel"] : []), "segment", "start_ms", "end_ms", "label", "confidence", "skipped", "latency_ms", "model_version", ...labels.map((l) => `score_${l}`)];
+    const header = ["source", "origin", ...(channels ? ["channel"] : []), "segment", "start_ms", "end_ms", "label", "confidence", "skipped", "latency_ms", "model_version", ...labels.map((l) => `score_${l}`), ...(quality ? ["uncertain", "warnings"] : [])];
     const rows = this.entries.map((entry) => [
       entry.source,
       entry.origin,
@@ -148,14 +162,17 @@ export class SessionResults {
       entry.latencyMs ?? "",
       entry.modelVersion ?? "",
       ...labels.map((label) => (entry.scores && label in entry.scores ? entry.scores[label] : "")),
+      ...(quality ? (typeof entry.uncertain === "boolean" ? [String(entry.uncertain), entry.warnings.join(" ")] : ["", ""]) : []),
     ]);
     return [header, ...rows].map((row) => row.map(csvCell).join(",")).join("\r\n") + "\r\n";
   }
 
-  // WebVTT: one cue per segment, "label confidence" or why it was not classified.
+  // WebVTT: one cue per segment, "label confidence" or why it was not classified; an
+  // uncertain one has a second line naming its warnings.
   toVTT() {
     const cues = this.entries.map((entry, i) => {
-      const said = entry.label === null ? `(not classified: ${entry.skipped})` : `${entry.label} ${entry.confidence.toFixed(2)}`;
+      let said = entry.label === null ? `(not classified: ${entry.skipped})` : `${entry.label} ${entry.confidence.toFixed(2)}`;
+      if (entry.uncertain === true) said += `\n(uncertain: ${entry.warnings.join(", ")})`;
       const text = hasChannel(entry) ? `<v ${partyName(entry.channel)}>${said}` : said;
       return `${i + 1}\n${vttTime(entry.startMs)} --> ${vttTime(entry.endMs)}\n${text}\n`;
     });
@@ -164,12 +181,16 @@ export class SessionResults {
 }
 
 const FIELDS = ["segment", "startMs", "endMs", "label", "confidence", "scores", "latencyMs", "modelVersion", "skipped", "source", "origin"];
+const QUALITY_FIELDS = ["uncertain", "warnings", "quality"]; // kept only when present
 
 function pick(entry) {
   const out = {};
   for (const field of FIELDS) out[field] = entry[field] ?? (field === "origin" ? "" : null);
   if (out.scores) out.scores = { ...out.scores };
   if (hasChannel(entry)) out.channel = entry.channel;
+  if (typeof entry.uncertain === "boolean") {
+    for (const field of QUALITY_FIELDS) out[field] = structuredClone(entry[field]);
+  }
   return out;
 }
 

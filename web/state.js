@@ -120,7 +120,12 @@ export class PageState {
     const at = this.offsetMs + baseMs;
     const current = this.partial;
     if (current && current.baseMs === baseMs && current.segment === msg.segment && Math.round(at + msg.endMs) <= current.endMs) return false;
-    this.partial = { ...msg, baseMs, startMs: Math.round(at + msg.startMs), endMs: Math.round(at + msg.endMs) };
+    const startMs = Math.round(at + msg.startMs);
+    // Where the leading label took the lead: the segment's start, or the end of the last
+    // partial of this segment that led with another label.
+    const sameSegment = current && current.baseMs === baseMs && current.segment === msg.segment;
+    const leadSinceMs = !sameSegment ? startMs : current.label === msg.label ? current.leadSinceMs : current.endMs;
+    this.partial = { ...msg, baseMs, startMs, endMs: Math.round(at + msg.endMs), leadSinceMs };
     this.changed("partial");
     return true;
   }

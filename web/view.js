@@ -1,5 +1,6 @@
 // Rendering: readout, score bars, segment table, summary, saved sessions. No state of its own.
 import { laneLayout, partyName } from "./parties.js";
+import { isUncertain, leadHeldMs, uncertaintyReason } from "./quality.js";
 
 const COLOURS = { neutral: "#4b5563", happy: "#b45309", sad: "#1d4ed8", angry: "#b91c1c", fearful: "#6d28d9", disgust: "#047857", calm: "#0e7490", surprised: "#be185d" };
 const SPARE = ["#0f766e", "#9d174d", "#4338ca", "#a16207", "#15803d", "#7e22ce", "#c2410c", "#334155"];
@@ -41,8 +42,22 @@ function swatch(label, labels) {
   return el("span", { class: "swatch", "aria-hidden": "true", style: { background: colourOf(label, labels) } });
 }
 
+// The "uncertain" badge: its reason is its accessible name and shows on hover and focus.
+function markUncertain(badge, entry) {
+  const reason = uncertaintyReason(entry);
+  badge.hidden = !reason;
+  badge.dataset.reason = reason;
+  badge.title = reason;
+  if (reason) badge.setAttribute("aria-label", reason);
+  else badge.removeAttribute("aria-label");
+}
+
 export function renderReadout(els, view, labels) {
   els.current.dataset.provisional = String(Boolean(view && view.provisional));
+  // A smoothed readout is not one segment's: uncertain segments are down-weighted in it.
+  const uncertain = Boolean(view && !view.smoothed && isUncertain(view.entry));
+  els.current.dataset.uncertain = String(uncertain);
+  if (els.currentUncertain) markUncertain(els.currentUncertain, uncertain ? view.entry : null);
   if (!view) {
     els.currentLabel.textContent = "—";
     els.currentConf.textContent = "";
@@ -56,10 +71,11 @@ export function renderReadout(els, view, labels) {
   els.currentConf.textContent = percent(view.confidence);
   const entry = view.entry;
   const latency = entry.latencyMs === null ? "" : ` · latency ${Math.round(entry.latencyMs)} ms`;
+  const held = `${titleCase(view.label)} leading for ${(leadHeldMs(entry) / 1000).toFixed(1)} s`;
   const kind = view.provisional
-    ? `Provisional: segment in progress ${clock(entry.startMs)}–${clock(entry.endMs)}, not final yet`
+    ? `Provisional: segment in progress ${clock(entry.startMs)}–${clock(entry.endMs)}, not final yet · ${held}`
     : view.smoothed
-      ? "Smoothed over recent segments"
+      ? "Smoothed over recent segments (uncertain ones count a quarter)"
       : `Segment ${clock(entry.startMs)}–${clock(entry.endMs)}`;
   els.currentMeta.textContent = `${kind}${latency}`;
 }
@@ -90,9 +106,14 @@ export function renderTable(body, results) {
   body.replaceChildren(
     ...results.entries.map((entry) => {
       const emotion = entry.label === null ? el("td", { "data-col": "Emotion", text: `not classified (${entry.skipped.replace("_", " ")})` }) : el("td", { "data-col": "Emotion" }, swatch(entry.label, labels), el("span", { text: titleCase(entry.label) }));
+      if (isUncertain(entry)) {
+        const badge = el("span", { class: "uncertain-badge", tabindex: "0", role: "note", text: "uncertain" });
+        markUncertain(badge, entry);
+        emotion.append(" ", badge);
+      }
       return el(
         "tr",
-        { dataset: { index: String(entry.index), source: entry.source, label: entry.label ?? "", skipped: entry.skipped ?? "" } },
+        { dataset: { index: String(entry.index), source: entry.source, label: entry.label ?? "", skipped: entry.skipped ?? "", uncertain: String(isUncertain(entry)) } },
         el("td", { "data-col": "Time", text: `${clock(entry.startMs)}–${clock(entry.endMs)}` }),
         emotion,
         el("td", { class: "num", "data-col": "Confidence", text: entry.confidence === null ? "–" : percent(entry.confidence) }),
@@ -128,11 +149,16 @@ function summaryItems(byLabel, labels) {
 
 export function renderSummary(els, results) {
   const labels = results.labels;
-  const { totalMs, byLabel } = results.summary();
+  const { totalMs, uncertainMs, byLabel } = results.summary();
   els.summaryBar.replaceChildren(...stackParts(byLabel, labels));
   els.summaryList.replaceChildren(...summaryItems(byLabel, labels));
-  els.summaryTotal.textContent = totalMs > 0 ? `${(totalMs / 1000).toFixed(1)} s of speech classified in ${results.classified().length} segments` : "Nothing classified yet.";
+  els.summaryTotal.textContent = totalMs > 0 ? `${(totalMs / 1000).toFixed(1)} s of speech classified in ${results.classified().length} segments${uncertainNote(uncertainMs)}` : "Nothing classified yet.";
   renderPartySummaries(els.partySummaries, results);
+}
+
+// The summary's word on uncertain segments (quality=1): how much, and how they count.
+function uncertainNote(uncertainMs) {
+  return uncertainMs > 0 ? `; ${(uncertainMs / 1000).toFixed(1)} s of it uncertain, counted at a quarter of its time` : "";
 }
 
 // With a recording analysed per channel: the summary of each party on its own.
@@ -142,9 +168,9 @@ export function renderPartySummaries(container, results) {
   container.hidden = parties.length === 0;
   container.replaceChildren(
     ...parties.map((channel) => {
-      const { totalMs, byLabel } = results.summary(channel);
+      const { totalMs, uncertainMs, byLabel } = results.summary(channel);
       const name = partyName(channel);
-      const total = totalMs > 0 ? `${(totalMs / 1000).toFixed(1)} s classified in ${results.classified(channel).length} segments` : "nothing classified";
+      const total = totalMs > 0 ? `${(totalMs / 1000).toFixed(1)} s classified in ${results.classified(channel).length} segments${uncertainNote(uncertainMs)}` : "nothing classified";
       return el(
         "section",
         { class: "party-summary", dataset: { channel: String(channel) }, "aria-label": `${name} summary` },
@@ -175,8 +201,8 @@ export function renderLanes(container, results, fromMs, toMs) {
           ...lane.blocks.map((block) =>
             el("span", {
               class: "lane-block",
-              title: `${clock(block.startMs)}–${clock(block.endMs)} ${block.label ?? `not classified (${block.skipped})`}`,
-              dataset: { index: String(block.index), label: block.label ?? "", skipped: block.skipped ?? "" },
+              title: `${clock(block.startMs)}–${clock(block.endMs)} ${block.label ?? `not classified (${block.skipped})`}${block.uncertain ? ` · ${block.reason}` : ""}`,
+              dataset: { index: String(block.index), label: block.label ?? "", skipped: block.skipped ?? "", uncertain: String(block.uncertain) },
               style: { left: `${block.leftPct.toFixed(3)}%`, width: `${block.widthPct.toFixed(3)}%`, background: block.label ? colourOf(block.label, labels) : "" },
             }),
           ),

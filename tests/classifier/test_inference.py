@@ -308,3 +308,15 @@ def test_the_verified_bytes_are_the_bytes_loaded(
     (source,) = sources
     assert isinstance(source, bytes)
     assert hashlib.sha256(source).hexdigest() == classifier.manifest.graph.sha256
+
+
+def test_a_calibration_divides_the_logits_by_its_temperature(
+    model_copy: Path, classifier: OnnxClassifier
+) -> None:
+    edit_manifest(model_copy, calibration={"temperature": 2.0, "fitted_on": "val"})
+    scaled = OnnxClassifier(model_copy)
+    audio = espeak("Hello there.")
+    logits = classifier.logits(audio)
+    np.testing.assert_allclose(scaled.predict(audio), softmax(logits / 2.0), rtol=1e-5)
+    np.testing.assert_allclose(classifier.predict(audio), softmax(logits), rtol=1e-5)
+    assert int(np.argmax(scaled.predict(audio))) == int(np.argmax(logits))

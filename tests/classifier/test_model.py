@@ -65,7 +65,8 @@ def test_the_public_manifest_is_an_allow_list(model_copy: Path) -> None:
     write_dict(model_copy, data)
     public = read_manifest(model_copy).public()
     assert set(public) == {
-        "format", "name", "version", "labels", "sample_rate", "graph", "metrics", "demo"
+        "format", "name", "version", "labels", "sample_rate", "graph", "metrics", "demo",
+        "calibration",
     }  # fmt: skip
     assert public["graph"] == {
         "precision": data["graph"]["precision"],
@@ -320,3 +321,45 @@ def test_manifest_defaults() -> None:
     assert manifest.input.min_samples == 400
     assert manifest.output.name == "logits"
     assert manifest.graph.file == "model.onnx"
+
+
+def test_calibration_is_optional_and_absent_means_uncalibrated(model_copy: Path) -> None:
+    data = manifest_dict(model_copy)
+    assert data["calibration"] is None  # written explicitly: the model is uncalibrated
+    del data["calibration"]
+    write_dict(model_copy, data)
+    assert read_manifest(model_copy).calibration is None
+    write_dict(model_copy, {**data, "calibration": {"temperature": 1.7, "fitted_on": "val"}})
+    calibration = read_manifest(model_copy).calibration
+    assert calibration is not None and calibration.temperature == 1.7
+    assert calibration.method == "temperature"
+    # /v1/model says how the scores are calibrated, not the fitted_on text; the file keeps it
+    assert read_manifest(model_copy).public()["calibration"] == {
+        "method": "temperature",
+        "temperature": 1.7,
+    }
+    assert read_manifest(model_copy).document()["calibration"]["fitted_on"] == "val"
+    write_dict(model_copy, data)
+    assert read_manifest(model_copy).public()["calibration"] is None
+
+
+@pytest.mark.parametrize(
+    ("calibration", "named"),
+    [
+        ({"temperature": 0}, "calibration.temperature"),
+        ({"temperature": -1.5}, "calibration.temperature"),
+        ({"temperature": "warm"}, "calibration.temperature"),
+        ({"temperature": 1e9}, "calibration.temperature"),
+        ({}, "calibration.temperature: Field required"),
+        ({"temperature": 1.0, "method": "vector"}, "calibration.method"),
+        ({"temperature": 1.0, "bias": [0.1]}, "calibration.bias"),
+        ("1.5", "calibration"),
+    ],
+)
+def test_a_bad_calibration_is_refused_naming_the_field(
+    model_copy: Path, calibration: object, named: str
+) -> None:
+    write_dict(model_copy, {**manifest_dict(model_copy), "calibration": calibration})
+    with pytest.raises(ModelError, match="is not a valid manifest") as info:
+        read_manifest(model_copy)
+    assert named in str(info.value)

@@ -82,3 +82,41 @@ def stream_stdin(url: str, data: bytes, *args: str, env: dict[str, str] | None =
         check=False,
         env={**os.environ, **(env or {})},
     )
+
+
+# --quality ----------------------------------------------------------------------
+
+QUALITY_KEYS = {"uncertain", "warnings", "quality"}
+
+
+def check_quality_outputs(texts: dict[str, str], reply_segments: list[Rec]) -> None:
+    """JSON lines carry the fields, CSV the columns, WebVTT a note per classified cue."""
+    records = read_jsonl(texts["jsonl"])
+    classified = [r for r in records if r["type"] == "result"]
+    assert classified and len(records) == len(reply_segments)
+    for rec, segment in zip(records, reply_segments, strict=True):
+        if rec["type"] == "skipped":
+            assert not QUALITY_KEYS & set(rec)
+            continue
+        assert rec["uncertain"] is segment["uncertain"] is bool(rec["warnings"])
+        assert rec["warnings"] == segment["warnings"]
+        assert rec["quality"] == segment["quality"]
+    rows = list(csv.DictReader(io.StringIO(texts["csv"], newline="")))
+    assert {"uncertain", "warnings", "speech", "snr_db", "level_dbfs", "clipped"} <= set(rows[0])
+    for row, rec in zip(rows, records, strict=True):
+        if rec["type"] == "skipped":
+            assert row["uncertain"] == row["snr_db"] == ""
+        else:
+            assert row["uncertain"] == str(rec["uncertain"]).lower()
+            assert row["warnings"].split() == rec["warnings"]
+            assert float(row["snr_db"]) == rec["quality"]["snr_db"]
+    vtt = texts["vtt"]
+    for rec in classified:
+        where = f"channel {rec['channel']} " if "channel" in rec else ""
+        speech = rec["quality"]["speech"]
+        assert f"NOTE {where}segment {rec['segment']} quality: speech {speech}" in vtt
+        if rec["uncertain"]:
+            assert f"(uncertain: {', '.join(rec['warnings'])})" in vtt
+    table = texts["table"]
+    if any(r["uncertain"] for r in classified):
+        assert "uncertain: " in table

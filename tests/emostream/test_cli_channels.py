@@ -12,7 +12,15 @@ import pytest
 import soxr
 
 from emostream.cli import main
-from tests.emostream.records import read_csv, read_jsonl, read_table, read_vtt, stream_stdin
+from tests.emostream.records import (
+    QUALITY_KEYS,
+    check_quality_outputs,
+    read_csv,
+    read_jsonl,
+    read_table,
+    read_vtt,
+    stream_stdin,
+)
 from tests.served import Served
 from tests.speech import silence, wav_bytes
 from tests.telephony import g711
@@ -74,6 +82,40 @@ def test_classify_separate_names_the_channel_in_every_format(
     assert [line.split(":")[0] for line in summaries[1:]] == ["ch 0", "ch 1"]
     for line, part in zip(summaries[1:], reply["channels"], strict=True):
         assert line.endswith(f"{part['summary']['label']} {part['summary']['confidence']:.2f}")
+
+
+def test_classify_separate_with_quality_has_channel_and_quality_in_every_format(
+    tiny_model_dir: Path, call_wav: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = (str(call_wav), "--channels", "separate", "--quality")
+    assert classify(tiny_model_dir, *args, "--json") == 0
+    segments = json.loads(capsys.readouterr().out)["files"][0]["segments"]
+    classified = [s for s in segments if "label" in s]
+    assert {s["channel"] for s in classified} == {0, 1}
+    assert all(set(s) >= {"channel", *QUALITY_KEYS} for s in classified)
+    texts = {}
+    for fmt in ("table", "jsonl", "csv", "vtt"):
+        assert classify(tiny_model_dir, *args, "--format", fmt) == 0
+        texts[fmt] = capsys.readouterr().out
+    records = read_jsonl(texts["jsonl"])
+    assert [(r["channel"], r["segment"]) for r in records] == [
+        (s["channel"], s["segment"]) for s in segments
+    ]
+    check_quality_outputs(texts, segments)  # the NOTE names the channel as well
+    header = texts["csv"].splitlines()[0]
+    assert header.startswith("type,file,channel,segment,")
+    assert header.endswith(",uncertain,warnings,speech,snr_db,level_dbfs,clipped")
+    assert [int(r["channel"]) for r in read_csv(texts["csv"])] == [r["channel"] for r in records]
+    voiced = [line for line in texts["vtt"].splitlines() if line.startswith("<v ")]
+    assert [line.split(">")[0] for line in voiced] == [
+        f"<v channel {r['channel']}" for r in records
+    ]
+    notes = [line for line in texts["vtt"].splitlines() if line.startswith("NOTE ")]
+    assert [line.split(" quality:")[0] for line in notes] == [
+        f"NOTE channel {r['channel']} segment {r['segment']}"
+        for r in records
+        if r["type"] == "result"
+    ]
 
 
 def test_classify_mix_records_have_no_channel(

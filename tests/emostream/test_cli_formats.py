@@ -15,7 +15,9 @@ import pytest
 from client.formats import FIELDS, CsvWriter, VttWriter, csv_cell, record, vtt_time
 from emostream.cli import EXIT_CODES_HELP, build_parser, main
 from tests.emostream.records import (
+    QUALITY_KEYS,
     Rec,
+    check_quality_outputs,
     read_csv,
     read_jsonl,
     read_table,
@@ -319,3 +321,40 @@ def test_writers_on_hostile_and_edge_values() -> None:
     assert vtt_time(-5) == "00:00:00.000" and vtt_time(59_999.6) == "00:01:00.000"
     with pytest.raises(ValueError, match="not a segment message"):
         record({"type": "ready"}, "f")
+
+
+# --quality -----------------------------------------------------------------------
+
+
+def test_classify_with_quality_adds_the_fields_to_every_format(
+    tiny_model_dir: Path, speech_wav: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert classify(tiny_model_dir, str(speech_wav), "--json", "--quality") == 0
+    segments = json.loads(capsys.readouterr().out)["files"][0]["segments"]
+    assert all(set(s) >= QUALITY_KEYS for s in segments if "label" in s)
+    texts = {}
+    for fmt in ("table", "jsonl", "csv", "vtt"):
+        assert classify(tiny_model_dir, str(speech_wav), "--format", fmt, "--quality") == 0
+        texts[fmt] = capsys.readouterr().out
+    check_quality_outputs(texts, segments)
+    assert classify(tiny_model_dir, str(speech_wav), "--format", "csv") == 0
+    assert "uncertain" not in capsys.readouterr().out.splitlines()[0]
+
+
+def test_stream_with_quality_asks_the_server_for_it(
+    served: Served, speech_wav: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["stream", str(speech_wav), "--url", f"{served.url}?quality=0", "--fast", "--quality"]
+    assert main([*base, "--json"]) == 0
+    raw = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert raw[0]["type"] == "ready" and raw[0]["quality"] == 1
+    finals = [m for m in raw if m["type"] in ("result", "skipped")]
+    texts = {}
+    for fmt in ("table", "jsonl", "csv", "vtt"):
+        path = tmp_path / f"out.{fmt}"
+        assert main([*base, "--format", fmt, "-o", str(path)]) == 0
+        texts[fmt] = path.read_text()
+    records = read_jsonl(texts["jsonl"])
+    assert [r["segment"] for r in records] == [m["segment"] for m in finals]
+    assert all(set(r) >= QUALITY_KEYS for r in records if r["type"] == "result")
+    check_quality_outputs(texts, [m for m in read_jsonl(texts["jsonl"])])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 from collections.abc import Callable, Coroutine
 from types import SimpleNamespace
@@ -23,6 +24,7 @@ class FakePool:
         self.waiting = waiting
         self.fail = fail
         self.calls: list[tuple[int, str]] = []
+        self.measures: list[Callable[[], Any] | None] = []
         self.gate = asyncio.Event()
         self.workers_free = asyncio.Event()
         self.workers_free.set()
@@ -36,8 +38,10 @@ class FakePool:
         client: str,
         stream: str,
         on_start: Callable[[], None],
+        measure: Callable[[], Any] | None = None,
     ) -> Any:
         self.calls.append((audio.size, priority))
+        self.measures.append(measure)
         await self.workers_free.wait()
         on_start()
         await self.gate.wait()
@@ -159,3 +163,19 @@ async def test_close_hands_over_the_task_in_flight() -> None:
     assert task is not None and not task.done()
     task.cancel()
     assert early.close() is None
+
+
+@in_loop
+async def test_with_quality_the_early_job_measures_its_audio_and_voiced_share() -> None:
+    pool = FakePool()
+    pool.gate.set()
+    early = EarlyEnd(pool, client="c", stream="s", quality=True)  # type: ignore[arg-type]
+    progress = tentative(100, 9000)
+    early.update(dataclasses.replace(progress, voiced_samples=4450))
+    await asyncio.sleep(0)
+    (measure,) = pool.measures
+    assert measure is not None and measure().speech == pytest.approx(0.5)
+    plain = FakePool()
+    EarlyEnd(plain, client="c", stream="s").update(progress)  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    assert plain.measures == [None]

@@ -12,6 +12,7 @@ from classifier.inference import OnnxClassifier
 from classifier.model import Manifest, read_manifest
 from server.metrics import Metrics
 from server.pool import InferenceFailed, InferencePool, Overloaded
+from server.quality import SignalQuality
 from tests.server.conftest import ScriptedClassifier, send_audio
 from tests.server.recorder import Recorder
 from tests.speech import to_pcm16
@@ -454,4 +455,25 @@ def test_an_abandoned_provisional_run_frees_the_provisional_limit(manifest: Mani
     asyncio.run(run())
     assert run_order(log) == [10, 20, 30]
     assert pool._abandoned == [0, 0, 0]
+    pool.close()
+
+
+def test_a_job_measures_on_the_worker_after_the_model_and_a_bad_measure_fails_it(
+    classifier: ScriptedClassifier,
+) -> None:
+    pool = make_pool(classifier)
+    threads: list[str] = []
+
+    def measure() -> SignalQuality:
+        threads.append(threading.current_thread().name)
+        return SignalQuality(speech=1.0, snr_db=20.0, level_dbfs=-20.0, clipped=0.0)
+
+    def broken() -> SignalQuality:
+        raise ValueError("no audio")
+
+    prediction = asyncio.run(pool.classify(AUDIO, measure=measure))
+    assert prediction.quality == measure() and threads[0].startswith("inference")
+    assert asyncio.run(pool.classify(AUDIO)).quality is None
+    with pytest.raises(InferenceFailed, match="signal measures failed: no audio"):
+        asyncio.run(pool.classify(AUDIO, measure=broken))
     pool.close()

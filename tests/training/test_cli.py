@@ -115,12 +115,15 @@ def test_prepare_train_export_evaluate_import(
     )
     assert json.loads((report / "metrics.json").read_text())["split"] == "test"
 
+    assert read_manifest(model).calibration is None  # no --calibrate: uncalibrated
     imported = tmp_path / "imported"
-    assert (
-        _run(["import", str(run), "--out", str(imported), "--precision", "fp32", "--name", "mine"])
-        == 0
-    )
-    assert read_manifest(imported).name == "mine"
+    command = ["import", str(run), "--out", str(imported), "--precision", "fp32", "--name", "mine"]
+    calibrate = ["--eval", str(split), "--calibrate", "val", "--no-progress"]
+    assert _run([*command, *calibrate]) == 0
+    manifest = read_manifest(imported)
+    assert manifest.name == "mine"
+    assert manifest.calibration is not None and manifest.calibration.temperature > 0
+    assert "Temperature scaling, T =" in (imported / "MODEL_CARD.md").read_text()
 
 
 def test_errors_exit_2_with_a_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -136,6 +139,8 @@ def test_errors_exit_2_with_a_message(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "lacks column(s)" in capsys.readouterr().err
     assert _run(["export", str(tmp_path / "nope"), "--out", str(tmp_path / "m")]) == 2
     assert "cannot load an audio-classification model" in capsys.readouterr().err
+    assert _run(["import", "x", "--out", str(tmp_path / "m"), "--calibrate", "val"]) == 2
+    assert "calibrate='val' needs eval data (--eval)" in capsys.readouterr().err
     assert _run(["prepare", "--corpus", f"cremad={tmp_path / 'none'}", "--out", str(bad)]) == 2
     assert "does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit):

@@ -78,6 +78,16 @@ def test_build_writes_a_served_model_with_every_figure(built: tuple[Path, Path])
     }
     assert (model_dir / "confusion.png").is_file()
     assert (model_dir / "confusion_independent.png").is_file()
+    # Calibrated on the validation split; ECE before and after on both test sets.
+    assert manifest.calibration is not None
+    assert manifest.calibration.temperature == metrics["calibration"]["temperature"]
+    assert "validation split" in manifest.calibration.fitted_on
+    for name in ("own", "independent"):
+        rows = metrics["calibration"][name]["by_condition"]
+        assert set(rows) == {"clean", "10 dB"}
+        assert {"ece_before", "ece_after"} <= set(rows["clean"])
+    assert "## Calibration" in card and f"T = {manifest.calibration.temperature}" in card
+    assert (model_dir / "reliability.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_reuse_keeps_corpora_and_network(built: tuple[Path, Path], tmp_path: Path) -> None:

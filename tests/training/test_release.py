@@ -12,6 +12,7 @@ from transformers import AutoModelForAudioClassification
 from classifier.inference import OnnxClassifier
 from classifier.model import read_manifest
 from training.corpus.data import load_audio, read_split, select, zero_mean_unit_var
+from training.models.calibration import fit_temperature, label_indices, softmax
 from training.models.evaluate import OnnxPredictor, TorchPredictor
 from training.models.export import new_version
 from training.models.finetune import TrainingError
@@ -346,3 +347,48 @@ def test_import_through_the_cli_keeps_the_hub_loading_path(
     manifest = read_manifest(out)
     assert manifest.labels == ("angry", "disgust", "fearful", "happy", "neutral", "sad")
     assert manifest.provenance["source"] == "antonjaragon/emotions_6_classes_small"
+
+
+def test_calibrate_fits_the_temperature_on_its_split_and_the_card_reports_ece(
+    tmp_path: Path, tone_checkpoint: tuple[Path, Path]
+) -> None:
+    checkpoint, split = tone_checkpoint
+    out = tmp_path / "calibrated"
+    options = ReleaseOptions(eval_data=split, eval_split="test", calibrate="val", precision="fp32")
+    release(checkpoint, out, options)
+    manifest = read_manifest(out)
+    assert manifest.calibration is not None
+    served = OnnxClassifier(out)
+    val = select(read_split(split), "val")
+    logits = np.stack([served.logits(load_audio(e.path)) for e in val])
+    y = label_indices([e.label for e in val], manifest.labels)
+    temperature = manifest.calibration.temperature
+    assert temperature == pytest.approx(fit_temperature(logits, y), rel=1e-3)
+    assert "val split" in manifest.calibration.fitted_on
+    np.testing.assert_allclose(  # the server's scores are the scaled ones
+        served.predict(load_audio(val[0].path)), softmax(logits[0], temperature), rtol=1e-4
+    )
+    record = manifest.metrics["calibration"]
+    assert record["calibrated"] is True and record["temperature"] == temperature
+    assert set(record["by_condition"]) == {"clean", "10 dB"}
+    assert {"ece_before", "ece_after"} <= set(record["by_condition"]["clean"])
+    card = (out / "MODEL_CARD.md").read_text()
+    assert f"Temperature scaling, T = {temperature}" in card and "| 10 dB |" in card
+    assert (out / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_without_calibration_data_the_manifest_and_card_say_uncalibrated(
+    tmp_path: Path, tone_checkpoint: tuple[Path, Path]
+) -> None:
+    checkpoint, split = tone_checkpoint
+    out = tmp_path / "plain"
+    release(checkpoint, out, ReleaseOptions(eval_data=split, eval_split="test", precision="fp32"))
+    manifest = read_manifest(out)
+    assert manifest.calibration is None
+    assert json.loads((out / "manifest.json").read_text())["calibration"] is None
+    assert manifest.metrics["calibration"]["calibrated"] is False
+    assert "**Uncalibrated**" in (out / "MODEL_CARD.md").read_text()
+    with pytest.raises(ReleaseError, match="calibrate='val' needs eval data"):
+        release(checkpoint, tmp_path / "x", ReleaseOptions(calibrate="val"))
+    with pytest.raises(ReleaseError, match="calibrate='test' is the evaluated split"):
+        release(checkpoint, tmp_path / "x", ReleaseOptions(eval_data=split, calibrate="test"))

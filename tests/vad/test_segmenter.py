@@ -523,3 +523,30 @@ def test_no_tentative_end_for_a_too_short_or_padding_only_end() -> None:
     # After a cut in a pause, what is left is padding: no tentative end either.
     cut = tentative_trace(energy_segmenter(), frames_for("." * 20 + "x" * 91 + "." * 40))
     assert all(b is None for i, b, _ in cut if i >= 113)
+
+
+def test_a_segment_counts_the_samples_of_its_voiced_frames() -> None:
+    frames = frames_for("." * 20 + "x" * 30 + "." * 40)
+    segment = next(e for _, e in run(energy_segmenter(), frames) if isinstance(e, Segment))
+    assert segment.voiced_samples == 30 * FRAME  # the padding around them is not speech
+
+
+def test_voiced_samples_are_split_between_cut_segments_and_counted_in_progress() -> None:
+    segmenter = energy_segmenter()
+    frames = frames_for("." * 20 + "x" * 60 + ".." + "x" * 58 + "." * 40)
+    events = run(segmenter, frames[:100])
+    progress = segmenter.in_progress()
+    assert progress is not None
+    end = min(progress.end_sample, 100 * FRAME)
+    expected = sum(
+        max(0, min(i * FRAME + FRAME, end) - max(i * FRAME, progress.start_sample))
+        for i in range(100)
+        if 20 <= i < 80 or i >= 82
+    )
+    assert progress.voiced_samples == expected
+    events += run(segmenter, frames[100:], first_index=100)
+    segments = [e for _, e in events if isinstance(e, Segment)]
+    assert len(segments) >= 2
+    assert sum(s.voiced_samples for s in segments) == 118 * FRAME
+    for s in segments:
+        assert 0 < s.voiced_samples <= s.end_sample - s.start_sample

@@ -101,4 +101,41 @@ describe("parties", () => {
     assert.deepEqual(copy.entries.map((e) => e.channel), [0, 1, 1, 0]);
     assert.throws(() => copy.restore({ ...results.snapshot().entries[0], channel: 3 }), /bad channel/);
   });
+
+  it("with quality=1 as well: party and quality fields together in lanes, summaries and exports", () => {
+    const measured = (extra) => ({ quality: { speech: 0.9, snr_db: 2.5, level_dbfs: -30, clipped: 0 }, ...extra });
+    const reply = {
+      ...REPLY,
+      segments: [
+        { ...wire(0, 0, 2000, "neutral", 0), ...measured({ warnings: [], uncertain: false }) },
+        { ...wire(0, 2500, 5500, "angry", 1), ...measured({ warnings: ["low_snr"], uncertain: true }) },
+        { segment: 1, start_ms: 5600, end_ms: 5800, reason: "too_short", channel: 1 },
+        { ...wire(1, 6000, 7000, "neutral", 0), ...measured({ warnings: [], uncertain: false }) },
+      ],
+    };
+    const results = new SessionResults();
+    results.setModel(MODEL);
+    for (const segment of parseClassifyReply(reply).segments) results.add(segment, 1000, "upload", "call.wav");
+    const [zero, one] = laneLayout(results.entries, results.parties(), 0, 10000);
+    assert.deepEqual(zero.blocks.map((b) => b.uncertain), [false, false]);
+    assert.deepEqual(one.blocks.map((b) => [b.label, b.uncertain]), [["angry", true], [null, false]]);
+    assert.match(one.blocks[0].reason, /^Uncertain: loud background noise/);
+    // party 2's only classified segment is uncertain: all its time is, and it still leads its summary
+    assert.equal(results.summary(1).uncertainMs, 3000);
+    assert.equal(results.summary(1).byLabel.angry.share, 1);
+    assert.equal(results.summary(0).uncertainMs, 0);
+    // overall, party 2's uncertain 3 s count a quarter: neutral 3000 / (3000 + 750)
+    assert.equal(results.summary().byLabel.neutral.share, 0.8);
+    const [header, , second] = results.toCSV().split("\r\n");
+    assert.ok(header.startsWith("source,origin,channel,segment,"));
+    assert.ok(header.endsWith(",score_neutral,score_angry,uncertain,warnings"));
+    assert.ok(second.startsWith("upload,call.wav,1,0,") && second.endsWith(",true,low_snr"));
+    const vtt = results.toVTT();
+    assert.ok(vtt.includes("<v Party 2>angry 0.75\n(uncertain: low_snr)\n"));
+    const saved = results.toJSON().segments[1];
+    assert.deepEqual([saved.channel, saved.uncertain, saved.warnings], [1, true, ["low_snr"]]);
+    const copy = new SessionResults();
+    for (const entry of structuredClone(results.snapshot()).entries) copy.restore(entry);
+    assert.deepEqual(copy.entries.map((e) => [e.channel, e.uncertain]), [[0, false], [1, true], [1, undefined], [0, false]]);
+  });
 });

@@ -47,7 +47,7 @@ DROP_SCRIPT = """
 
 
 def upload_reply(page: Page, action: Any) -> Any:
-    with page.expect_response(re.compile(r"/v1/classify$")) as info:
+    with page.expect_response(re.compile(r"/v1/classify(\?quality=1)?$")) as info:
         action()
     response = info.value
     assert response.status == 200

@@ -51,12 +51,23 @@ def test_a_call_analysed_per_channel_shows_two_lanes_and_two_summaries(
         expect(summaries).to_have_count(2)
         expect(summaries.nth(0).locator("h3")).to_have_text("Party 1")
         expect(summaries.nth(1)).to_contain_text("classified in 1 segments")
+        # The page asks for quality=1; the tiny test model's near-uniform scores make every
+        # result low_confidence, so each party's blocks are marked uncertain, with the
+        # reason in their title, and each party's summary says how uncertain time counts.
+        blocks = page.eval_on_selector_all(
+            "#lanes .lane-block:not([data-label=''])",
+            "bs => bs.map(b => [b.dataset.uncertain, b.title.includes('Uncertain: ')])",
+        )
+        assert blocks and blocks == [["true", True]] * len(blocks)
+        for n in (0, 1):
+            expect(summaries.nth(n)).to_contain_text("uncertain, counted at a quarter")
         sources = page.eval_on_selector_all(
             "#segments-body tr td[data-col='Source']", "cells => cells.map(c => c.textContent)"
         )
         assert sources == ["call.wav · Party 1", "call.wav · Party 1", "call.wav · Party 2"]
         exported = json.loads(download_text(page, "#export-json"))
         assert [s["channel"] for s in exported["segments"]] == [0, 0, 1]
+        assert all(s["uncertain"] is True for s in exported["segments"] if s["label"])
         assert [p["name"] for p in exported["parties"]] == ["Party 1", "Party 2"]
 
         # The same file mixed (the box unticked) joins the timeline without parties of its own.

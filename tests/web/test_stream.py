@@ -79,7 +79,9 @@ def test_streams_speech_and_shows_what_the_server_sent(
         last = [f for f in sent if f["type"] == "result"][-1]
         expect(page.locator("#current-label")).to_have_text(last["label"].capitalize())
         expect(page.locator("#current-meta")).to_contain_text(f"latency {last['latency_ms']} ms")
-        expect(page.locator("#announcer")).to_contain_text(last["label"].capitalize())
+        # an uncertain result (quality=1) is announced as "Possibly <label>"
+        spoken = f"Possibly {last['label']}" if last["uncertain"] else last["label"].capitalize()
+        expect(page.locator("#announcer")).to_contain_text(spoken)
 
         # the speaking indicator followed speech_start / speech_end
         starts = [f for f in frames if f["type"] == "speech_start"]

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from classifier.model import GraphSpec, InputSpec, Manifest, sha256_file, write_manifest
+from classifier.model import Calibration, GraphSpec, InputSpec, Manifest, sha256_file, write_manifest
 from training.models.quantization import (
     DEFAULT_QUANTIZATION,
     FALLBACK_QUANTIZATION,
@@ -106,6 +106,7 @@ def package_graph(
     metrics: dict[str, Any] | None = None,
     provenance: dict[str, Any] | None = None,
     min_samples: int = 400,
+    calibration: Calibration | None = None,
 ) -> Manifest:
     """Copy an ONNX graph into ``out_dir`` as ``model.onnx`` and write its manifest."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -123,6 +124,7 @@ def package_graph(
         graph=GraphSpec(file=target.name, sha256=digest, precision=precision),  # type: ignore[arg-type]
         metrics=metrics or {},
         provenance=provenance or {},
+        calibration=calibration,
     )
     write_manifest(out_dir, manifest)
     return manifest

@@ -83,6 +83,60 @@ def _targets(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
+# Expected calibration error (10 bins, top label) after temperature scaling, clean.
+ECE_TARGETS = {"own": 0.05, "independent": 0.10}
+
+
+def _calibration(manifest: Manifest) -> list[str]:
+    record = manifest.metrics.get("calibration")
+    if manifest.calibration is None or not record:
+        return ["**Uncalibrated**: the scores are the graph's own softmax."]
+    lines = [
+        f"Temperature scaling, T = {manifest.calibration.temperature}, fitted on the "
+        f"{manifest.calibration.fitted_on} by minimising the negative log-likelihood; the "
+        "server divides the logits by T before the softmax, so labels and accuracy are "
+        "unchanged and confidence comes to match accuracy. Expected calibration error (ECE: "
+        "10 equal-width bins of top-label confidence):",
+        "",
+        "| test set | condition | ECE before | ECE after | target (clean) |",
+        "|---|---|---|---|---|",
+    ]
+    for name, title in (("own", "own generator, held-out"), ("independent", "independent")):
+        for condition, row in record.get(name, {}).get("by_condition", {}).items():
+            target = ECE_TARGETS[name]
+            aim = ""
+            if condition == "clean":
+                met = "met" if row["ece_after"] <= target else "**missed**"
+                aim = f"≤ {target:.2f}: {met}"
+            lines.append(
+                f"| {title} | {condition} | {row['ece_before']:.3f} | {row['ece_after']:.3f} "
+                f"| {aim} |"
+            )
+    temperature = manifest.calibration.temperature
+    if temperature < 1:
+        lines += [
+            "",
+            "T below 1 sharpens the scores: on its own generator's clips the raw model was "
+            "under-confident.",
+        ]
+    worse = [
+        f"{title} {condition} ({row['ece_before']:.3f} → {row['ece_after']:.3f})"
+        for name, title in (("own", "own generator"), ("independent", "independent"))
+        for condition, row in record.get(name, {}).get("by_condition", {}).items()
+        if row["ece_after"] > row["ece_before"]
+    ]
+    if worse:
+        lines += [
+            "",
+            "Fitted on the training generator's data, the temperature makes calibration worse "
+            f"where the data differ from it: {'; '.join(worse)}. There the confidence runs "
+            "ahead of the accuracy; on unlike audio read the scores with care (the protocol's "
+            "`quality=1` warnings flag noisy, quiet and clipped segments).",
+        ]
+    lines += ["", "Reliability diagrams: `reliability.png`."]
+    return lines
+
+
 def _reuse_note(prov: dict[str, Any]) -> str:
     names = {
         "corpus": "training corpus",
@@ -204,6 +258,10 @@ def render_card(manifest: Manifest, size_bytes: int) -> str:
         *_per_class(independent.get("per_class", {})),
         "",
         "Confusion matrices: `confusion.png` (own generator), `confusion_independent.png`.",
+        "",
+        "## Calibration",
+        "",
+        *_calibration(manifest),
         "",
         "## Cost",
         "",

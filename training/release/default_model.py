@@ -14,7 +14,10 @@ Steps (work files under ``--work``; with ``--reuse`` a finished step found there
 5. evaluation of the served graph through ``classifier.inference.OnnxClassifier`` (what
    ``emostream evaluate`` runs) on the corpus's held-out test set (clean, white noise, the
    corpus's own noisy copies) and on the independent set; ``manifest.json``,
-   ``MODEL_CARD.md`` and ``confusion.png``.
+   ``MODEL_CARD.md`` and ``confusion.png``;
+6. temperature scaling fitted on the corpus's validation split (docs/model-format.md),
+   its expected calibration error before and after on both test sets, clean and at
+   10 dB, and ``reliability.png``.
 
 See docs/synthetic-corpus.md.
 """
@@ -35,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from classifier.model import CANONICAL_LABELS, Manifest, read_manifest, write_manifest
+from classifier.model import CANONICAL_LABELS, Calibration, Manifest, read_manifest, write_manifest
 from training.corpus.data import read_split, select
 from training.models.melcnn import MelCnn, MelCnnConfig, TrainConfig, parameter_count
 from training.models.quantization import MIN_INT8_AGREEMENT
@@ -211,7 +214,8 @@ def measure(
         examples = read_split(corpus / f"test_snr{snr}.csv", labels=labels)
         result = evaluate(predictor, examples, snr_levels_db=()).clean
         noisy[str(snr)] = {"accuracy": result["accuracy"], "macro_f1": result["macro_f1"]}
-    independent = evaluate(predictor, read_split(independent_csv, labels=labels), progress=True)
+    independent_examples = read_split(independent_csv, labels=labels)
+    independent = evaluate(predictor, independent_examples, progress=True)
     metrics: dict[str, Any] = {
         **own.brief(),
         "per_class": own.clean["per_class"],
@@ -233,7 +237,62 @@ def measure(
             ),
             "inputs": "own-generator test set, clean (at_10_db: white noise at 10 dB SNR)",
         }
-    return metrics, {"own": own, "independent": independent}
+    evaluations = {
+        "own": own,
+        "independent": independent,
+        "own_examples": test,
+        "independent_examples": independent_examples,
+    }
+    return metrics, evaluations
+
+
+def calibrate(
+    model_dir: Path, corpus: Path, evaluations: dict[str, Any]
+) -> tuple[Calibration, dict[str, Any]]:
+    """Temperature scaling fitted on the validation split; ECE before and after on the own
+    test set (clean, 10 dB white noise) and the independent set (clean, 10 dB)."""
+    from training.models import calibration as cal
+    from training.models.evaluate import OnnxPredictor, collect_logits
+
+    predictor = OnnxPredictor(model_dir)
+    labels = predictor.labels
+    val = select(read_split(corpus / "split.csv", labels=labels), "val")
+    y_val = cal.label_indices([ex.label for ex in val], labels)
+    temperature = round(cal.fit_temperature(collect_logits(predictor, val), y_val), 4)
+    calibration = Calibration(
+        temperature=temperature,
+        fitted_on=f"validation split of the synthetic corpus ({len(val)} clips, "
+        "voices and sentences of neither training nor test)",
+    )
+    record: dict[str, Any] = {"temperature": temperature, "fitted_on_clips": len(val)}
+    for name, evaluation, examples in (
+        ("own", evaluations["own"], evaluations["own_examples"]),
+        ("independent", evaluations["independent"], evaluations["independent_examples"]),
+    ):
+        y = cal.label_indices([ex.label for ex in examples], labels)
+        conditions = {"clean": evaluation.clean_logits, "10 dB": evaluation.logits_by_snr["10"]}
+        record[name] = cal.metrics(conditions, y, temperature)
+    return calibration, record
+
+
+def plot_reliability(model_dir: Path, evaluations: dict[str, Any], temperature: float) -> None:
+    from training.models import calibration as cal
+
+    labels = evaluations["own"].labels
+    curves = {}
+    for name in ("own", "independent"):
+        evaluation = evaluations[name]
+        y = cal.label_indices([ex.label for ex in evaluations[f"{name}_examples"]], labels)
+        for condition, logits in (
+            ("clean", evaluation.clean_logits),
+            ("10 dB", evaluation.logits_by_snr["10"]),
+        ):
+            curves[f"{name} {condition}, raw"] = (cal.softmax(logits), y)
+            curves[f"{name} {condition}, T={temperature:.2f}"] = (
+                cal.softmax(logits, temperature),
+                y,
+            )
+    cal.plot_reliability(curves, model_dir / "reliability.png", "reliability (test sets)")
 
 
 def select_precision(
@@ -283,6 +342,7 @@ def release(
         )
         metrics["fp32_vs_pytorch"] = {"max_abs_logit_error": fp32_error}
         metrics["int8_candidate_vs_fp32"] = int8_agreement
+        calibration, metrics["calibration"] = calibrate(staged, corpus, evaluations)
         provenance = {
             "data": "synthetic emotional speech (training/synthetic/synth.py), "
             "see docs/synthetic-corpus.md",
@@ -297,7 +357,15 @@ def release(
             "validated_on_human_speech": False,
             "torch": torch.__version__,
         }
-        manifest = package(graph, staged, recipe, precision, metrics=metrics, provenance=provenance)
+        manifest = package(
+            graph,
+            staged,
+            recipe,
+            precision,
+            metrics=metrics,
+            provenance=provenance,
+            calibration=calibration,
+        )
         # A demonstration model: the browser app says its labels mean little for real voices.
         manifest = manifest.model_copy(update={"demo": True})
         write_manifest(staged, manifest)
@@ -312,6 +380,7 @@ def release(
             staged / "confusion_independent.png",
             "independent generator",
         )
+        plot_reliability(staged, evaluations, calibration.temperature)
         write_card(staged, manifest)
         if out.exists():
             shutil.rmtree(out)

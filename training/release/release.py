@@ -22,8 +22,9 @@ import onnxruntime
 import torch
 from transformers import PreTrainedModel
 
-from classifier.model import CANONICAL_LABELS, Manifest
+from classifier.model import CANONICAL_LABELS, Calibration, Manifest
 from training.corpus.data import Split, read_split, select
+from training.models import calibration as cal
 from training.models.evaluate import (
     Evaluation,
     OnnxPredictor,
@@ -91,8 +92,19 @@ class ReleaseOptions:
     seed: int = 0
     progress: bool = False
     min_int8_agreement: float = MIN_INT8_AGREEMENT
+    calibrate: Split | None = None  # the split of eval_data to fit the temperature on
 
     def check(self) -> None:
+        if self.calibrate is not None and self.eval_data is None:
+            raise ReleaseError(
+                f"calibrate={self.calibrate!r} needs eval data (--eval): the split manifest "
+                "whose split the temperature is fitted on"
+            )
+        if self.calibrate is not None and self.calibrate == self.eval_split:
+            raise ReleaseError(
+                f"calibrate={self.calibrate!r} is the evaluated split (eval_split): fit the "
+                "temperature on another split, normally val"
+            )
         if self.precision not in ("int8", "fp32"):
             raise ReleaseError(f"precision must be int8 or fp32, got {self.precision!r}")
         if not 0.0 <= self.min_int8_agreement <= 1.0:
@@ -178,16 +190,60 @@ def release(
         served = OnnxPredictor(staged)
         if examples and evaluation is None:
             evaluation = evaluate(served, examples, seed=options.seed, progress=options.progress)
+        calibration = _fit_calibration(served, options, labels)
         if evaluation is not None:
             metrics.update(evaluation.brief())
             metrics["eval_data"] = base_name(str(options.eval_data))
             metrics["eval_split"] = options.eval_split
+            metrics["calibration"] = cal.metrics(
+                _calibration_conditions(evaluation),
+                cal.label_indices([ex.label for ex in examples], labels),
+                None if calibration is None else calibration.temperature,
+            )
         provenance = _provenance(source, options, quant, extra_provenance)
-        manifest = package(graph, staged, options.precision, metrics=metrics, provenance=provenance)
+        manifest = package(
+            graph,
+            staged,
+            options.precision,
+            metrics=metrics,
+            provenance=provenance,
+            calibration=calibration,
+        )
         if evaluation is not None:
-            _write_card(staged, manifest, evaluation)
+            _write_card(staged, manifest, evaluation, examples)
         _install(staged, out_dir)
     return Released(out_dir, manifest, evaluation)
+
+
+def _fit_calibration(
+    served: OnnxPredictor, options: ReleaseOptions, labels: Sequence[str]
+) -> Calibration | None:
+    """The temperature fitted on ``options.calibrate`` of the eval data, or None."""
+    if options.calibrate is None or options.eval_data is None:
+        return None
+    examples = select(read_split(options.eval_data), options.calibrate)
+    if not examples:
+        raise ReleaseError(
+            f"{str(options.eval_data)!r} has no rows with split={options.calibrate} to calibrate on"
+        )
+    try:
+        y = cal.label_indices([ex.label for ex in examples], labels)
+    except ValueError as exc:
+        raise ReleaseError(f"calibration data: {exc}") from exc
+    logits = collect_logits(served, examples, None, options.seed, options.progress)
+    temperature = cal.fit_temperature(logits, y)
+    log.info("temperature %.3f fitted on %d clips", temperature, len(examples))
+    where = f"{options.calibrate} split of {options.eval_data} ({len(examples)} clips)"
+    return Calibration(temperature=round(temperature, 4), fitted_on=where)
+
+
+def _calibration_conditions(evaluation: Evaluation) -> dict[str, np.ndarray]:
+    """The evaluated clips' logits, clean and with white noise at NOISY_SNR_DB if measured."""
+    conditions = {"clean": evaluation.clean_logits}
+    noisy = evaluation.logits_by_snr.get(f"{NOISY_SNR_DB:g}")
+    if noisy is not None:
+        conditions[f"{NOISY_SNR_DB:g} dB"] = noisy
+    return conditions
 
 
 def check_fp32(reference: TorchPredictor, fp32: OnnxPredictor) -> dict[str, float]:
@@ -399,7 +455,9 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _write_card(staged: Path, manifest: Manifest, evaluation: Evaluation) -> None:
+def _write_card(
+    staged: Path, manifest: Manifest, evaluation: Evaluation, examples: Sequence[Any]
+) -> None:
     title = f"{manifest.name} {manifest.version} ({manifest.graph.precision})"
     plot_confusion(
         evaluation.clean["confusion"], evaluation.labels, staged / "confusion.png", title
@@ -408,7 +466,18 @@ def _write_card(staged: Path, manifest: Manifest, evaluation: Evaluation) -> Non
         "evaluation data": manifest.metrics.get("eval_data"),
         "split": manifest.metrics.get("eval_split"),
     }
-    (staged / "MODEL_CARD.md").write_text(render_report(evaluation, title, extra), encoding="utf-8")
+    temperature = None if manifest.calibration is None else manifest.calibration.temperature
+    cal.plot_for_card(
+        _calibration_conditions(evaluation),
+        cal.label_indices([ex.label for ex in examples], evaluation.labels),
+        temperature,
+        staged / "reliability.png",
+        f"{manifest.name}: reliability on the {manifest.metrics.get('eval_split')} split",
+    )
+    fitted_on = "" if manifest.calibration is None else manifest.calibration.fitted_on
+    card = render_report(evaluation, title, extra)
+    card += "\n".join(cal.card_lines(manifest.metrics.get("calibration"), fitted_on)) + "\n"
+    (staged / "MODEL_CARD.md").write_text(card, encoding="utf-8")
 
 
 def _check_out_dir(out_dir: Path, force: bool) -> None:
