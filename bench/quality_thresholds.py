@@ -9,10 +9,13 @@ condition, from which the warning thresholds in server/quality.py were chosen.
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 
 import vad
 from bench.audio import silence, speak
+from pcm.format import PIPELINE_RATE_HZ, to_float, to_int16
 from server.quality import measure
 
 SENTENCES = (
@@ -36,16 +39,18 @@ def conditions(speech: np.ndarray, rng: np.random.Generator) -> dict[str, np.nda
         out[f"{dbfs} dBFS"] = padded * (10 ** (dbfs / 20) / level)
     for gain in (6, 12, 24):
         out[f"+{gain} dB clipped"] = np.clip(padded * 10 ** (gain / 20), -1, 1)
-    return {name: np.round(a * 32767).astype(np.float32) / 32768 for name, a in out.items()}
+    # As a client's pcm_s16le would carry it.
+    return {name: to_float(to_int16(a.astype(np.float32))) for name, a in out.items()}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0]).parse_args(argv)
     rng = np.random.default_rng(0)
     rows: dict[str, list[tuple[float, ...]]] = {}
     for i, text in enumerate(SENTENCES):
         speech = speak(text, voice=VOICES[i % len(VOICES)], rate_wpm=160)
         for name, audio in conditions(speech, rng).items():
-            segmenter = vad.StreamSegmenter(vad.SegmenterConfig(), 16000, "pcm_f32le")
+            segmenter = vad.StreamSegmenter(vad.SegmenterConfig(), PIPELINE_RATE_HZ, "pcm_f32le")
             events = segmenter.feed_audio(audio) + segmenter.finish()
             for s in (e for e in events if isinstance(e, vad.Segment) and not e.too_short):
                 q = measure(s.audio, s.voiced_samples)

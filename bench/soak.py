@@ -50,7 +50,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", default="bundled", help="bundled, tiny, base-int8 …")
     parser.add_argument("--model-dir", type=Path, help="a model directory instead of --model")
     parser.add_argument("--minutes", type=float, default=30.0, help="length of the run")
-    parser.add_argument("--speakers", type=int, help=f"default: {LOAD:.0%} of the capacity")
+    parser.add_argument(
+        "--speakers", type=int, help=f"default: {LOAD * 100:.0f} %% of the capacity"
+    )
     parser.add_argument("--capacity-file", type=Path, default=CAPACITY_FILE)
     parser.add_argument("--pass-s", type=float, default=60.0, help="audio per connection")
     parser.add_argument("--interim-ms", type=int, default=1000, help="partials (0: off)")

@@ -287,3 +287,25 @@ def test_telephone_band_channel_keeps_the_band_and_drops_the_rest() -> None:
         rms = [float(np.sqrt(np.mean(x[2000:-2000] ** 2))) for x in (inside, outside, low)]
         assert rms[0] == pytest.approx(0.3 / np.sqrt(2), rel=0.1)
         assert rms[1] < 0.01 and rms[2] < 0.05
+
+
+SCRIPTS = sorted(
+    path.stem
+    for path in (REPO / "bench").glob("*.py")
+    if 'if __name__ == "__main__"' in path.read_text()
+)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_script_explains_its_options(script: str) -> None:
+    # argparse formats help strings with %: a literal "%" in one crashed bench.soak's --help.
+    result = subprocess.run(
+        [sys.executable, "-m", f"bench.{script}", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "usage:" in result.stdout
