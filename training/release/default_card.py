@@ -185,19 +185,22 @@ def _telephone_note(recipe: dict[str, Any]) -> str:
 TELEPHONE_MAX_DROP_POINTS = 5.0
 
 
-def _telephone(metrics: dict[str, Any]) -> list[str]:
+def _telephone(metrics: dict[str, Any], recipe: dict[str, Any]) -> list[str]:
     phone = metrics.get("telephone")
     if not phone:
         return ["Not measured for this build."]
     lines = [
         "The same test clips as rendered (wideband, 16 kHz) and as a phone call carries them: "
         f"{phone.get('channel')} (`training/synthetic/telephone.py`, what "
-        "`bench/telephone_band.py` measures too). Top-1 accuracy, clean clips:",
+        "`bench/telephone_band.py` measures too). Top-1 accuracy, clean clips"
+        + (f" (measured {phone['measured']})" if phone.get("measured") else "")
+        + ":",
         "",
         "| test set | clips | wideband | μ-law | A-law | drop (points, worse law) "
         f"| within {TELEPHONE_MAX_DROP_POINTS:g} points |",
         "|---|---|---|---|---|---|---|",
     ]
+    missed = False
     for name, title in (("own", "own generator, held-out"), ("independent", "independent")):
         row = phone.get(name)
         if not row:
@@ -208,6 +211,16 @@ def _telephone(metrics: dict[str, Any]) -> list[str]:
             f"| {title} | {row['n']} | {_pct(row['wideband'])} | {_pct(row['mulaw'])} "
             f"| {_pct(row['alaw'])} | {drop:.1f} | {met} |"
         )
+        missed = missed or drop > TELEPHONE_MAX_DROP_POINTS
+    if missed and not recipe.get("telephone_share"):
+        lines += [
+            "",
+            "This model was trained on wideband clips only: on call audio its labels are much "
+            "less reliable than above. Telephone-band augmentation of the training corpus "
+            "(`Recipe.telephone_share`) was tried and not adopted, because it cost the "
+            "independent generator's happy class and calibration (docs/synthetic-corpus.md, "
+            '"Telephone-band augmentation").',
+        ]
     return lines
 
 
@@ -304,7 +317,7 @@ def render_card(manifest: Manifest, size_bytes: int) -> str:
         "",
         "## Telephone-band audio",
         "",
-        *_telephone(metrics),
+        *_telephone(metrics, recipe),
         "",
         "## Calibration",
         "",

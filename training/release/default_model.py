@@ -64,9 +64,11 @@ class Recipe:
     cue_dropout: float = 0.4  # training clips only, see CorpusConfig.cue_dropout
     # Share of training clips passed through a telephone channel (300-3400 Hz, 8 kHz,
     # G.711 mu-law or A-law, back to 16 kHz) at render time, see
-    # CorpusConfig.telephone_probability. Without it the model lost 28 points on
-    # telephone-band copies of its held-out set (docs/telephony.md).
-    telephone_share: float = 0.3
+    # CorpusConfig.telephone_probability. Off: at 0.15-0.3 it raised telephone-band
+    # accuracy (held-out 58 -> 75 %) but cost the independent set's happy class (42 -> 5 %
+    # recall) and its calibration (ECE 0.08 -> 0.15-0.22) in every rebuild tried
+    # (docs/synthetic-corpus.md, "Telephone-band augmentation").
+    telephone_share: float = 0.0
     model: MelCnnConfig = field(
         default_factory=lambda: MelCnnConfig(channels=128, embedding=128, hidden=128)
     )
