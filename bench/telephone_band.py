@@ -2,10 +2,12 @@
 phone call would carry them, against the same clips as rendered.
 
 Each clip (16 kHz, exactly as ``training.release.default_model`` renders and reads it) goes
-through a narrowband phone channel: a 300–3400 Hz band-pass (4th-order Butterworth,
-causal), resampling to 8 kHz (soxr), G.711 μ-law encoding (nearest code) and decoding
-(``pcm.g711``, as the server does), and resampling back to 16 kHz, the model's rate.
-A-law is measured too. All figures are deterministic counts (top-1 accuracy).
+through a narrowband phone channel (``training/synthetic/telephone.py``, the one the build
+measures and the training corpus is augmented with): a 300–3400 Hz band-pass (4th-order
+Butterworth, causal), resampling to 8 kHz (soxr), G.711 μ-law encoding (nearest code,
+``pcm.g711.encode``) and decoding (``pcm.g711``, as the server does), and resampling back
+to 16 kHz, the model's rate. A-law is measured too. All figures are deterministic counts
+(top-1 accuracy).
 
     .venv/bin/python -m bench.telephone_band [--quick] [--limit N] [--work-dir DIR]
 
@@ -21,48 +23,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import soundfile as sf
-import soxr
-from scipy.signal import butter, sosfilt
 
 from bench import report
-from pcm.g711 import ALAW_TO_LINEAR, MULAW_TO_LINEAR
 from training.corpus.data import Example, load_audio
 from training.models.evaluate import OnnxPredictor
 from training.release.default_model import Recipe
 from training.synthetic.synth import babble_bank, partition, plan_clip, render
-from vad.framing import decode_pcm, to_int16
+from training.synthetic.telephone import DESCRIPTION, RATE_HZ, Audio, channel
 
-Audio = npt.NDArray[np.float32]
-RATE_HZ = 16000
-PHONE_RATE_HZ = 8000
-BAND_HZ = (300.0, 3400.0)
 NAME = "telephone_band"
 CONDITIONS = ("wideband", "phone_mulaw", "phone_alaw")
-
-
-def g711_encode(audio: Audio, law: str) -> bytes:
-    """Float audio to G.711 bytes: each sample's nearest code (the standard's decision)."""
-    table = (MULAW_TO_LINEAR if law == "mulaw" else ALAW_TO_LINEAR).astype(np.int32)
-    order = np.argsort(table, kind="stable")
-    ranked = table[order]
-    x = to_int16(audio).astype(np.int32)
-    above = np.clip(np.searchsorted(ranked, x), 1, 255)
-    nearer = np.where(x - ranked[above - 1] <= ranked[above] - x, above - 1, above)
-    return order[nearer].astype(np.uint8).tobytes()
-
-
-def phone_channel(law: str) -> Callable[[Audio], Audio]:
-    band = butter(4, BAND_HZ, btype="bandpass", fs=RATE_HZ, output="sos")
-
-    def channel(audio: Audio) -> Audio:
-        narrow = sosfilt(band, audio).astype(np.float32)
-        at_8k = soxr.resample(narrow, RATE_HZ, PHONE_RATE_HZ).astype(np.float32)
-        decoded = decode_pcm(g711_encode(at_8k, law), law)  # type: ignore[arg-type]
-        return np.asarray(soxr.resample(decoded, PHONE_RATE_HZ, RATE_HZ), dtype=np.float32)
-
-    return channel
 
 
 def render_sets(work: Path, test_clips: int, independent_clips: int) -> dict[str, list[Example]]:
@@ -100,14 +71,14 @@ def render_sets(work: Path, test_clips: int, independent_clips: int) -> dict[str
 
 
 def accuracy(
-    predictor: OnnxPredictor, examples: list[Example], channel: Callable[[Audio], Audio] | None
+    predictor: OnnxPredictor, examples: list[Example], through: Callable[[Audio], Audio] | None
 ) -> float:
     ids = {label: i for i, label in enumerate(predictor.labels)}
     right = 0
     for ex in examples:
         audio = load_audio(ex.path, RATE_HZ)
-        if channel is not None:
-            audio = channel(audio)
+        if through is not None:
+            audio = through(audio)
         right += int(np.argmax(predictor.logits(audio)) == ids[ex.label])
     return right / len(examples)
 
@@ -133,8 +104,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     predictor = OnnxPredictor(args.model)
     conditions: dict[str, Callable[[Audio], Audio] | None] = {
         "wideband": None,
-        "phone_mulaw": phone_channel("mulaw"),
-        "phone_alaw": phone_channel("alaw"),
+        "phone_mulaw": channel("mulaw"),
+        "phone_alaw": channel("alaw"),
     }
     rows = []
     for name, examples in sets.items():
@@ -145,7 +116,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         rows.append(row)
     return {
         "model": predictor.classifier.manifest.version,
-        "channel": "band-pass 300-3400 Hz (Butterworth order 4), 8 kHz, G.711, back to 16 kHz",
+        "channel": DESCRIPTION,
         "rows": rows,
         "seconds": round(time.monotonic() - started),
     }

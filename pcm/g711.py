@@ -50,3 +50,24 @@ def mulaw_to_int16(data: bytes | bytearray | memoryview) -> npt.NDArray[np.int16
 def alaw_to_int16(data: bytes | bytearray | memoryview) -> npt.NDArray[np.int16]:
     """A-law bytes (one a sample) to 16-bit linear samples: 0xD5 → 8, 0x55 → -8."""
     return ALAW_TO_LINEAR[np.frombuffer(data, dtype=np.uint8)]
+
+
+def _ranked(table: npt.NDArray[np.int16]) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.int32]]:
+    order = np.argsort(table, kind="stable")
+    return order, table[order].astype(np.int32)
+
+
+_RANKED = {"mulaw": _ranked(MULAW_TO_LINEAR), "alaw": _ranked(ALAW_TO_LINEAR)}
+
+
+def encode(samples: npt.NDArray[np.int16], law: str) -> bytes:
+    """16-bit linear samples to G.711 bytes (``law``: ``"mulaw"`` or ``"alaw"``), each sample
+    as the code whose expansion is nearest to it (ties to the lower value), so that
+    decoding the result gives back every value of the law's table exactly."""
+    if law not in _RANKED:
+        raise ValueError(f"unknown G.711 law {law!r}: expected 'mulaw' or 'alaw'")
+    order, ranked = _RANKED[law]
+    x = np.asarray(samples, dtype=np.int32).reshape(-1)
+    above = np.clip(np.searchsorted(ranked, x), 1, 255)
+    nearer = np.where(x - ranked[above - 1] <= ranked[above] - x, above - 1, above)
+    return order[nearer].astype(np.uint8).tobytes()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from pcm.g711 import ALAW_TO_LINEAR, MULAW_TO_LINEAR
+from pcm.g711 import encode
 from vad.framing import to_int16
 
 Float = npt.NDArray[np.float32]
@@ -13,13 +13,7 @@ Float = npt.NDArray[np.float32]
 
 def g711(audio: Float, law: str = "mulaw") -> bytes:
     """Float audio to G.711 bytes: for each sample, the code that expands nearest to it."""
-    table = (MULAW_TO_LINEAR if law == "mulaw" else ALAW_TO_LINEAR).astype(np.int32)
-    order = np.argsort(table, kind="stable")
-    ranked = table[order]
-    x = to_int16(audio).astype(np.int32)
-    above = np.clip(np.searchsorted(ranked, x), 1, 255)
-    nearer = np.where(x - ranked[above - 1] <= ranked[above] - x, above - 1, above)
-    return order[nearer].astype(np.uint8).tobytes()
+    return encode(to_int16(audio), law)
 
 
 def interleave(left: Float, right: Float) -> Float:

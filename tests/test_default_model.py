@@ -67,6 +67,28 @@ def test_manifest_records_both_generators() -> None:
     assert independent["accuracy"] > 0.4
 
 
+def test_manifest_and_card_record_telephone_band_accuracy() -> None:
+    """Issue #27: both test sets through a phone channel (300-3400 Hz, 8 kHz, G.711 μ-law
+    and A-law), beside the wideband figures, in the manifest and the card."""
+    manifest = read_manifest(MODEL_DIR)
+    metrics = manifest.metrics
+    phone = metrics["telephone"]
+    card = (MODEL_DIR / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "## Telephone-band audio" in card
+    for name, wideband in (("own", metrics), ("independent", metrics["independent"])):
+        row = phone[name]
+        assert row["n"] == wideband["n"] and row["wideband"] == wideband["accuracy"]
+        for law in ("mulaw", "alaw"):
+            assert row[f"drop_points_{law}"] == round(100 * (row["wideband"] - row[law]), 1)
+            assert f"{100 * row[law]:.1f} %" in card
+    worst = max(
+        max(row["drop_points_mulaw"], row["drop_points_alaw"])
+        for row in (phone["own"], phone["independent"])
+    )
+    if worst > 5 and not manifest.provenance["recipe"].get("telephone_share"):
+        assert "was tried and not adopted" in card
+
+
 def _accuracy(classifier: OnnxClassifier, clips: list[tuple[str, np.ndarray]]) -> float:
     correct = 0
     for emotion, audio in clips:

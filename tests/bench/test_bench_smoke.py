@@ -275,7 +275,8 @@ def test_telephone_band(tmp_path: Path, work_dir: Path) -> None:
 
 
 def test_telephone_band_channel_keeps_the_band_and_drops_the_rest() -> None:
-    from bench.telephone_band import RATE_HZ, phone_channel
+    from training.synthetic.telephone import RATE_HZ
+    from training.synthetic.telephone import channel as phone_channel
 
     t = np.arange(RATE_HZ) / RATE_HZ
     for law in ("mulaw", "alaw"):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pcm.format import FrameError, decode_pcm, split_channels, to_int16
-from pcm.g711 import ALAW_TO_LINEAR, MULAW_TO_LINEAR, alaw_to_int16, mulaw_to_int16
+from pcm.g711 import ALAW_TO_LINEAR, MULAW_TO_LINEAR, alaw_to_int16, encode, mulaw_to_int16
 from tests.speech import espeak
 
 EVERY_CODE = bytes(range(256))
@@ -130,6 +130,50 @@ def test_speech_encoded_by_sox_decodes_close_to_the_original(law: str, sox_encod
     error = decoded - speech
     snr_db = 10 * np.log10(np.mean(speech**2) / np.mean(error**2))
     assert snr_db > 25  # G.711 keeps about 35 dB on speech
+
+
+@pytest.mark.parametrize("law", ["mulaw", "alaw"])
+def test_encode_round_trips_every_table_value_and_picks_the_nearest_code(law: str) -> None:
+    table = MULAW_TO_LINEAR if law == "mulaw" else ALAW_TO_LINEAR
+    decode = mulaw_to_int16 if law == "mulaw" else alaw_to_int16
+    # Every value the law can carry comes back exactly.
+    np.testing.assert_array_equal(decode(encode(table, law)), table)
+    # Any 16-bit value decodes to a table value at least as near as every other one.
+    samples = np.arange(-32768, 32768, 7, dtype=np.int32).astype(np.int16)
+    decoded = decode(encode(samples, law)).astype(np.int32)
+    values = np.unique(table.astype(np.int32))
+    best = np.abs(samples.astype(np.int32)[:, None] - values[None, :]).min(axis=1)
+    np.testing.assert_array_equal(np.abs(decoded - samples.astype(np.int32)), best)
+    assert len(encode(samples, law)) == samples.size
+
+
+@pytest.mark.parametrize(("law", "sox_encoding"), [("mulaw", "mu-law"), ("alaw", "a-law")])
+def test_encode_matches_sox_on_speech(law: str, sox_encoding: str) -> None:
+    """Nearest code: every sample decodes at least as close to the original as sox's code
+    (the standard encoder's decision levels) does, and the two agree on most samples."""
+    if shutil.which("sox") is None:
+        pytest.fail("sox is not installed (Debian package sox)")
+    speech = espeak("Hello, this is a telephone call.", sample_rate=8000)
+    samples = to_int16(speech)
+    ours = decode_pcm(encode(samples, law), law)  # type: ignore[arg-type]
+    command = "sox -t raw -r 8000 -e signed -b 16 -L -c 1 - -t raw -e {} -b 8 -"
+    theirs = subprocess.run(
+        command.format(sox_encoding).split(),
+        input=samples.astype("<i2").tobytes(),
+        capture_output=True,
+        check=True,
+    ).stdout
+    reference = decode_pcm(theirs, law)  # type: ignore[arg-type]
+    exact = samples / np.float32(32768)
+    assert (np.abs(ours - exact) <= np.abs(reference - exact) + 1e-9).all()
+    assert np.mean(ours == reference) > 0.5
+    snr_db = 10 * np.log10(np.mean(exact**2) / np.mean((ours - exact) ** 2))
+    assert snr_db > 25
+
+
+def test_encode_refuses_an_unknown_law() -> None:
+    with pytest.raises(ValueError, match=r"unknown G\.711 law 'ulaw'"):
+        encode(np.zeros(4, dtype=np.int16), "ulaw")
 
 
 def test_decode_pcm_scales_g711_to_unit_range() -> None:

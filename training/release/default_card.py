@@ -169,6 +169,61 @@ def _dropout_note(recipe: dict[str, Any]) -> str:
     )
 
 
+def _telephone_note(recipe: dict[str, Any]) -> str:
+    share = recipe.get("telephone_share", 0.0)
+    if not share:
+        return ""
+    return (
+        f" {_pct(share)} of the training clips, drawn per clip, pass through a telephone "
+        "channel (300–3400 Hz band-pass, 8 kHz, G.711 μ-law or A-law, back to 16 kHz: "
+        "`training/synthetic/telephone.py`) so that the model also hears speech as a phone "
+        "call carries it; validation and test clips stay wideband."
+    )
+
+
+# Issue #27: telephone-band accuracy should stay within this many points of wideband.
+TELEPHONE_MAX_DROP_POINTS = 5.0
+
+
+def _telephone(metrics: dict[str, Any], recipe: dict[str, Any]) -> list[str]:
+    phone = metrics.get("telephone")
+    if not phone:
+        return ["Not measured for this build."]
+    lines = [
+        "The same test clips as rendered (wideband, 16 kHz) and as a phone call carries them: "
+        f"{phone.get('channel')} (`training/synthetic/telephone.py`, what "
+        "`bench/telephone_band.py` measures too). Top-1 accuracy, clean clips"
+        + (f" (measured {phone['measured']})" if phone.get("measured") else "")
+        + ":",
+        "",
+        "| test set | clips | wideband | μ-law | A-law | drop (points, worse law) "
+        f"| within {TELEPHONE_MAX_DROP_POINTS:g} points |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    missed = False
+    for name, title in (("own", "own generator, held-out"), ("independent", "independent")):
+        row = phone.get(name)
+        if not row:
+            continue
+        drop = max(row["drop_points_mulaw"], row["drop_points_alaw"])
+        met = "yes" if drop <= TELEPHONE_MAX_DROP_POINTS else "**no**"
+        lines.append(
+            f"| {title} | {row['n']} | {_pct(row['wideband'])} | {_pct(row['mulaw'])} "
+            f"| {_pct(row['alaw'])} | {drop:.1f} | {met} |"
+        )
+        missed = missed or drop > TELEPHONE_MAX_DROP_POINTS
+    if missed and not recipe.get("telephone_share"):
+        lines += [
+            "",
+            "This model was trained on wideband clips only: on call audio its labels are much "
+            "less reliable than above. Telephone-band augmentation of the training corpus "
+            "(`Recipe.telephone_share`) was tried and not adopted, because it cost the "
+            "independent generator's happy class and calibration (docs/synthetic-corpus.md, "
+            '"Telephone-band augmentation").',
+        ]
+    return lines
+
+
 def render_card(manifest: Manifest, size_bytes: int) -> str:
     metrics, prov = manifest.metrics, manifest.provenance
     recipe = prov.get("recipe", {})
@@ -226,7 +281,8 @@ def render_card(manifest: Manifest, size_bytes: int) -> str:
         "emotionally neutral sentences, with each emotion rendered through prosody rules after",
         "Murray & Arnott (1993) — pitch level and range, speech rate, intensity, pitch contour,",
         "voice quality (tremor, breathiness, creak, spectral tilt) — plus random background noise",
-        f"(0–30 dB SNR), room echo and level changes.{_dropout_note(recipe)} The validation "
+        f"(0–30 dB SNR), room echo and level changes.{_dropout_note(recipe)}"
+        f"{_telephone_note(recipe)} The validation "
         "and test sets use voice",
         "variants *and* sentences that never occur in training. Details and the rules:",
         "docs/synthetic-corpus.md.",
@@ -258,6 +314,10 @@ def render_card(manifest: Manifest, size_bytes: int) -> str:
         *_per_class(independent.get("per_class", {})),
         "",
         "Confusion matrices: `confusion.png` (own generator), `confusion_independent.png`.",
+        "",
+        "## Telephone-band audio",
+        "",
+        *_telephone(metrics, recipe),
         "",
         "## Calibration",
         "",

@@ -39,7 +39,8 @@ import numpy as np
 import torch
 
 from classifier.model import CANONICAL_LABELS, Calibration, Manifest, read_manifest, write_manifest
-from training.corpus.data import read_split, select
+from training.corpus.data import Example, read_split, select
+from training.models.evaluate import Predictor
 from training.models.melcnn import MelCnn, MelCnnConfig, TrainConfig, parameter_count
 from training.models.quantization import MIN_INT8_AGREEMENT
 from training.release.default_card import write_card
@@ -61,6 +62,13 @@ class Recipe:
     test_clips: int = 600
     independent_clips: int = 240
     cue_dropout: float = 0.4  # training clips only, see CorpusConfig.cue_dropout
+    # Share of training clips passed through a telephone channel (300-3400 Hz, 8 kHz,
+    # G.711 mu-law or A-law, back to 16 kHz) at render time, see
+    # CorpusConfig.telephone_probability. Off: at 0.15-0.3 it raised telephone-band
+    # accuracy (held-out 58 -> 75 %) but cost the independent set's happy class (42 -> 5 %
+    # recall) and its calibration (ECE 0.08 -> 0.15-0.22) in every rebuild tried
+    # (docs/synthetic-corpus.md, "Telephone-band augmentation").
+    telephone_share: float = 0.0
     model: MelCnnConfig = field(
         default_factory=lambda: MelCnnConfig(channels=128, embedding=128, hidden=128)
     )
@@ -74,7 +82,12 @@ class Recipe:
 
     def corpus(self) -> CorpusConfig:
         clips = {"train": self.train_clips, "val": self.val_clips, "test": self.test_clips}
-        return CorpusConfig(seed=self.seed, clips=clips, cue_dropout=self.cue_dropout)
+        return CorpusConfig(
+            seed=self.seed,
+            clips=clips,
+            cue_dropout=self.cue_dropout,
+            telephone_probability=self.telephone_share,
+        )
 
 
 def build_corpus(work: Path, recipe: Recipe, reuse: bool, reused: dict[str, bool]) -> Path:
@@ -198,6 +211,27 @@ def package(graph: Path, out: Path, recipe: Recipe, precision: str, **extra: Any
     )
 
 
+def telephone_accuracy(
+    predictor: Predictor, examples: Sequence[Example], wideband: float
+) -> dict[str, Any]:
+    """Top-1 accuracy on telephone-band copies of ``examples`` (training/synthetic/telephone.py),
+    μ-law and A-law, and the drop in points from ``wideband`` (the same clips as rendered)."""
+    from training.corpus.data import load_audio
+    from training.synthetic.telephone import LAWS, channel
+
+    ids = {label: i for i, label in enumerate(predictor.labels)}
+    result: dict[str, Any] = {"n": len(examples), "wideband": wideband}
+    for law in LAWS:
+        phone = channel(law)
+        right = 0
+        for ex in examples:
+            audio = phone(load_audio(ex.path, predictor.sample_rate_hz))
+            right += int(np.argmax(predictor.logits(audio)) == ids[ex.label])
+        result[law] = right / len(examples)
+        result[f"drop_points_{law}"] = round(100 * (wideband - result[law]), 1)
+    return result
+
+
 def measure(
     model_dir: Path, corpus: Path, independent_csv: Path, fp32_dir: Path | None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -227,6 +261,16 @@ def measure(
             "per_class": independent.clean["per_class"],
             "data": "training/synthetic/independent.py seed 0",
         },
+    }
+    from training.synthetic.telephone import DESCRIPTION
+
+    print("telephone band: held-out and independent sets, μ-law and A-law", flush=True)
+    metrics["telephone"] = {
+        "channel": DESCRIPTION,
+        "own": telephone_accuracy(predictor, test, own.clean["accuracy"]),
+        "independent": telephone_accuracy(
+            predictor, independent_examples, independent.clean["accuracy"]
+        ),
     }
     if fp32_dir is not None:
         fp32 = OnnxPredictor(fp32_dir)

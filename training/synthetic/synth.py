@@ -40,6 +40,7 @@ from training.synthetic.sentences import (
     english_sentences,
     other_sentences,
 )
+from training.synthetic.telephone import LAWS, telephone
 
 Audio = npt.NDArray[np.float32]
 SAMPLE_RATE_HZ = PIPELINE_RATE_HZ
@@ -350,6 +351,11 @@ class CorpusConfig:
     # its neutral value with this probability, independently, so that a model cannot lean on
     # any one of them alone. Validation and test clips always follow the full rules.
     cue_dropout: float = 0.0
+    # Training clips only: this share of them (drawn per clip) goes through a telephone
+    # channel after rendering (training/synthetic/telephone.py: 300-3400 Hz, 8 kHz, G.711
+    # mu-law or A-law, equally likely, back to 16 kHz), so that the model also hears speech
+    # as a phone call carries it. Validation and test clips stay wideband.
+    telephone_probability: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -488,7 +494,13 @@ def render(spec: ClipSpec, config: CorpusConfig, babble: list[Audio]) -> Audio:
         audio = reverberate(audio, room_impulse(spec.channel.rt60_s, rng))
     if spec.channel.noise:
         audio = with_noise(audio, spec.channel.noise, spec.channel.snr_db, rng, babble)
-    return set_level(audio, spec.channel.level_dbfs + prosody.gain_db)
+    audio = set_level(audio, spec.channel.level_dbfs + prosody.gain_db)
+    if spec.split == "train" and config.telephone_probability > 0:
+        # A stream of its own, so that every other draw of the clip stays as without it.
+        phone_rng = clip_rng(config.seed, "train", spec.index, 5)
+        if phone_rng.random() < config.telephone_probability:
+            audio = telephone(audio, str(phone_rng.choice(LAWS)))
+    return audio
 
 
 def noisy_copy(

@@ -20,6 +20,7 @@ TINY = Recipe(
     val_clips=6,
     test_clips=6,
     independent_clips=6,
+    telephone_share=0.3,
     model=MelCnnConfig(channels=8, embedding=8, hidden=8),
     training=TrainConfig(epochs=1, batch_size=8, crop_frames=(20, 40), threads=1),
 )
@@ -87,6 +88,19 @@ def test_build_writes_a_served_model_with_every_figure(built: tuple[Path, Path])
         assert set(rows) == {"clean", "10 dB"}
         assert {"ece_before", "ece_after"} <= set(rows["clean"])
     assert "## Calibration" in card and f"T = {manifest.calibration.temperature}" in card
+    # Telephone band (issue #27): both test sets, both laws, beside the wideband figures.
+    phone = metrics["telephone"]
+    assert "300-3400 Hz" in phone["channel"]
+    for name, figures in (("own", metrics), ("independent", metrics["independent"])):
+        row = phone[name]
+        assert row["n"] == 6 and row["wideband"] == figures["accuracy"]
+        for law in ("mulaw", "alaw"):
+            assert 0.0 <= row[law] <= 1.0
+            assert row[f"drop_points_{law}"] == round(100 * (row["wideband"] - row[law]), 1)
+    assert "## Telephone-band audio" in card
+    assert f"| own generator, held-out | 6 | {100 * metrics['accuracy']:.1f} % |" in card
+    assert "30.0 % of the training clips, drawn per clip, pass through a telephone" in card
+    assert manifest.provenance["recipe"]["telephone_share"] == 0.3
     assert (model_dir / "reliability.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -135,3 +149,31 @@ def test_reuse_trains_again_when_the_recipe_changed(
     assert reused == {"corpus": True, "independent": True, "network": False}
     assert (copy / "melcnn" / "model.pt").read_bytes() != weights
     assert read_manifest(tmp_path / "m").provenance["recipe"]["training"]["seed"] == 1
+
+
+def test_reuse_renders_and_trains_again_when_the_telephone_share_changed(
+    built: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import training.release.default_model as default_model
+
+    work, _ = built
+    copy = tmp_path / "work"
+    shutil.copytree(work, copy)
+    other = dataclasses.replace(TINY, telephone_share=0.0)
+    original = default_model.Recipe
+    default_model.Recipe = lambda: other  # type: ignore[assignment,misc]
+    try:
+        assert main(["--work", str(copy), "--out", str(tmp_path / "m"), "--reuse"]) == 0
+    finally:
+        default_model.Recipe = original  # type: ignore[misc]
+    manifest = read_manifest(tmp_path / "m")
+    assert manifest.provenance["reused"] == {
+        "corpus": False,
+        "independent": True,
+        "network": False,
+    }
+    recorded = json.loads((copy / "corpus" / "corpus_config.json").read_text(encoding="utf-8"))
+    assert recorded["telephone_probability"] == 0.0
+    card = (tmp_path / "m" / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "pass through a telephone" not in card
+    assert "## Telephone-band audio" in card  # measured all the same
