@@ -164,7 +164,10 @@ class Soak:
         return rows
 
     def growth(self) -> dict[str, Any]:
-        after = [s for s in self.samples if s["t_s"] >= self.args.warmup_s]
+        # From the end of warm-up to the end of the load: the last sample comes after the
+        # clients have left, when fewer fds are open.
+        end_s = self.args.minutes * 60
+        after = [s for s in self.samples if self.args.warmup_s <= s["t_s"] <= end_s]
         if len(after) < 2:
             return {"samples_after_warmup": len(after)}
         rss = [s["rss_mb"] for s in after]
