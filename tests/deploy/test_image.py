@@ -11,7 +11,6 @@ Debian's npm); later runs take them, and unchanged build steps, from the engine'
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 import re
 import shutil
@@ -30,6 +29,7 @@ import pytest
 
 from bench.processes import REPO, free_port
 from tests.deploy import docker as d
+from tests.deploy.edge import declared_oversized_upload
 from tests.deploy.streams import full_session, utterance_pcm
 from tests.programs import require
 from tests.speech import espeak, silence, wav_bytes
@@ -40,7 +40,6 @@ IMAGE = "emostream-test/emostream:suite"
 PROJECT = "emostream-imagetest"
 UID = 10001
 READY_TIMEOUT_S = 120.0
-CADDY_MAX_BODY_BYTES = 26 * 1024 * 1024
 SUBNET = "172.30.248.0/24"
 
 
@@ -343,15 +342,8 @@ def test_metrics_and_admin_are_not_routed(stack: Stack, method: str, path: str) 
 
 
 def test_oversized_upload_is_refused_at_the_edge(stack: Stack) -> None:
-    connection = http.client.HTTPSConnection("localhost", stack.https_port, context=stack.tls)
-    connection.putrequest("POST", "/v1/classify")
-    connection.putheader("Content-Type", "audio/wav")
-    connection.putheader("Content-Length", str(CADDY_MAX_BODY_BYTES + 1))
-    connection.endheaders()  # not one byte of the body follows
-    response = connection.getresponse()
-    body = json.loads(response.read())
-    connection.close()
-    assert response.status == 413
+    status, body = declared_oversized_upload(stack.https_port, stack.tls)
+    assert status == 413
     assert body["error"]["code"] == "too_large"
 
 

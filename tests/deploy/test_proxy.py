@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
-import http.client
 import json
 import re
 import socket
@@ -25,6 +24,7 @@ import numpy as np
 import pytest
 
 from bench.processes import CaddyProcess, ServerProcess
+from tests.deploy.edge import CADDY_MAX_BODY_BYTES, declared_oversized_upload
 from tests.deploy.streams import Stream, full_session, refused, utterance_pcm
 from tests.programs import require
 from tests.speech import espeak, silence, wav_bytes
@@ -40,7 +40,6 @@ def _caddy() -> None:
     require("caddy")
 
 
-CADDY_MAX_BODY_BYTES = 26 * 1024 * 1024
 ADMIN_TOKEN = "admin-token-for-the-edge-test"
 
 
@@ -396,15 +395,8 @@ def test_upload_through_the_proxy(stack: Stack) -> None:
 
 
 def test_declared_oversized_body_is_refused_before_it_is_sent(stack: Stack) -> None:
-    connection = http.client.HTTPSConnection("localhost", stack.caddy.port, context=stack.tls)
-    connection.putrequest("POST", "/v1/classify")
-    connection.putheader("Content-Type", "audio/wav")
-    connection.putheader("Content-Length", str(CADDY_MAX_BODY_BYTES + 1))
-    connection.endheaders()  # not one byte of the body follows
-    response = connection.getresponse()
-    body = json.loads(response.read())
-    connection.close()
-    assert response.status == 413
+    status, body = declared_oversized_upload(stack.caddy.port, stack.tls)
+    assert status == 413
     assert body["error"]["code"] == "too_large"
 
 
