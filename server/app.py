@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from server import api
+from server import api, loop_lag
 from server.admin import switch_model
 from server.connection import HostCheck
 from server.headers import SecurityHeaders
@@ -64,6 +64,7 @@ def create_app(settings: Settings, loader: ClassifierLoader | None = None) -> St
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await asyncio.to_thread(service.start)
+        probe = asyncio.create_task(loop_lag.watch(service.metrics.loop_lag_seconds))
         if settings.token is None:
             log.warning(
                 "EMOSTREAM_TOKEN is not set: anyone who can reach this server may use /v1/*"
@@ -71,6 +72,7 @@ def create_app(settings: Settings, loader: ClassifierLoader | None = None) -> St
         try:
             yield
         finally:
+            probe.cancel()
             await service.drain()
             service.stop()
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+# The event loop's lag is a millisecond or two when all is well: finer buckets at the low end.
+LOOP_LAG_BUCKETS_S = (
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0
+)  # fmt: skip
 
 
 class Metrics:
@@ -85,6 +89,21 @@ class Metrics:
             ["stage"],
             registry=r,
         )
+        self.loop_lag_seconds = Histogram(
+            "emostream_event_loop_lag_seconds",
+            "How much later than due the event loop ran a probe task woken every 50 ms "
+            "(server/loop_lag.py): what a message arriving then waited for the loop.",
+            buckets=LOOP_LAG_BUCKETS_S,
+            registry=r,
+        )
+        messages = Counter(
+            "emostream_ws_messages",
+            "WebSocket messages the sessions handled, by kind (binary: audio frames; text).",
+            ["kind"],
+            registry=r,
+        )
+        self.ws_binary_messages = messages.labels(kind="binary")
+        self.ws_text_messages = messages.labels(kind="text")
         self.model_info = Gauge(
             "emostream_model_info", "The served model (value 1).", ["name", "version"], registry=r
         )

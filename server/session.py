@@ -222,11 +222,14 @@ class Session:
 
     async def _on_message(self, message: Message) -> None:
         data: bytes | None = message.get("bytes")
+        metrics = self._service.metrics
         try:
             if data is not None:
+                metrics.ws_binary_messages.inc()
                 self._budget.frame()
                 await self._on_audio(data)
             else:
+                metrics.ws_text_messages.inc()
                 self._budget.text()
                 await self._on_text(message.get("text") or "")
         except LimitExceeded as exc:
