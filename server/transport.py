@@ -30,8 +30,14 @@ ABORT_EXTENSION = "emostream.transport.abort"
 # One read of the socket brings up to 256 KiB, which as 2-byte frames is some 30 000
 # messages: parsed at once, they would hold up every other connection for a few hundred
 # ms. The protocol parses this much at a time, the next part once the app has taken every
-# message parsed before (reading stays paused meanwhile).
+# message parsed before, or on the loop's next iteration when the part held no message
+# (reading stays paused meanwhile).
 PARSE_BYTES = 4096
+# After the server's close frame, what the client still sends is parsed only to find its
+# close reply, and discarded. A well-behaved client sends little before it sees the close;
+# a flooder past this much is dropped without waiting for its reply (a 256 KiB read of
+# 2-byte frames is some 30 000 frames to parse for nothing).
+DISCARD_BYTES = 256 * 1024
 
 
 def abort_transport(scope: MutableMapping[str, Any]) -> bool:
@@ -45,8 +51,18 @@ def abort_transport(scope: MutableMapping[str, Any]) -> bool:
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):
     _unparsed: bytearray | None = None
+    _next_part: asyncio.Handle | None = None
+    _discarded = 0  # bytes received after the server's close frame
 
     def data_received(self, data: bytes) -> None:
+        if self.close_sent:
+            self._discarded += len(data)
+            if self._discarded > DISCARD_BYTES:
+                log.debug(
+                    "dropped a connection that sent %d bytes after the close", self._discarded
+                )
+                self._abort()
+                return
         if not self._unparsed and len(data) <= PARSE_BYTES:
             super().data_received(data)
             return
@@ -60,20 +76,40 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         self._resume_when_done()
 
     def _parse_some(self, everything: bool = False) -> None:
-        """Parse what was read a part at a time, until a message waits for the app."""
+        """Parse one part of what was read (``everything``: all of it). The next part is
+        parsed once the app has taken the messages of this one or, when it held none (a
+        part of a large frame, pings, anything sent after the close, which is discarded),
+        on the loop's next iteration: one connection's bytes never hold the loop for more
+        than a part."""
         unparsed = self._unparsed
-        while unparsed and (everything or self.queue.empty()):
+        while unparsed and (everything or not self._app_has_messages()):
             if self.conn.parser_exc is not None or self.transport.is_closing():
                 unparsed.clear()  # uvicorn has answered the fault and is closing
                 return
             part = bytes(unparsed[:PARSE_BYTES])
             del unparsed[:PARSE_BYTES]  # from the front of a bytearray: no copy of the rest
             super().data_received(part)
+            if not everything:
+                break
+        waiting = unparsed and not everything and self._next_part is None
+        if waiting and not self._app_has_messages():
+            self._next_part = self.loop.call_soon(self._parse_next)
+
+    def _app_has_messages(self) -> bool:
+        """Whether parsed messages wait for the app. After the close nothing does: what the
+        client sends is discarded (only the disconnect is queued, which the app may never
+        take), and reading goes on until its close reply."""
+        return not self.close_sent and not self.queue.empty()
+
+    def _parse_next(self) -> None:
+        self._next_part = None
+        self._parse_some()
+        self._resume_when_done()
 
     def _resume_when_done(self) -> None:
         """Read on once everything read is parsed and every message taken (uvicorn's rule,
         with the unparsed bytes counted as waiting)."""
-        if self.read_paused and self.queue.empty() and not self._unparsed:
+        if self.read_paused and not self._app_has_messages() and not self._unparsed:
             self.read_paused = False
             self.transport.resume_reading()
 
@@ -87,10 +123,13 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     async def send(self, message: ASGISendEvent) -> None:
         await super().send(message)
         if self.close_sent:  # messages are discarded now: look for the peer's close frame
-            self._parse_some(everything=True)
+            self._parse_some()
             self._resume_when_done()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._next_part is not None:
+            self._next_part.cancel()
+            self._next_part = None
         self._parse_some(everything=True)  # what the client sent before it went comes first
         super().connection_lost(exc)
 

@@ -8,12 +8,13 @@ has taken everything, and a read with no message in it does not stall the connec
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import uvicorn
 from uvicorn.server import ServerState
 
-from server.transport import PARSE_BYTES, WebSocketProtocol
+from server.transport import DISCARD_BYTES, PARSE_BYTES, WebSocketProtocol
 from tests.rawws import frame
 
 HANDSHAKE = (
@@ -29,6 +30,7 @@ class FakeTransport(asyncio.Transport):
         self.paused = False
         self.written = bytearray()
         self.closed = False
+        self.aborted = False
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return {"peername": ("127.0.0.1", 5000), "sockname": ("127.0.0.1", 8000)}.get(name)
@@ -47,6 +49,10 @@ class FakeTransport(asyncio.Transport):
 
     def close(self) -> None:
         self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+        self.aborted = True
 
 
 class App:
@@ -114,11 +120,17 @@ def test_a_large_read_of_tiny_frames_is_parsed_a_part_at_a_time() -> None:
 
 def test_a_large_read_without_messages_does_not_stall_reading() -> None:
     pings = frame(0x9, b"p" * 125) * 300  # 39 KiB of pings, no message for the app
+    parts = -(-len(pings) // PARSE_BYTES)
 
     async def main() -> FakeTransport:
         app = App(until=1)
         protocol, transport = await connected(app)
         protocol.data_received(pings)
+        # one part per loop iteration, reading paused until the last one
+        for _ in range(parts - 1):
+            assert transport.paused
+            await asyncio.sleep(0)
+        await asyncio.sleep(0)
         assert not transport.paused
         protocol.data_received(TINY)
         await asyncio.wait_for(app.done.wait(), 5)
@@ -141,3 +153,72 @@ def test_what_the_client_sent_before_it_went_reaches_the_app() -> None:
         return app
 
     assert asyncio.run(main()).received == count
+
+
+class Closer:
+    """Accepts and closes at once (as a session ending with ``limit`` does)."""
+
+    def __init__(self) -> None:
+        self.closed = asyncio.Event()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": 1008})
+        self.closed.set()
+
+
+async def closed_by_server() -> tuple[WebSocketProtocol, FakeTransport]:
+    app = Closer()
+    config = uvicorn.Config(
+        app, ws=WebSocketProtocol, ws_per_message_deflate=False, log_level="error"
+    )
+    config.load()
+    protocol = WebSocketProtocol(config, ServerState(), {})
+    transport = FakeTransport()
+    protocol.connection_made(transport)
+    protocol.data_received(HANDSHAKE)
+    await asyncio.wait_for(app.closed.wait(), 5)
+    assert protocol.close_sent
+    return protocol, transport
+
+
+def test_what_comes_after_the_close_is_discarded_a_part_per_loop_iteration() -> None:
+    # A flooder that has not seen the close yet: a full read of 2-byte frames, then its reply.
+    flood = TINY * (128 * 1024 // len(TINY))
+    parts = len(flood) // PARSE_BYTES
+    reply = frame(0x8, (1008).to_bytes(2, "big"))
+
+    async def main() -> tuple[list[int], FakeTransport, WebSocketProtocol]:
+        protocol, transport = await closed_by_server()
+        protocol.data_received(flood + reply)
+        left = []
+        for _ in range(parts + 2):
+            left.append(len(protocol._unparsed or b""))
+            await asyncio.sleep(0)
+        return left, transport, protocol
+
+    left, transport, protocol = asyncio.run(main())
+    # each iteration of the loop parsed at most one part: never the whole read at once
+    assert all(a - b <= PARSE_BYTES for a, b in itertools.pairwise(left))
+    assert left[0] > len(flood) - PARSE_BYTES
+    assert left[-1] == 0
+    assert protocol.queue.qsize() <= 1  # discarded (at most the disconnect is queued)
+    assert not transport.aborted  # its reply came within the allowance: a clean close
+    assert protocol.conn.close_rcvd is not None and protocol.conn.close_rcvd.code == 1008
+
+
+def test_a_client_flooding_past_the_close_is_dropped() -> None:
+    async def main() -> FakeTransport:
+        protocol, transport = await closed_by_server()
+        read = TINY * (64 * 1024 // len(TINY))
+        for _ in range(DISCARD_BYTES // len(read)):
+            protocol.data_received(read)
+            for _ in range(len(read) // PARSE_BYTES):
+                await asyncio.sleep(0)
+            assert not protocol._unparsed
+        assert not transport.aborted  # up to the allowance, it is read
+        protocol.data_received(read)
+        return transport
+
+    assert asyncio.run(main()).aborted
