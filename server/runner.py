@@ -7,6 +7,7 @@ import logging
 import re
 import signal
 import socket
+import sys
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -92,6 +93,8 @@ class DrainingServer(uvicorn.Server):
         self.service = service
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        # Process-wide: this server is the process (docs/deployment.md, event loop).
+        sys.setswitchinterval(self.service.settings.gil_switch_interval_ms / 1000)
         await super().startup(sockets)
         try:
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._reload)

@@ -154,6 +154,11 @@ class Settings(_VadSettings):
     # IPv6 clients are counted by this prefix of their address (one host is given a /64).
     ipv6_client_prefix: int = Field(default=64, ge=1, le=128)
 
+    # How long a thread may hold the GIL while another waits for it (sys.setswitchinterval).
+    # Python's 5 ms lets the upload threads' Python work hold up the event loop at each of
+    # its many GIL hand-offs (every socket call), every connection's frames with it.
+    gil_switch_interval_ms: float = Field(default=0.5, ge=0.05, le=100)
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("token", "admin_token", mode="before")
