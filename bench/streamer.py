@@ -32,11 +32,21 @@ def frames(pcm: bytes, sample_rate_hz: int = 16000, frame_ms: int = FRAME_MS) ->
     return [pcm[i : i + step] for i in range(0, len(pcm), step)]
 
 
-async def stream(url: str, chunks: list[bytes], frame_ms: int = FRAME_MS) -> StreamLog:
-    """Send ``chunks`` (each ``frame_ms`` of audio) on an absolute real-time schedule, then end."""
+async def stream(
+    url: str,
+    chunks: list[bytes],
+    frame_ms: int = FRAME_MS,
+    headers: dict[str, str] | None = None,
+) -> StreamLog:
+    """Send ``chunks`` (each ``frame_ms`` of audio) on an absolute real-time schedule, then end.
+
+    ``headers`` go with the opening handshake (e.g. ``X-Forwarded-For`` to a server that
+    trusts this client as its proxy)."""
     log = StreamLog(audio_s=len(chunks) * frame_ms / 1000)
     try:
-        async with websockets.connect(url, open_timeout=30, max_size=2**20) as ws:
+        async with websockets.connect(
+            url, open_timeout=30, max_size=2**20, additional_headers=headers
+        ) as ws:
             ready = json.loads(await ws.recv())
             log.messages.append((time.monotonic(), ready))
 

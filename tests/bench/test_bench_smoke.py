@@ -151,6 +151,36 @@ def test_upload_memory(tmp_path: Path, work_dir: Path) -> None:
     assert data["concurrent"]["uploads"] == 2
 
 
+def test_flood(tmp_path: Path, work_dir: Path) -> None:
+    data = run_quick("flood", tmp_path, work_dir)
+    assert data["order"] == ["baseline 0", "attacked 0"]
+    assert data["machine_before"]["loadavg_1_5_15"] and data["machine"]["loadavg_1_5_15"]
+    assert data["server_settings"]["EMOSTREAM_TRUSTED_PROXIES"] == "127.0.0.1/32"
+    assert data["server_settings"]["EMOSTREAM_MAX_CONNECTIONS_PER_IP"] == "10"  # the default
+    baseline, attacked = data["rounds"]
+    for r in data["rounds"]:
+        assert r["speakers"]["round"]["utterances"] >= 4  # every speaker had one at least
+        assert r["speakers"]["failed_sessions"] == []
+        assert r["server_in_window"]["loop_lag"]["probes"] > 0
+        assert r["server_in_window"]["cpu_cores"]["event_loop"] > 0
+    assert "floods" not in baseline and "uploads" not in baseline
+    floods = attacked["floods"]["by_kind"]
+    assert set(floods) == {"frames", "flush", "junk"}
+    for kind in ("flush", "junk"):  # each trips its budget within the window at least once
+        assert floods[kind]["messages_sent"] > 0
+        assert any(reason.startswith("1008 limit") for reason in floods[kind]["closes"])
+    assert "1008 limit max_bad_messages" in floods["junk"]["closes"]
+    assert floods["junk"]["error_replies"]["bad_message"] > 0
+    accepted = attacked["floods"]["accepted_by_server"]
+    assert accepted["junk"]["messages"] == floods["junk"]["error_replies"]["bad_message"]
+    assert accepted["flush"]["messages"] > 0
+    assert attacked["uploads"]["done"] > 0 and "200" in attacked["uploads"]["by_status"]
+    # the messages the server handled in the window: the speakers' frames at least
+    assert attacked["server_in_window"]["messages"]["binary"] > 0
+    assert set(data["target"]) >= {"p95_difference_s", "within_target", "met"}
+    assert data["target"]["p95_baseline_s"] is not None
+
+
 def test_op_profile(tmp_path: Path, work_dir: Path) -> None:
     data = run_quick("op_profile", tmp_path, work_dir)
     rows = {row["variant"]: row for row in data["rows"]}
