@@ -21,6 +21,7 @@ from typing import Any
 
 from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
 
@@ -53,6 +54,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     _unparsed: bytearray | None = None
     _next_part: asyncio.Handle | None = None
     _discarded = 0  # bytes received after the server's close frame
+    _app_closed = False  # the app asked for the close (not the protocol on its own)
 
     def data_received(self, data: bytes) -> None:
         if self.close_sent:
@@ -121,6 +123,13 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         return message
 
     async def send(self, message: ASGISendEvent) -> None:
+        if message["type"] == "websocket.close":
+            self._app_closed = True
+        elif self.close_sent and not self._app_closed:
+            # The protocol closed the connection itself (a frame past ws_max_size, a ping
+            # timeout, an abort) and connection_lost has not run yet: to the app, the
+            # client is gone, as it will be once it has (uvicorn would raise RuntimeError).
+            raise ClientDisconnected()
         await super().send(message)
         if self.close_sent:  # messages are discarded now: look for the peer's close frame
             self._parse_some()

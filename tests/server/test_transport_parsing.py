@@ -12,6 +12,7 @@ import itertools
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.server import ServerState
 
 from server.transport import DISCARD_BYTES, PARSE_BYTES, WebSocketProtocol
@@ -222,3 +223,50 @@ def test_a_client_flooding_past_the_close_is_dropped() -> None:
         return transport
 
     assert asyncio.run(main()).aborted
+
+
+class Talker:
+    """Accepts, then sends a message each time the test asks, noting what sending raised."""
+
+    def __init__(self) -> None:
+        self.accepted = asyncio.Event()
+        self.go = asyncio.Event()
+        self.raised: BaseException | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        self.accepted.set()
+        await self.go.wait()
+        try:
+            await send({"type": "websocket.send", "text": "{}"})
+        except Exception as exc:  # which one it was is the test's question
+            self.raised = exc
+
+
+def test_a_send_after_the_protocol_closed_on_its_own_is_a_client_gone() -> None:
+    # A frame past ws_max_size: the parser fails and uvicorn closes (1009) by itself. The
+    # frame is parsed a part per loop iteration, so the app may send before connection_lost.
+    async def main() -> Talker:
+        app = Talker()
+        config = uvicorn.Config(
+            app, ws=WebSocketProtocol, ws_per_message_deflate=False, ws_max_size=8192,
+            log_level="error",
+        )  # fmt: skip
+        config.load()
+        protocol = WebSocketProtocol(config, ServerState(), {})
+        transport = FakeTransport()
+        protocol.connection_made(transport)
+        protocol.data_received(HANDSHAKE)
+        await asyncio.wait_for(app.accepted.wait(), 5)
+        protocol.data_received(frame(0x2, b"\0" * 16384))
+        for _ in range(16384 // PARSE_BYTES + 1):
+            await asyncio.sleep(0)
+        assert protocol.close_sent and transport.closed  # the protocol closed it
+        app.go.set()
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return app
+
+    app = asyncio.run(main())
+    assert isinstance(app.raised, ClientDisconnected)
