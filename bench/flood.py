@@ -11,7 +11,9 @@ time in 20 ms frames. Rounds alternate (A B A B …, ``--rounds`` of each):
   ``--attack-to`` seconds of audio) a second process flooding from one address
   (bench/flood_attack.py: 2-byte frames, ``flush`` and 60 KB non-JSON text, each
   connection re-opened when the server closes it) and a third posting 3-10 s WAV clips
-  from ``--uploaders`` addresses, each within the per-address upload cap.
+  from ``--uploaders`` addresses, each within the per-address upload cap. At the end of
+  the window the floods reset their connections (what their socket buffers still hold
+  is dropped); each round starts once no session is open on the server.
 
 Per round and pooled: the speakers' label latency after each utterance's end (the arrival
 of the outcome of its last segment minus the moment its last sample was due), p50/p95 over
@@ -59,6 +61,8 @@ FRAME_MS = 20
 P95_TARGET_S = 0.150
 LAG_METRIC = "emostream_event_loop_lag_seconds"
 MESSAGES_METRIC = "emostream_ws_messages_total"
+OPEN_METRIC = "emostream_open_connections"
+QUIET_TIMEOUT_S = 120.0
 DEFAULT_LIMITS = (
     "max_connections",
     "max_connections_per_ip",
@@ -112,7 +116,7 @@ def scrape(url: str) -> dict[str, float]:
         text = reply.read().decode()
     found = {}
     for line in text.splitlines():
-        if line.startswith((LAG_METRIC, MESSAGES_METRIC)):
+        if line.startswith((LAG_METRIC, MESSAGES_METRIC, OPEN_METRIC)):
             name, _, value = line.rpartition(" ")
             found[name] = float(value)
     return found
@@ -313,6 +317,16 @@ def finish(process: subprocess.Popen[str], result: Path, role: str) -> dict[str,
     return dict(json.loads(result.read_text()))
 
 
+async def quiet(server: servers.Server) -> float:
+    """Wait until no session is open (the last round's floods are gone): seconds waited."""
+    started = time.monotonic()
+    while (await asyncio.to_thread(scrape, server.url)).get(OPEN_METRIC, 0.0) > 0:
+        if time.monotonic() - started > QUIET_TIMEOUT_S:
+            raise RuntimeError(f"sessions still open {QUIET_TIMEOUT_S:g} s after the round")
+        await asyncio.sleep(0.5)
+    return time.monotonic() - started
+
+
 async def one_round(
     server: servers.Server,
     kind: str,
@@ -322,6 +336,7 @@ async def one_round(
     clip_dir: Path,
 ) -> dict[str, Any]:
     ws_url = f"{server.ws_url}/v1/stream?sample_rate=16000&encoding=pcm_s16le"
+    waited_s = await quiet(server)
     scraper = Scraper(server, args.scrape_s)
     stop = asyncio.Event()
     scraping = asyncio.create_task(scraper.run(stop))
@@ -369,6 +384,7 @@ async def one_round(
         ),
         "series": scraper.series(start_mono),
         "metrics_scrape_s": report.percentiles(scraper.scrape_s),
+        "waited_for_quiet_s": waited_s,
         **attack,
     }
 

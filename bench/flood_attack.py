@@ -134,7 +134,7 @@ class Connection:
         if self.status is not None and self.status != 101:
             reason = f"http {self.status}"
         elif ended_by_us:
-            reason = "deadline"
+            reason = "reset at the deadline"
         else:
             code = self.proto.close_rcvd.code if self.proto.close_rcvd is not None else None
             reason = f"{code if code is not None else 'no close frame'}"
@@ -163,14 +163,16 @@ async def flood_once(
     try:
         while not conn.closed.is_set() and conn.proto.state is State.OPEN:
             if time.time() >= until:
+                # Reset, not closed: what is still in the socket buffers would otherwise
+                # reach the server after the attack window (and into the next round).
                 ended_by_us = True
-                conn.proto.send_close(1000)
-                writer.write(b"".join(conn.proto.data_to_send()))
+                writer.transport.abort()
                 break
             writer.write(data)
             conn.sent += count
             await asyncio.wait_for(writer.drain(), STEP_TIMEOUT_S)
-        await asyncio.wait_for(conn.closed.wait(), STEP_TIMEOUT_S)
+        if not ended_by_us:
+            await asyncio.wait_for(conn.closed.wait(), STEP_TIMEOUT_S)
     except (OSError, TimeoutError):
         pass  # reset by the server, or it stopped reading: the connection is over either way
     finally:
