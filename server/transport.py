@@ -39,6 +39,10 @@ PARSE_BYTES = 4096
 # a flooder past this much is dropped without waiting for its reply (a 256 KiB read of
 # 2-byte frames is some 30 000 frames to parse for nothing).
 DISCARD_BYTES = 256 * 1024
+# A client that goes leaves what it sent before to the app, parsed at once when the
+# connection is lost: up to this many messages (a part's worth more at most). A flooder
+# that resets its connection would leave some 30 000 tiny frames, the rest is dropped.
+LAST_MESSAGES = 2048
 
 
 def abort_transport(scope: MutableMapping[str, Any]) -> bool:
@@ -87,6 +91,9 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         while unparsed and (everything or not self._app_has_messages()):
             if self.conn.parser_exc is not None or self.transport.is_closing():
                 unparsed.clear()  # uvicorn has answered the fault and is closing
+                return
+            if everything and self.queue.qsize() >= LAST_MESSAGES:
+                unparsed.clear()
                 return
             part = bytes(unparsed[:PARSE_BYTES])
             del unparsed[:PARSE_BYTES]  # from the front of a bytearray: no copy of the rest

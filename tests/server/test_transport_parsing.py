@@ -15,7 +15,7 @@ import uvicorn
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.server import ServerState
 
-from server.transport import DISCARD_BYTES, PARSE_BYTES, WebSocketProtocol
+from server.transport import DISCARD_BYTES, LAST_MESSAGES, PARSE_BYTES, WebSocketProtocol
 from tests.rawws import frame
 
 HANDSHAKE = (
@@ -154,6 +154,23 @@ def test_what_the_client_sent_before_it_went_reaches_the_app() -> None:
         return app
 
     assert asyncio.run(main()).received == count
+
+
+def test_a_flooder_that_goes_leaves_a_bounded_number_of_messages() -> None:
+    count = 256 * 1024 // len(TINY)  # a full read of 2-byte frames, then a reset
+
+    async def main() -> tuple[App, WebSocketProtocol]:
+        app = App(until=count)
+        protocol, _ = await connected(app)
+        protocol.data_received(TINY * count)
+        protocol.connection_lost(ConnectionResetError())
+        await asyncio.sleep(0)
+        return app, protocol
+
+    app, protocol = asyncio.run(main())
+    left = protocol.queue.qsize() + app.received  # the messages, and the disconnect
+    assert LAST_MESSAGES < left <= LAST_MESSAGES + PARSE_BYTES // len(TINY) + 1
+    assert not protocol._unparsed
 
 
 class Closer:
