@@ -31,8 +31,13 @@ def spread(stats: dict[str, float], fmt: str = "{:.0f}") -> str:
 def machine(data: dict[str, Any]) -> str:
     m = data["machine"]
     peak = m["peak"]
+    # Result files from before the CPU kind was recorded name only the family and peak ISA.
+    kind = m.get("cpu_kind") or f"family {m['cpu_family']}, {peak['isa']}"
+    cores = f"{m['cores']} cores"
+    if "affinity" in m and len(m["affinity"]) != m["cores"]:
+        cores += f", pinned to {len(m['affinity'])} ({','.join(map(str, m['affinity']))})"
     return (
-        f"{m['cpu']} (family {m['cpu_family']}), {m['cores']} cores, {peak['isa']}, "
+        f"**{kind}**: {m['cpu']}, {cores}, "
         f"{peak['clock_ghz']} GHz; load average at the end {m['loadavg_1_5_15']}; "
         f"run at {m['time_utc']}, nice {m['nice']}"
     )
