@@ -213,11 +213,25 @@ def op_profile(data: dict[str, Any]) -> str:
     return table(["variant", "total kernel ms", *ops], rows)
 
 
+def batching(data: dict[str, Any]) -> str:
+    rows = []
+    for model in data["models"]:
+        for r in model["vs_pool_layout"]:
+            s = r["speedup_vs_2_workers_separate"]
+            rows.append([
+                model["label"], str(r["segments"]), r["layout"],
+                f"{s['median']:.2f}× ({s['p10']:.2f}–{s['p90']:.2f})",
+            ])  # fmt: skip
+    head = ["model", "equal segments", "layout", "speed-up vs 2 workers × 1 thread (p10–p90)"]
+    return table(head, rows)
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "model_cost": model_cost,
     "quantization": quantization,
     "op_profile": op_profile,
     "layout": layout,
+    "batching": batching,
     "end_to_end": end_to_end,
     "live_capacity": live_capacity,
     "vad_cost": vad_cost,
