@@ -331,3 +331,13 @@ def test_batching(tmp_path: Path, work_dir: Path) -> None:
         }
         assert model["batched_vs_alone"]["segments"] == 8
         assert 0 <= model["batched_vs_alone"]["max_abs_logit_diff"] < 0.5
+
+
+def test_equal_lengths(tmp_path: Path, work_dir: Path) -> None:
+    data = run_quick("equal_lengths", tmp_path, work_dir)
+    assert [(r["conversation"], r["k"]) for r in data["rows"]] == [("dense", 2), ("dense", 4)]
+    for row in data["rows"]:
+        assert row["segments"] >= row["distinct_lengths"] >= 1
+        for w in data["windows_s"]:
+            other = row["with_equal_partner_other_conversation"][str(w)]
+            assert 0 <= other <= row["with_equal_partner"][str(w)] <= row["segments"]
