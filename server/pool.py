@@ -356,6 +356,8 @@ class InferencePool:
             self._batch_max == 1
             or PRIORITIES[first.rank] == "provisional"
             or not isinstance(classifier, BatchClassifier)
+            # a graph whose batch axis is fixed at 1 would run them one after another
+            or not getattr(classifier, "batching", True)
         ):
             return []
         queue = self._queues[first.rank]

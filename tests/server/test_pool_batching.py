@@ -116,12 +116,17 @@ def test_other_classes_and_partials_are_not_batched(manifest: Manifest) -> None:
     pool.close()
 
 
-@pytest.mark.parametrize("batch_max", [1, 4])
-def test_off_by_default_and_without_predict_batch(manifest: Manifest, batch_max: int) -> None:
-    # batch_max 1 with a batching classifier; batch_max 4 with one that only has predict.
+@pytest.mark.parametrize("case", ["batch_max 1", "no predict_batch", "fixed batch axis"])
+def test_off_by_default_without_predict_batch_or_a_batch_axis(
+    manifest: Manifest, case: str
+) -> None:
     log: list[tuple[str, int]] = []
-    recorder: Recorder = BatchRecorder(manifest) if batch_max == 1 else Recorder(manifest, log)
-    pool = make_pool(recorder, batch_max=batch_max)
+    recorder: Recorder = (
+        Recorder(manifest, log) if case == "no predict_batch" else BatchRecorder(manifest)
+    )
+    if case == "fixed batch axis":
+        recorder.batching = False  # as OnnxClassifier says of a graph with batch axis 1
+    pool = make_pool(recorder, batch_max=1 if case == "batch_max 1" else 4)
 
     async def run() -> None:
         holder = await hold(pool, recorder)
