@@ -7,7 +7,9 @@ it counts the segments that have another segment of exactly the same number of s
 ready within a window of W seconds (the time one might wait in the queue) — the only
 segments ``EMOSTREAM_BATCH_MAX`` can batch — and, separately, only partners from another
 conversation: the benchmark reuses 8 conversations across its clients, and the
-conversations reuse each other's espeak-ng utterances, which inflates equal lengths.
+conversations are made of the same 6 espeak-ng utterances (``bench.audio.SENTENCES`` with
+``VOICES``), so even other conversations' segments repeat lengths far more than different
+people's speech would.
 
     .venv/bin/python -m bench.equal_lengths [--quick] [--audio-seconds 30]
 """
