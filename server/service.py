@@ -106,6 +106,7 @@ class Service:
             queue_size=self.settings.queue_size,
             queue_timeout_s=self.settings.queue_timeout_ms / 1000,
             metrics=self.metrics,
+            batch_max=self.settings.batch_max,
         )
         self.metrics.set_model(classifier.manifest.name, classifier.manifest.version)
         log.info(

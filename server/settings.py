@@ -82,6 +82,9 @@ class Settings(_VadSettings):
     graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
     queue_size: int = Field(default=64, ge=0, le=10_000)
     queue_timeout_ms: int = Field(default=2000, ge=1, le=60_000)
+    # Up to this many waiting segments of one class and exactly equal length share one model
+    # call (server/pool.py); 1: every segment runs alone.
+    batch_max: int = Field(default=1, ge=1, le=64)
     max_pending_segments: int = Field(default=4, ge=1, le=1000)
 
     # Segmentation: the VAD_SETTINGS fields (from _VadSettings), and these.

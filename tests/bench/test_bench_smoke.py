@@ -310,3 +310,34 @@ def test_every_script_explains_its_options(script: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "usage:" in result.stdout
+
+
+def test_batching(tmp_path: Path, work_dir: Path) -> None:
+    data = run_quick("batching", tmp_path, work_dir)
+    assert [m["model"] for m in data["models"]] == ["base-int8", "bundled"]
+    assert data["machine_kind"] == data["machine"]["cpu_kind"]
+    for model in data["models"]:
+        assert model["batch_axis"] is True
+        cases = {(r["layout"], r["segments"], r["intra_op_threads"]) for r in model["rows"]}
+        for b in (1, 2, 4, 8):
+            assert {("separate calls", b, 1), ("separate calls", b, 2)} <= cases
+        for b in (2, 4, 8):
+            assert {("one call", b, 1), ("one call", b, 2)} <= cases
+            assert ("2 workers x 1 thread, separate calls", b, 1) in cases
+        assert all(r["segments_per_s"]["median"] > 0 for r in model["rows"])
+        assert {r["layout"] for r in model["vs_pool_layout"]} == {
+            "one call on 2 threads",
+            "2 workers x 1 thread, a batch each",
+        }
+        assert model["batched_vs_alone"]["segments"] == 8
+        assert 0 <= model["batched_vs_alone"]["max_abs_logit_diff"] < 0.5
+
+
+def test_equal_lengths(tmp_path: Path, work_dir: Path) -> None:
+    data = run_quick("equal_lengths", tmp_path, work_dir)
+    assert [(r["conversation"], r["k"]) for r in data["rows"]] == [("dense", 2), ("dense", 4)]
+    for row in data["rows"]:
+        assert row["segments"] >= row["distinct_lengths"] >= 1
+        for w in data["windows_s"]:
+            other = row["with_equal_partner_other_conversation"][str(w)]
+            assert 0 <= other <= row["with_equal_partner"][str(w)] <= row["segments"]
