@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -12,6 +13,10 @@ class Quantization:
 
     ``conv_as_matmul``: the feature encoder's convolutions after the first are exported as
     MatMul (training.models.convmm) before quantising, so they run on int8 kernels too.
+    ``weight_type``: the weights' int8 type (activations are always uint8 in dynamic
+    quantisation: ``int8`` gives ONNX Runtime's u8s8 kernels, ``uint8`` its u8u8 ones,
+    which some CPUs without VNNI run faster). ``reduce_range``: 7-bit weights, which avoid
+    the saturation of the u8s8 AVX2 path without VNNI.
     """
 
     name: str
@@ -19,6 +24,8 @@ class Quantization:
     exclude_first_conv: bool = False
     per_channel: bool = False
     conv_as_matmul: bool = False
+    weight_type: Literal["int8", "uint8"] = "int8"
+    reduce_range: bool = False
 
 
 QUANTIZATIONS = {
@@ -29,8 +36,15 @@ QUANTIZATIONS = {
         Quantization("matmul-conv-all", ("MatMul", "Conv")),
         Quantization("matmul-perchannel", ("MatMul",), per_channel=True),
         Quantization("convmm", ("MatMul",), conv_as_matmul=True),
+        # convmm's variants for other CPUs (a model directory may carry several; the server
+        # measures them where it runs: classifier/selection.py).
+        Quantization("convmm-u8u8", ("MatMul",), conv_as_matmul=True, weight_type="uint8"),
+        Quantization("convmm-reduce-range", ("MatMul",), conv_as_matmul=True, reduce_range=True),
+        Quantization("convmm-perchannel", ("MatMul",), conv_as_matmul=True, per_channel=True),
     )
 }
+# The recipes ``--alternatives all`` writes beside the served graph.
+ALTERNATIVE_QUANTIZATIONS = ("convmm", "convmm-u8u8", "convmm-reduce-range", "convmm-perchannel")
 # The fastest recipe measured (BENCHMARKS.md), kept only where it is accurate: a release whose
 # int8 graph agrees with fp32 on fewer than MIN_INT8_AGREEMENT of its clips, clean or noisy, or
 # whose model has no convolutional encoder to rewrite, falls back to FALLBACK_QUANTIZATION.
@@ -77,10 +91,11 @@ def quantize_int8(
     quantize_dynamic(
         str(fp32_path),
         str(int8_path),
-        weight_type=QuantType.QInt8,
+        weight_type=QuantType.QUInt8 if quantization.weight_type == "uint8" else QuantType.QInt8,
         op_types_to_quantize=list(quantization.op_types),
         nodes_to_exclude=exclude,
         per_channel=quantization.per_channel,
+        reduce_range=quantization.reduce_range,
         # Where shape inference cannot type a tensor (ONNX Runtime's own fused operators in
         # an offline-optimised graph), it is float: this project exports float graphs only.
         extra_options={"DefaultTensorType": TensorProto.FLOAT},

@@ -22,7 +22,7 @@ import onnxruntime
 import torch
 from transformers import PreTrainedModel
 
-from classifier.model import CANONICAL_LABELS, Calibration, Manifest
+from classifier.model import CANONICAL_LABELS, Calibration, GraphSpec, Manifest, sha256_file
 from training.corpus.data import Split, read_split, select
 from training.models import calibration as cal
 from training.models.evaluate import (
@@ -93,8 +93,18 @@ class ReleaseOptions:
     progress: bool = False
     min_int8_agreement: float = MIN_INT8_AGREEMENT
     calibrate: Split | None = None  # the split of eval_data to fit the temperature on
+    # int8 recipes whose graphs are written beside the served one, for the server to
+    # choose from on its CPU (EMOSTREAM_GRAPH); those below min_int8_agreement are left out.
+    alternatives: tuple[str, ...] = ()
 
     def check(self) -> None:
+        unknown = sorted(set(self.alternatives) - set(QUANTIZATIONS))
+        if unknown:
+            raise ReleaseError(
+                f"unknown alternative recipe(s) {unknown}; expected some of {sorted(QUANTIZATIONS)}"
+            )
+        if self.alternatives and self.precision != "int8":
+            raise ReleaseError("alternatives are int8 graphs: they need precision int8")
         if self.calibrate is not None and self.eval_data is None:
             raise ReleaseError(
                 f"calibrate={self.calibrate!r} needs eval data (--eval): the split manifest "
@@ -182,11 +192,20 @@ def release(
         metrics: dict[str, Any] = {"fp32_vs_pytorch": check_fp32(reference, fp32)}
         staged = tmp / "final"
         graph, quant, evaluation = fp32_graph, None, None
+        described: dict[str, Any] = {}
         if options.precision == "int8":
             chosen = _choose_int8(model, fp32, examples, options, tmp, package)
             graph, quant, evaluation = chosen.graph, chosen.record, chosen.evaluation
             metrics["int8_vs_fp32"] = chosen.agreement
-        package(graph, staged, options.precision)
+            described = {"variant": chosen.record["name"], "agreement": _worst(chosen.agreement)}
+            if options.alternatives:
+                staged.mkdir(parents=True)
+                alternatives, left_out = _write_alternatives(
+                    model, fp32, examples, options, tmp, package, staged, chosen.record["name"]
+                )
+                described["alternatives"] = alternatives
+                quant = {**chosen.record, "alternatives_left_out": left_out}
+        package(graph, staged, options.precision, **described)
         served = OnnxPredictor(staged)
         if examples and evaluation is None:
             evaluation = evaluate(served, examples, seed=options.seed, progress=options.progress)
@@ -208,6 +227,7 @@ def release(
             metrics=metrics,
             provenance=provenance,
             calibration=calibration,
+            **described,
         )
         if evaluation is not None:
             _write_card(staged, manifest, evaluation, examples)
@@ -300,7 +320,7 @@ def _choose_int8(
         if examples:
             evaluation = evaluate(served, examples, seed=options.seed, progress=options.progress)
         result = _int8_agreement(fp32, served, examples, evaluation, options)
-        worst = min(result["top1_agreement"], result["noisy"]["top1_agreement"])
+        worst = _worst(result)
         if worst >= options.min_int8_agreement or last:
             record = {**_quant_record(name, source), "rejected": rejected}
             if rewrite_error is not None:
@@ -314,6 +334,67 @@ def _choose_int8(
             }
         )
     raise AssertionError("unreachable: the last candidate always returns")
+
+
+def _worst(result: dict[str, Any]) -> float:
+    """The lower top-1 agreement with fp32 of the clean and the noisy clips."""
+    return float(min(result["top1_agreement"], result["noisy"]["top1_agreement"]))
+
+
+def _write_alternatives(
+    model: PreTrainedModel,
+    fp32: OnnxPredictor,
+    examples: list[Any],
+    options: ReleaseOptions,
+    tmp: Path,
+    package: Any,
+    staged: Path,
+    served: str,
+) -> tuple[tuple[GraphSpec, ...], list[dict[str, Any]]]:
+    """Each recipe of ``options.alternatives`` (but the served one), as ``model-<recipe>.onnx``
+    in ``staged`` with its measured agreement; those below ``min_int8_agreement`` or that
+    cannot be made are left out, and returned with why for the provenance."""
+    written: list[GraphSpec] = []
+    left_out: list[dict[str, Any]] = []
+    for name in dict.fromkeys(options.alternatives):
+        if name == served:
+            continue
+        try:
+            source = export_for(model, tmp / f"fp32-alt-{name}.onnx", name, fp32.sample_rate_hz)
+        except ValueError as exc:
+            left_out.append({"recipe": name, "reason": str(exc)})
+            continue
+        graph = quantize_int8(source, tmp / f"alt-{name}.onnx", name)
+        package(graph, tmp / f"alt-{name}", "int8")
+        predictor = OnnxPredictor(tmp / f"alt-{name}")
+        evaluation = None
+        if examples:
+            evaluation = evaluate(predictor, examples, seed=options.seed, progress=options.progress)
+        worst = _worst(_int8_agreement(fp32, predictor, examples, evaluation, options))
+        if worst < options.min_int8_agreement:
+            left_out.append(
+                {
+                    "recipe": name,
+                    "agreement": worst,
+                    "reason": f"int8 agrees with fp32 on {worst:.4f} of clips "
+                    f"(clean or {NOISY_SNR_DB:g} dB), below {options.min_int8_agreement}",
+                }
+            )
+            log.info("alternative %s left out: agreement %.4f", name, worst)
+            continue
+        target = staged / f"model-{name}.onnx"
+        shutil.copyfile(graph, target)
+        written.append(
+            GraphSpec(
+                file=target.name,
+                sha256=sha256_file(target),
+                precision="int8",
+                variant=name,
+                agreement=worst,
+            )
+        )
+        log.info("alternative %s written: agreement %.4f", name, worst)
+    return tuple(written), left_out
 
 
 def _check_rewrite(fp32: OnnxPredictor, source: Path, where: Path, package: Any) -> float:
@@ -373,6 +454,8 @@ def _quant_record(name: str, fp32_graph: Path) -> dict[str, Any]:
         "nodes_excluded": [first_conv_name(fp32_graph)] if quant.exclude_first_conv else [],
         "per_channel": quant.per_channel,
         "conv_as_matmul": quant.conv_as_matmul,
+        "weight_type": quant.weight_type,
+        "reduce_range": quant.reduce_range,
     }
 
 
