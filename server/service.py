@@ -39,7 +39,7 @@ class Service:
         self,
         settings: Settings,
         loader: ClassifierLoader | None = None,
-        timer: TimerFactory = probe_timer,
+        timer: TimerFactory | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = Metrics()
@@ -73,7 +73,9 @@ class Service:
             return self._loader(model_dir), None, None
         shared_threads = self._threads(self.settings.intra_op_threads)
         selection = select_graph(
-            read_manifest(model_dir), self.settings.graph, self._timer(model_dir, shared_threads)
+            read_manifest(model_dir),
+            self.settings.graph,
+            (self._timer or probe_timer)(model_dir, shared_threads),
         )
         # The named variant (the manifest's own graph may have none).
         variant = selection.graph.variant or None
