@@ -10,7 +10,7 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import onnx
 
@@ -37,6 +37,8 @@ class Variant:
     exclude_first_conv: bool = False
     per_channel: bool = False
     source: str = "fp32"  # the float graph it quantises: "fp32" or "fp32-convmm"
+    weight_type: Literal["int8", "uint8"] = "int8"
+    reduce_range: bool = False
 
 
 VARIANTS = (
@@ -48,6 +50,11 @@ VARIANTS = (
     Variant("int8-convmm", ("MatMul",), source="fp32-convmm"),
     # and ONNX Runtime's offline transformer fusions (attention, LayerNorm, GELU) before that
     Variant("int8-convmm-fused", ("MatMul",), source="fp32-convmm-fused"),
+    # convmm's recipes for other CPUs (training.models.quantization; bench.graph_variants):
+    # uint8 weights (u8u8 kernels), 7-bit weights, per-channel weight scales
+    Variant("int8-convmm-u8u8", ("MatMul",), source="fp32-convmm", weight_type="uint8"),
+    Variant("int8-convmm-reduce-range", ("MatMul",), source="fp32-convmm", reduce_range=True),
+    Variant("int8-convmm-perchannel", ("MatMul",), source="fp32-convmm", per_channel=True),
 )
 FLOAT_GRAPHS = ("fp32", "fp32-convmm", "fp32-convmm-fused")
 VARIANTS_BY_NAME = {v.name: v for v in VARIANTS}
@@ -165,7 +172,12 @@ def fuse_transformer(graph: Path, out: Path, config: Wav2Vec2Config) -> Path:
 
 def quantize(fp32_graph: Path, out: Path, variant: Variant) -> Path:
     recipe = Quantization(
-        variant.name, variant.op_types, variant.exclude_first_conv, variant.per_channel
+        variant.name,
+        variant.op_types,
+        exclude_first_conv=variant.exclude_first_conv,
+        per_channel=variant.per_channel,
+        weight_type=variant.weight_type,
+        reduce_range=variant.reduce_range,
     )
     return quantize_int8(fp32_graph, out, recipe)
 
