@@ -2,7 +2,8 @@
 
 For the wav2vec2-base stand-in (random weights), every recipe a release can write as an
 alternative (training.models.quantization: convmm, convmm-u8u8, convmm-reduce-range,
-convmm-perchannel; bench.models.VARIANTS builds them): ms per 3 s segment through
+convmm-perchannel, and convmm-static, QDQ calibrated on 16 synthetic clips;
+bench.models.VARIANTS builds them): ms per 3 s segment through
 ``OnnxClassifier.predict`` at 1 and 2 intra-op threads, all variants and thread counts
 interleaved within each round; top-1 agreement with fp32 on a small synthetic set; and the
 graph ``EMOSTREAM_GRAPH=auto`` would pick from these timings (classifier.selection, with
@@ -32,7 +33,13 @@ from classifier.selection import MIN_AGREEMENT, NEAR_TIE, select_graph
 NAME = "graph_variants"
 # The served recipe first (the manifest's ``graph``), then the alternatives in the order
 # ``--alternatives all`` writes them.
-VARIANTS = ("int8-convmm", "int8-convmm-u8u8", "int8-convmm-reduce-range", "int8-convmm-perchannel")
+VARIANTS = (
+    "int8-convmm",
+    "int8-convmm-u8u8",
+    "int8-convmm-reduce-range",
+    "int8-convmm-perchannel",
+    "int8-convmm-static",
+)
 THREADS = (1, 2)
 
 

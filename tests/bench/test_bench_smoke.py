@@ -83,13 +83,16 @@ def test_graph_variants(tmp_path: Path, work_dir: Path) -> None:
         "int8-convmm-u8u8",
         "int8-convmm-reduce-range",
         "int8-convmm-perchannel",
+        "int8-convmm-static",
     ]
     for row in rows.values():
         assert set(row["ms_by_threads"]) == {"1", "2"}
         assert row["ms_by_threads"]["1"]["median"] > 0
         assert 0.0 <= row["agreement_vs_fp32"]["top1_agreement"] <= 1.0
-        assert "MatMulInteger" in row["graph"]["ops"]
-    assert len({row["sha256"] for row in rows.values()}) == 4  # four recipes, four graphs
+    for name, row in rows.items():  # dynamic: MatMulInteger; static: QDQ pairs
+        quantized_op = "QuantizeLinear" if name.endswith("static") else "MatMulInteger"
+        assert quantized_op in row["graph"]["ops"], name
+    assert len({row["sha256"] for row in rows.values()}) == 5  # five recipes, five graphs
     for threads in ("1", "2"):
         picks = data["auto_pick_by_threads"][threads]
         for pick in picks.values():

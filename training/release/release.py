@@ -23,7 +23,7 @@ import torch
 from transformers import PreTrainedModel
 
 from classifier.model import CANONICAL_LABELS, Calibration, GraphSpec, Manifest, sha256_file
-from training.corpus.data import Split, read_split, select
+from training.corpus.data import Split, load_audio, read_split, select, zero_mean_unit_var
 from training.models import calibration as cal
 from training.models.evaluate import (
     Evaluation,
@@ -47,6 +47,7 @@ from training.models.finetune import (
 from training.models.quantization import (
     DEFAULT_QUANTIZATION,
     FALLBACK_QUANTIZATION,
+    MAX_CALIBRATION_CLIPS,
     MIN_INT8_AGREEMENT,
     QUANTIZATIONS,
     first_conv_name,
@@ -194,17 +195,28 @@ def release(
         graph, quant, evaluation = fp32_graph, None, None
         described: dict[str, Any] = {}
         if options.precision == "int8":
-            chosen = _choose_int8(model, fp32, examples, options, tmp, package)
+            static_clips = _CalibrationClips(options, examples, sample_rate, normalize)
+            chosen = _choose_int8(model, fp32, examples, options, tmp, package, static_clips)
             graph, quant, evaluation = chosen.graph, chosen.record, chosen.evaluation
             metrics["int8_vs_fp32"] = chosen.agreement
             described = {"variant": chosen.record["name"], "agreement": _worst(chosen.agreement)}
             if options.alternatives:
                 staged.mkdir(parents=True)
                 alternatives, left_out = _write_alternatives(
-                    model, fp32, examples, options, tmp, package, staged, chosen.record["name"]
+                    model,
+                    fp32,
+                    examples,
+                    options,
+                    tmp,
+                    package,
+                    staged,
+                    chosen.record["name"],
+                    static_clips,
                 )
                 described["alternatives"] = alternatives
                 quant = {**chosen.record, "alternatives_left_out": left_out}
+            if static_clips.source is not None and quant is not None:
+                quant = {**quant, "static_calibration_inputs": static_clips.source}
         package(graph, staged, options.precision, **described)
         served = OnnxPredictor(staged)
         if examples and evaluation is None:
@@ -280,6 +292,47 @@ def check_fp32(reference: TorchPredictor, fp32: OnnxPredictor) -> dict[str, floa
     return {"max_abs_logit_error": result["max_abs_logit_error"], "n": result["n"]}
 
 
+class _CalibrationClips:
+    """The clips a static recipe is calibrated on, as the graph takes them (normalised like
+    the server does), read once when first needed: the ``--calibrate`` split of the eval
+    data if given (clips the evaluation does not score), else the evaluated clips, else
+    the probe clips. ``source`` says which, for the provenance."""
+
+    def __init__(
+        self, options: ReleaseOptions, examples: list[Any], sample_rate: int, normalize: bool
+    ) -> None:
+        self._options = options
+        self._examples = examples
+        self._sample_rate = sample_rate
+        self._normalize = normalize
+        self._clips: list[np.ndarray] | None = None
+        self.source: str | None = None
+
+    def clips_for(self, recipe: str) -> list[np.ndarray]:
+        if not QUANTIZATIONS[recipe].static:
+            return []
+        if self._clips is None:
+            self._clips = self._read()
+        return self._clips
+
+    def _read(self) -> list[np.ndarray]:
+        options = self._options
+        examples = self._examples
+        self.source = f"{options.eval_split} split (the evaluated clips)"
+        if options.calibrate is not None and options.eval_data is not None:
+            examples = select(read_split(options.eval_data), options.calibrate)
+            self.source = f"{options.calibrate} split"
+        if examples:
+            audio = [
+                load_audio(e.path, self._sample_rate) for e in examples[:MAX_CALIBRATION_CLIPS]
+            ]
+        else:
+            audio = probe_audio(self._sample_rate)
+            self.source = "synthetic probe clips (no --eval data)"
+        clips = [np.pad(a, (0, max(0, 400 - a.size))) for a in audio]
+        return [zero_mean_unit_var(c) if self._normalize else c for c in clips]
+
+
 @dataclass
 class _Int8:
     graph: Path
@@ -295,6 +348,7 @@ def _choose_int8(
     options: ReleaseOptions,
     tmp: Path,
     package: Any,
+    calibration: _CalibrationClips,
 ) -> _Int8:
     """The asked-for recipe if it is accurate enough, else the fallback (recorded, with why)."""
     candidates = [options.quantization]
@@ -313,7 +367,7 @@ def _choose_int8(
         rewrite_error = None
         if QUANTIZATIONS[name].conv_as_matmul:
             rewrite_error = _check_rewrite(fp32, source, tmp / f"fp32-{name}", package)
-        graph = quantize_int8(source, tmp / f"{name}.onnx", name)
+        graph = quantize_int8(source, tmp / f"{name}.onnx", name, calibration.clips_for(name))
         package(graph, tmp / name, "int8")
         served = OnnxPredictor(tmp / name)
         evaluation = None
@@ -350,6 +404,7 @@ def _write_alternatives(
     package: Any,
     staged: Path,
     served: str,
+    calibration: _CalibrationClips,
 ) -> tuple[tuple[GraphSpec, ...], list[dict[str, Any]]]:
     """Each recipe of ``options.alternatives`` (but the served one), as ``model-<recipe>.onnx``
     in ``staged`` with its measured agreement; those below ``min_int8_agreement`` or that
@@ -364,7 +419,7 @@ def _write_alternatives(
         except ValueError as exc:
             left_out.append({"recipe": name, "reason": str(exc)})
             continue
-        graph = quantize_int8(source, tmp / f"alt-{name}.onnx", name)
+        graph = quantize_int8(source, tmp / f"alt-{name}.onnx", name, calibration.clips_for(name))
         package(graph, tmp / f"alt-{name}", "int8")
         predictor = OnnxPredictor(tmp / f"alt-{name}")
         evaluation = None
@@ -456,6 +511,7 @@ def _quant_record(name: str, fp32_graph: Path) -> dict[str, Any]:
         "conv_as_matmul": quant.conv_as_matmul,
         "weight_type": quant.weight_type,
         "reduce_range": quant.reduce_range,
+        "static": quant.static,
     }
 
 

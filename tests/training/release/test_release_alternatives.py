@@ -35,7 +35,13 @@ def test_alternatives_are_written_with_their_agreement(
     monkeypatch.setattr(release_module, "_int8_agreement", reduce_range_disagrees)
     out = tmp_path / "m"
     options = ReleaseOptions(
-        alternatives=("convmm-u8u8", "convmm-perchannel", "convmm-reduce-range", "convmm"),
+        alternatives=(
+            "convmm-u8u8",
+            "convmm-perchannel",
+            "convmm-reduce-range",
+            "convmm",
+            "convmm-static",
+        ),
         min_int8_agreement=0.5,
     )
     released = release(checkpoint, out, options)
@@ -44,12 +50,18 @@ def test_alternatives_are_written_with_their_agreement(
     assert manifest.graph.variant == "convmm"
     assert manifest.graph.agreement is not None and manifest.graph.agreement >= 0.5
     # The served recipe is not repeated; the one below the floor is left out, with why.
-    assert [g.variant for g in manifest.alternatives] == ["convmm-u8u8", "convmm-perchannel"]
+    assert [g.variant for g in manifest.alternatives] == [
+        "convmm-u8u8",
+        "convmm-perchannel",
+        "convmm-static",
+    ]
     for graph in manifest.alternatives:
         assert graph.file == f"model-{graph.variant}.onnx"
         assert graph.agreement is not None and 0.5 <= graph.agreement <= 1.0
         assert (out / graph.file).is_file()
-    left_out = manifest.provenance["quantization"]["alternatives_left_out"]
+    quantization = manifest.provenance["quantization"]
+    assert quantization["static_calibration_inputs"] == "synthetic probe clips (no --eval data)"
+    left_out = quantization["alternatives_left_out"]
     assert left_out == [
         {
             "recipe": "convmm-reduce-range",
@@ -66,6 +78,8 @@ def test_alternatives_are_written_with_their_agreement(
 
     assert onnx.TensorProto.UINT8 in weight_types("model-convmm-u8u8.onnx")
     assert onnx.TensorProto.INT8 in weight_types("model-convmm-perchannel.onnx")
+    static_ops = {n.op_type for n in onnx.load(str(out / "model-convmm-static.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= static_ops
     for graph in manifest.graphs:
         OnnxClassifier(out, variant=graph.variant)
 
@@ -97,3 +111,10 @@ def test_the_cli_reads_alternatives() -> None:
     assert parser.parse_args(["--out", "x"]).alternatives == ()
     with pytest.raises(SystemExit):
         parser.parse_args(["--out", "x", "--alternatives", "convmm,avx"])
+
+
+def test_a_static_recipe_needs_calibration_clips(tmp_path: Path) -> None:
+    from training.models.quantization import quantize_int8
+
+    with pytest.raises(ValueError, match="'convmm-static' recipe needs calibration clips"):
+        quantize_int8(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", "convmm-static")
