@@ -189,8 +189,18 @@ class Manifest(_Strict):
         }
 
     def document(self) -> dict[str, Any]:
-        """The whole manifest, as written to ``manifest.json``."""
-        return self.model_dump(mode="json")
+        """The whole manifest, as written to ``manifest.json``. The keys added for alternative
+        graphs are left out while unset, so such a manifest is what servers from before
+        them read too."""
+        data: dict[str, Any] = self.model_dump(mode="json")
+        if not self.alternatives:
+            del data["alternatives"]
+        for graph in (data["graph"], *data.get("alternatives", ())):
+            if graph["variant"] == "":
+                del graph["variant"]
+            if graph["agreement"] is None:
+                del graph["agreement"]
+        return data
 
     def summary(self) -> dict[str, Any]:
         """The short form carried in ``ready`` messages and upload replies."""

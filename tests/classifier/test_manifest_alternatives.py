@@ -119,3 +119,9 @@ def test_the_public_manifest_names_no_alternative_file(alt_copy: Path) -> None:
     assert "alternatives" not in public
     assert ".onnx" not in json.dumps(public)
     assert public["graph"]["variant"] == "convmm"
+
+
+def test_unset_new_keys_are_not_written(tiny_model_dir: Path) -> None:
+    document = read_manifest(tiny_model_dir).document()
+    assert "alternatives" not in document
+    assert set(document["graph"]) == {"file", "sha256", "precision"}

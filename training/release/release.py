@@ -199,8 +199,12 @@ def release(
             chosen = _choose_int8(model, fp32, examples, options, tmp, package, static_clips)
             graph, quant, evaluation = chosen.graph, chosen.record, chosen.evaluation
             metrics["int8_vs_fp32"] = chosen.agreement
-            described = {"variant": chosen.record["name"], "agreement": _worst(chosen.agreement)}
             if options.alternatives:
+                # The served graph is named too: the server reports and chooses by name.
+                described = {
+                    "variant": chosen.record["name"],
+                    "agreement": _worst(chosen.agreement),
+                }
                 staged.mkdir(parents=True)
                 alternatives, left_out = _write_alternatives(
                     model,

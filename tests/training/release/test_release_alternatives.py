@@ -4,6 +4,7 @@ written beside the served one with their agreement, the inaccurate ones left out
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,10 @@ def test_a_default_release_writes_no_alternatives(
     checkpoint, _ = tone_checkpoint
     released = release(checkpoint, tmp_path / "m", ReleaseOptions(min_int8_agreement=0.0))
     assert released.manifest.alternatives == ()
+    # Written as before the alternatives existed: older servers read it.
+    written = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert "alternatives" not in written
+    assert set(written["graph"]) == {"file", "sha256", "precision"}
     assert sorted(p.name for p in (tmp_path / "m").glob("*.onnx")) == ["model.onnx"]
 
 
