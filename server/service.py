@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import vad
 from classifier.inference import Classifier, OnnxClassifier, ThreadOptions
-from classifier.model import Manifest, read_manifest
+from classifier.model import Manifest, ModelError, read_manifest
 from classifier.selection import Selection, Timer, probe_timer, select_graph
 from server.access import ConnectionLimiter
 from server.metrics import Metrics
@@ -80,6 +80,11 @@ class Service:
         # The named variant (the manifest's own graph may have none).
         variant = selection.graph.variant or None
         shared = OnnxClassifier(model_dir, shared_threads, variant)
+        if shared.graph.sha256 != selection.graph.sha256:
+            raise ModelError(
+                f"the model directory {str(model_dir)!r} changed while it was loaded",
+                "the model directory changed while it was loaded",
+            )
         log.info(
             "graph %s (%s): %s%s",
             selection.name,

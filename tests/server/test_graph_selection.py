@@ -138,3 +138,18 @@ def test_measured_for_real_at_load(make_client: Any, tiny_alternatives_dir: Path
     assert graph["variant"] in selection["median_ms"]
     served = client.app.state.service.pool.classifier
     assert isinstance(served, OnnxClassifier) and served.graph.variant == graph["variant"]
+
+
+def test_a_directory_changed_between_choosing_and_loading_is_refused(
+    make_client: Any, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from classifier.model import read_manifest
+
+    def earlier_manifest(model_dir: Path) -> Any:
+        manifest = read_manifest(model_dir)
+        graph = manifest.graph.model_copy(update={"sha256": "0" * 64})
+        return manifest.model_copy(update={"graph": graph})
+
+    monkeypatch.setattr("server.service.read_manifest", earlier_manifest)
+    with pytest.raises(ModelError, match="changed while it was loaded"):
+        make_client(model_dir=tiny_model_dir)
