@@ -121,10 +121,16 @@ def session_options(threads: ThreadOptions) -> ort.SessionOptions:
 class OnnxClassifier:
     """One ONNX Runtime session; ``predict`` is safe to call from several threads."""
 
-    def __init__(self, model_dir: Path, threads: ThreadOptions = ThreadOptions()) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        threads: ThreadOptions = ThreadOptions(),
+        variant: str | None = None,
+    ) -> None:
+        """``variant``: which of the manifest's graphs to load (default its ``graph``)."""
         self.model_dir = model_dir
-        self.manifest, graph_bytes = read_model(model_dir)
-        graph = model_dir / self.manifest.graph.file
+        self.manifest, self.graph, graph_bytes = read_model(model_dir, variant)
+        graph = model_dir / self.graph.file
         try:
             self._session = ort.InferenceSession(
                 graph_bytes,

@@ -75,6 +75,34 @@ def test_quantization(tmp_path: Path, work_dir: Path) -> None:
         assert set(row["ms_by_level"]) == {"disable", "basic", "extended", "all"}
 
 
+def test_graph_variants(tmp_path: Path, work_dir: Path) -> None:
+    data = run_quick("graph_variants", tmp_path, work_dir)
+    rows = {row["variant"]: row for row in data["rows"]}
+    assert list(rows) == [
+        "int8-convmm",
+        "int8-convmm-u8u8",
+        "int8-convmm-reduce-range",
+        "int8-convmm-perchannel",
+        "int8-convmm-static",
+    ]
+    for row in rows.values():
+        assert set(row["ms_by_threads"]) == {"1", "2"}
+        assert row["ms_by_threads"]["1"]["median"] > 0
+        assert 0.0 <= row["agreement_vs_fp32"]["top1_agreement"] <= 1.0
+    for name, row in rows.items():  # dynamic: MatMulInteger; static: QDQ pairs
+        quantized_op = "QuantizeLinear" if name.endswith("static") else "MatMulInteger"
+        assert quantized_op in row["graph"]["ops"], name
+    assert len({row["sha256"] for row in rows.values()}) == 5  # five recipes, five graphs
+    for threads in ("1", "2"):
+        picks = data["auto_pick_by_threads"][threads]
+        for pick in picks.values():
+            assert pick["variant"] in rows
+            assert pick["by"] == "measured"
+        fastest = min(rows, key=lambda v: rows[v]["ms_by_threads"][threads]["median"])
+        chosen = rows[picks["speed_only"]["variant"]]["ms_by_threads"][threads]["median"]
+        assert chosen <= rows[fastest]["ms_by_threads"][threads]["median"] * 1.03
+
+
 def test_layout(tmp_path: Path, work_dir: Path) -> None:
     data = run_quick("layout", tmp_path, work_dir)
     layouts = {(r["workers"], r["intra_op_threads"]) for r in data["summary"]}
