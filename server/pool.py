@@ -66,6 +66,7 @@ class _Job:
     abandoned: bool = False  # its caller gave up while it ran
     on_start: Callable[[], None] | None = None
     measure: Callable[[], SignalQuality] | None = None
+    may_run_lone: bool = True
 
 
 class _FairQueue:
@@ -187,6 +188,11 @@ class InferencePool:
         return sum(q.size for q in self._queues)
 
     @property
+    def idle(self) -> bool:
+        """Nothing runs and nothing waits."""
+        return sum(self._running) == 0 and self.waiting == 0
+
+    @property
     def _admitted(self) -> int:
         # Provisional work that is running holds a worker but no place: it cannot be
         # displaced, so counting it would let a partial cost a final its place.
@@ -206,6 +212,7 @@ class InferencePool:
         stream: str = "",
         on_start: Callable[[], None] | None = None,
         measure: Callable[[], SignalQuality] | None = None,
+        may_run_lone: bool = True,
     ) -> Prediction:
         """Classify ``audio`` as work of ``priority`` for ``stream`` of ``client`` (an address).
 
@@ -213,6 +220,8 @@ class InferencePool:
         fails. Cancelling the call gives up the job's place if it has not started.
         ``on_start`` is called (on the event loop) when a worker takes the job;
         ``measure``, on the worker after the model run, gives the prediction's quality.
+        ``may_run_lone=False`` keeps the job on the shared session even when it runs alone
+        (its caller is about to send siblings that will run beside it).
         """
         if priority not in PRIORITIES:
             raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, got {priority!r}")
@@ -228,6 +237,7 @@ class InferencePool:
             loop.create_future(),
             on_start=on_start,
             measure=measure,
+            may_run_lone=may_run_lone,
         )
         self._admit(job)
         self._dispatch()
@@ -288,7 +298,7 @@ class InferencePool:
                     Overloaded(f"segment waited {waited_s:.2f} s for a worker")
                 )
                 continue
-            alone = sum(self._running) == 0 and self.waiting == 0
+            alone = self.idle and job.may_run_lone
             classifier = self._lone if alone and self._lone is not None else self._classifier
             self._metrics.layout_runs.labels(
                 layout="lone" if classifier is self._lone else "shared"

@@ -25,6 +25,7 @@ from server.outcome import classify_segment, summarize
 from server.protocol import CHANNEL_MODES, ChannelMode, SegmentOutcome, outcome_body
 from server.service import Service
 from server.upload import Data
+from server.upload_layout import plan
 
 _SEGMENTER_BLOCK_SAMPLES = 10 * PIPELINE_RATE_HZ
 
@@ -149,9 +150,15 @@ async def _segment(service: Service, audio: npt.NDArray[np.float32]) -> list[vad
 async def _classify(
     service: Service, segments: list[vad.Segment], client: str, quality: bool = False
 ) -> list[SegmentOutcome]:
-    # At most one segment per worker in flight, at the pool's upload priority (after live
-    # segments), so one upload cannot crowd out live streams.
-    gate = asyncio.Semaphore(service.settings.workers)
+    # At the pool's upload priority (after live segments), at most one segment per worker
+    # in flight, so one upload cannot crowd out live streams. On an idle pool the segments
+    # run in the layout that ends sooner (server/upload_layout.py): one after another on
+    # the lone session, or side by side on the shared one; never the first on the lone
+    # session while the next runs beside it on the same cores.
+    lengths = [s.end_sample - s.start_sample for s in segments if not s.too_short]
+    layout = plan(lengths, service.layout_cost) if service.pool.idle else "parallel"
+    gate = asyncio.Semaphore(1 if layout == "serial" else service.settings.workers)
+    may_run_lone = layout == "serial" or len(lengths) < 2
     upload = f"upload-{uuid.uuid4().hex[:16]}"
 
     async def one(index: int, segment: vad.Segment) -> SegmentOutcome:
@@ -165,6 +172,7 @@ async def _classify(
                 client=client,
                 stream=upload,
                 quality=quality,
+                may_run_lone=may_run_lone,
             )
         return outcome
 

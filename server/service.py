@@ -16,6 +16,7 @@ from server.access import ConnectionLimiter
 from server.metrics import Metrics
 from server.pool import InferencePool
 from server.settings import Settings
+from server.upload_layout import LayoutCost, measure_layout
 from server.upload_slots import UploadSlots
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ class Service:
         self.segmenter_config = settings.segmenter_config()
         # Silero streams' frames, batched across streams (None: webrtcvad, or batching off).
         self.vad_batcher: vad.SileroBatcher | None = None
+        # The lone session's speedup, measured at load, for planning uploads (None: no lone).
+        self.layout_cost: LayoutCost | None = None
 
     def _load_onnx(self, model_dir: Path) -> Classifier:
         return self._onnx(model_dir, self.settings.intra_op_threads)
@@ -65,8 +68,17 @@ class Service:
         shared = self._loader(model_dir)
         lone_threads = self.settings.lone_intra_op_threads
         if self._custom_loader or lone_threads <= self.settings.intra_op_threads:
+            self.layout_cost = None
             return shared, None
-        return shared, self._onnx(model_dir, lone_threads)
+        lone = self._onnx(model_dir, lone_threads)
+        self.layout_cost = measure_layout(shared, lone, self.settings.workers)
+        log.info(
+            "lone session (%d threads) runs a segment %.2f times as fast as one of %d workers",
+            lone_threads,
+            self.layout_cost.speedup,
+            self.settings.workers,
+        )
+        return shared, lone
 
     @property
     def pool(self) -> InferencePool:

@@ -136,6 +136,20 @@ def test_live_capacity(tmp_path: Path, work_dir: Path) -> None:
         assert partials["one_speaker_first_label_s"]["n"] > 0
 
 
+def test_upload_stages(tmp_path: Path, work_dir: Path) -> None:
+    data = run_quick("upload_stages", tmp_path, work_dir)
+    (result,) = data["results"]
+    assert result["clip"] == "paused" and result["model"] == "bundled"
+    assert len(result["segments"]) == 2
+    stages = result["stages"]
+    for stage in ("decode (+ resample)", "segmentation (VAD + segmenter)", "JSON render"):
+        assert stages[stage]["calls"] >= 1
+    assert stages["  VAD model (Silero)"]["calls"] > 50  # one call per 32 ms frame
+    runs = sum(v["calls"] for k, v in stages.items() if k.startswith("model, "))
+    assert runs == 2
+    assert result["layout_cost"]["speedup"] > 0
+
+
 def test_memory(tmp_path: Path, work_dir: Path) -> None:
     data = run_quick("memory", tmp_path, work_dir)
     assert [r["connections"] for r in data["idle_connection_rounds"]] == [10, 10]
