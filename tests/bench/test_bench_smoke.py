@@ -150,6 +150,24 @@ def test_upload_stages(tmp_path: Path, work_dir: Path) -> None:
     assert result["layout_cost"]["speedup"] > 0
 
 
+def test_core_scaling(tmp_path: Path, work_dir: Path) -> None:
+    # Two processes behind Caddy on two cores where the machine has them, else one on one.
+    two = len(os.sched_getaffinity(0)) >= 2
+    extra = ["--cores", "2", "--processes", "2"] if two else []
+    data = run_quick("core_scaling", tmp_path, work_dir, *extra)
+    (row,) = data["rows"]
+    assert row["cores"] == len(row["server_cpus"]) == (2 if two else 1)
+    assert row["caddy"] is two and row["processes"] == (2 if two else 1)
+    assert row["client_cpus"] and isinstance(row["clients_share_server_cpus"], bool)
+    assert [r["k"] for r in row["runs"]] == [1, 2]
+    assert row["max_k_passing"] >= 1  # one tiny-model speaker always fits
+    assert row["speakers_per_core"] == row["max_k_passing"] / row["cores"]
+    assert row["offline"]["speech_s_per_s"] > 0
+    assert row["serving_efficiency"] == pytest.approx(
+        row["speech_s_per_s_at_capacity"] / row["offline"]["speech_s_per_s"]
+    )
+
+
 def test_memory(tmp_path: Path, work_dir: Path) -> None:
     data = run_quick("memory", tmp_path, work_dir)
     assert [r["connections"] for r in data["idle_connection_rounds"]] == [10, 10]
