@@ -149,7 +149,7 @@ def run_model(name: str, args: argparse.Namespace, body: bytes) -> dict[str, Any
     sample: dict[str, Any] = {}
     cost = None
     with in_thread(settings) as (base_url, service):
-        cost = service.layout_cost
+        cost = getattr(service, "layout_cost", None)  # None before the upload plan existed
         url = f"{base_url}/v1/classify"
         files = {"file": ("speech.wav", body, "audio/wav")}
         instrument(tracer, service.pool, settings)
