@@ -26,7 +26,7 @@ from classifier.inference import Classifier
 
 Layout = Literal["parallel", "serial"]
 # The probe a model is timed on at load: seconds of low noise at its own rate.
-PROBE_S = 2.0
+PROBE_S = 1.0
 PROBE_RUNS = 2
 
 
