@@ -10,6 +10,7 @@ which at least one of its spans ran.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import threading
@@ -17,7 +18,15 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+from bench import servers
+from server.app import create_app
+from server.runner import DrainingServer, uvicorn_config
+from server.service import Service
+from server.settings import Settings
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,3 +137,52 @@ def breakdown(spans: list[Span], wall_s: float) -> dict[str, dict[str, float]]:
             "threads": len({s.thread for s in own}),
         }
     return out
+
+
+@dataclass
+class InProcess:
+    """An app served by uvicorn in a thread of this process (see ``in_thread``)."""
+
+    url: str
+    service: Service
+    loop: asyncio.AbstractEventLoop
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://", 1)
+
+    def on_loop(self, fn: Callable[[], T]) -> T:
+        """``fn()`` called on the server's event loop; its result."""
+
+        async def call() -> T:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(call(), self.loop).result(timeout=30)
+
+
+@contextmanager
+def in_thread(settings: Settings) -> Iterator[InProcess]:
+    """The app served by uvicorn on a free loopback port in a thread of this process, so
+    that a benchmark can wrap its functions or profile its event loop."""
+    app = create_app(settings)
+    port = servers.free_port()
+    uvicorn = DrainingServer(uvicorn_config(app, settings, servers.HOST, port), app.state.service)
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def serve() -> None:
+        loops.append(asyncio.get_running_loop())
+        await uvicorn.serve()
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + servers.START_TIMEOUT_S
+    while not uvicorn.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            uvicorn.should_exit = True
+            raise servers.ServerFailed("the in-process server did not start")
+        thread.join(0.05)
+    try:
+        yield InProcess(f"http://{servers.HOST}:{port}", app.state.service, loops[0])
+    finally:
+        uvicorn.should_exit = True
+        thread.join(60)

@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +30,11 @@ import server.recording
 import vad
 import vad.segmenter
 import vad.stream
-from bench import report, servers
+from bench import report
 from bench.audio import silence, speech_of_length, wav_bytes
 from bench.models import build
-from bench.stages import Tracer, breakdown
-from server.app import create_app
+from bench.stages import Tracer, breakdown, in_thread
 from server.pool import InferencePool
-from server.runner import DrainingServer, uvicorn_config
-from server.service import Service
 from server.settings import BUNDLED_MODEL_DIR, Settings
 
 NAME = "upload_stages"
@@ -79,27 +73,6 @@ def model_dir(name: str, args: argparse.Namespace) -> Path:
     if name == "bundled":
         return BUNDLED_MODEL_DIR
     return build("base", args.work_dir).model_dir("int8-convmm")
-
-
-@contextmanager
-def in_thread(settings: Settings) -> Iterator[tuple[str, Service]]:
-    """The app served by uvicorn on a free loopback port in a thread of this process."""
-    app = create_app(settings)
-    port = servers.free_port()
-    uvicorn = DrainingServer(uvicorn_config(app, settings, servers.HOST, port), app.state.service)
-    thread = threading.Thread(target=uvicorn.run, name="uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + servers.START_TIMEOUT_S
-    while not uvicorn.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            uvicorn.should_exit = True
-            raise servers.ServerFailed("the in-process server did not start")
-        thread.join(0.05)
-    try:
-        yield f"http://{servers.HOST}:{port}", app.state.service
-    finally:
-        uvicorn.should_exit = True
-        thread.join(60)
 
 
 def instrument(tracer: Tracer, pool: InferencePool, settings: Settings) -> None:
@@ -148,9 +121,10 @@ def run_model(name: str, args: argparse.Namespace, body: bytes) -> dict[str, Any
     rows: list[dict[str, Any]] = []
     sample: dict[str, Any] = {}
     cost = None
-    with in_thread(settings) as (base_url, service):
+    with in_thread(settings) as served:
+        service = served.service
         cost = getattr(service, "layout_cost", None)  # None before the upload plan existed
-        url = f"{base_url}/v1/classify"
+        url = f"{served.url}/v1/classify"
         files = {"file": ("speech.wav", body, "audio/wav")}
         instrument(tracer, service.pool, settings)
         try:

@@ -168,6 +168,19 @@ def test_core_scaling(tmp_path: Path, work_dir: Path) -> None:
     )
 
 
+def test_live_loop(tmp_path: Path, work_dir: Path) -> None:
+    data = run_quick("live_loop", tmp_path, work_dir)
+    rows = data["rows"]
+    assert [r["streams"] for r in rows] == [1, 2]
+    for row in rows:
+        assert row["clients"]["errors"] == []
+        assert row["clients"]["results"] >= row["streams"]  # every speaker got a label
+        assert row["loop_cpu_s"] > 0 and row["loop_ms_per_audio_s_per_stream"] > 0
+        shares = row["profiled_shares"]
+        assert sum(shares.values()) == pytest.approx(1.0)
+        assert shares["Silero model calls (ONNX Runtime)"] > 0
+
+
 def test_memory(tmp_path: Path, work_dir: Path) -> None:
     data = run_quick("memory", tmp_path, work_dir)
     assert [r["connections"] for r in data["idle_connection_rounds"]] == [10, 10]
