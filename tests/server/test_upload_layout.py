@@ -13,10 +13,13 @@ import numpy.typing as npt
 import pytest
 
 from classifier.model import Manifest, read_manifest
+from server.metrics import Metrics
+from server.pool import InferencePool
 from server.recording import classify_audio
 from server.service import Service
 from server.settings import Settings
 from server.upload_layout import LayoutCost, makespan, measure_layout, plan
+from tests.server.recorder import Recorder
 from tests.speech import wav_bytes
 
 
@@ -206,3 +209,28 @@ def test_an_upload_gives_the_same_results_in_every_layout(
     assert len(fixed["segments"]) == 3
     assert _segments(serial) == _segments(parallel) == _segments(fixed)
     assert serial["summary"] == parallel["summary"] == fixed["summary"]
+
+
+def test_a_job_kept_off_the_lone_session_runs_on_the_shared_one_on_an_idle_pool(
+    tiny_model_dir: Path,
+) -> None:
+    manifest = read_manifest(tiny_model_dir)
+    log: list[tuple[str, int]] = []
+    shared, lone = Recorder(manifest, log), Recorder(manifest, log, "lone")
+    shared.gate.set()
+    lone.gate.set()
+    pool = InferencePool(
+        shared, lone=lone, workers=2, queue_size=4, queue_timeout_s=30, metrics=Metrics()
+    )
+
+    async def run() -> None:
+        assert pool.idle
+        await pool.classify(np.zeros(100, np.float32), may_run_lone=False)
+        await pool.classify(np.zeros(200, np.float32))
+        assert pool.idle
+
+    try:
+        asyncio.run(run())
+    finally:
+        pool.close()
+    assert log == [("shared", 100), ("lone", 200)]
