@@ -18,7 +18,8 @@ In the same run, on the same n CPUs, the model's offline throughput: n threads s
 ONNX Runtime session (one intra-op thread each, as the server's workers) classify the
 conversations' utterances (cut at 3 s, the segmenter's longest segment) back to back, as
 seconds of speech per second. The serving efficiency (issue 25) is the speech served per
-second at capacity divided by that: what serving costs beyond the model.
+second at capacity divided by that: what serving costs beyond the model (the VAD, the
+event loop, the protocol, the padding around each segment, the headroom the p95 needs).
 
     .venv/bin/python -m bench.core_scaling [--quick] [--cores 1 2] [--processes 1 2]
 """
