@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 from starlette.responses import JSONResponse
 
 import classifier.inference
@@ -31,7 +30,7 @@ import vad
 import vad.segmenter
 import vad.stream
 from bench import report
-from bench.audio import silence, speech_of_length, wav_bytes
+from bench.audio import paused_speech, speech_of_length, wav_bytes
 from bench.models import build
 from bench.stages import Tracer, breakdown, in_thread
 from server.pool import InferencePool
@@ -102,11 +101,7 @@ def instrument(tracer: Tracer, pool: InferencePool, settings: Settings) -> None:
 def clip(name: str) -> bytes:
     if name == "continuous":
         return wav_bytes(speech_of_length(CLIP_S))
-    first, pause = 1.6, 0.5
-    audio = np.concatenate(
-        [speech_of_length(first), silence(pause), speech_of_length(CLIP_S - first - pause, 1)]
-    )
-    return wav_bytes(audio)
+    return wav_bytes(paused_speech(CLIP_S))
 
 
 def run_model(name: str, args: argparse.Namespace, body: bytes) -> dict[str, Any]:
