@@ -15,7 +15,7 @@ import pytest
 from classifier.model import Manifest, read_manifest
 from server.metrics import Metrics
 from server.pool import InferencePool
-from server.recording import classify_audio
+from server.recording import classify_audio, classify_recording
 from server.service import Service
 from server.settings import Settings
 from server.upload_layout import LayoutCost, makespan, measure_layout, plan
@@ -234,3 +234,25 @@ def test_a_job_kept_off_the_lone_session_runs_on_the_shared_one_on_an_idle_pool(
     finally:
         pool.close()
     assert log == [("shared", 100), ("lone", 200)]
+
+
+def test_both_channels_of_a_separate_upload_are_planned_together(
+    tiny_model_dir: Path, one_utterance: npt.NDArray[np.float32]
+) -> None:
+    # One utterance on each channel: side by side (the plan says parallel), where before
+    # the second channel's segment waited for the first channel's to be classified.
+    stereo = np.stack([one_utterance, one_utterance[::-1].copy()], axis=1)
+    service, state = scripted_service(tiny_model_dir, 0.5, sibling_wait_s=10.0)
+
+    async def data() -> bytes:
+        return wav_bytes(stereo)
+
+    try:
+        recording = asyncio.run(classify_recording(service, data(), channels="separate"))
+    finally:
+        service.stop()
+    assert [(o.channel, o.segment) for o in recording.outcomes] in (
+        [(0, 0), (1, 0)],
+        [(1, 0), (0, 0)],
+    )
+    assert state["most"] == 2
