@@ -74,6 +74,7 @@ class _Job:
     abandoned: bool = False  # its caller gave up while it ran
     on_start: Callable[[], None] | None = None
     measure: Callable[[], SignalQuality] | None = None
+    may_run_lone: bool = True
 
 
 def _failure_like(exc: InferenceFailed) -> InferenceFailed:
@@ -228,6 +229,11 @@ class InferencePool:
         return sum(q.size for q in self._queues)
 
     @property
+    def idle(self) -> bool:
+        """Nothing runs and nothing waits."""
+        return self._busy == 0 and self.waiting == 0
+
+    @property
     def _admitted(self) -> int:
         # Provisional work that is running holds a worker but no place: it cannot be
         # displaced, so counting it would let a partial cost a final its place.
@@ -247,6 +253,7 @@ class InferencePool:
         stream: str = "",
         on_start: Callable[[], None] | None = None,
         measure: Callable[[], SignalQuality] | None = None,
+        may_run_lone: bool = True,
     ) -> Prediction:
         """Classify ``audio`` as work of ``priority`` for ``stream`` of ``client`` (an address).
 
@@ -254,6 +261,8 @@ class InferencePool:
         fails. Cancelling the call gives up the job's place if it has not started.
         ``on_start`` is called (on the event loop) when a worker takes the job;
         ``measure``, on the worker after the model run, gives the prediction's quality.
+        ``may_run_lone=False`` keeps the job on the shared session even when it runs alone
+        (its caller is about to send siblings that will run beside it).
         """
         if priority not in PRIORITIES:
             raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, got {priority!r}")
@@ -269,6 +278,7 @@ class InferencePool:
             loop.create_future(),
             on_start=on_start,
             measure=measure,
+            may_run_lone=may_run_lone,
         )
         self._admit(job)
         self._dispatch()
@@ -323,7 +333,7 @@ class InferencePool:
                 break
             if not self._in_time(job):
                 continue
-            alone = self._busy == 0 and self.waiting == 0
+            alone = self.idle and job.may_run_lone
             classifier = self._lone if alone and self._lone is not None else self._classifier
             jobs = [job, *self._companions(job, classifier)]
             self._metrics.layout_runs.labels(

@@ -17,6 +17,7 @@ from server.access import ConnectionLimiter
 from server.metrics import Metrics
 from server.pool import InferencePool
 from server.settings import Settings
+from server.upload_layout import LayoutCost, measure_layout
 from server.upload_slots import UploadSlots
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ class Service:
         self.segmenter_config = settings.segmenter_config()
         # Silero streams' frames, batched across streams (None: webrtcvad, or batching off).
         self.vad_batcher: vad.SileroBatcher | None = None
+        # The lone session's speedup, measured at load, for planning uploads (None: no lone).
+        self.layout_cost: LayoutCost | None = None
 
     def _threads(self, intra_op_threads: int) -> ThreadOptions:
         return ThreadOptions(
@@ -70,6 +73,7 @@ class Service:
 
         A test loader gets no lone session and no selection: it has no thread settings."""
         if self._loader is not None:
+            self.layout_cost = None
             return self._loader(model_dir), None, None
         shared_threads = self._threads(self.settings.intra_op_threads)
         selection = select_graph(
@@ -97,8 +101,17 @@ class Service:
         )
         lone_threads = self.settings.lone_intra_op_threads
         if lone_threads <= self.settings.intra_op_threads:
+            self.layout_cost = None
             return shared, None, selection
-        return shared, OnnxClassifier(model_dir, self._threads(lone_threads), variant), selection
+        lone = OnnxClassifier(model_dir, self._threads(lone_threads), variant)
+        self.layout_cost = measure_layout(shared, lone, self.settings.workers)
+        log.info(
+            "lone session (%d threads) runs a segment %.2f times as fast as one of %d workers",
+            lone_threads,
+            self.layout_cost.speedup,
+            self.settings.workers,
+        )
+        return shared, lone, selection
 
     @property
     def pool(self) -> InferencePool:

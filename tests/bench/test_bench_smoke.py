@@ -164,6 +164,51 @@ def test_live_capacity(tmp_path: Path, work_dir: Path) -> None:
         assert partials["one_speaker_first_label_s"]["n"] > 0
 
 
+def test_upload_stages(tmp_path: Path, work_dir: Path) -> None:
+    data = run_quick("upload_stages", tmp_path, work_dir)
+    (result,) = data["results"]
+    assert result["clip"] == "paused" and result["model"] == "bundled"
+    assert len(result["segments"]) == 2
+    stages = result["stages"]
+    for stage in ("decode (+ resample)", "segmentation (VAD + segmenter)", "JSON render"):
+        assert stages[stage]["calls"] >= 1
+    assert stages["  VAD model (Silero)"]["calls"] > 50  # one call per 32 ms frame
+    runs = sum(v["calls"] for k, v in stages.items() if k.startswith("model, "))
+    assert runs == 2
+    assert result["layout_cost"]["speedup"] > 0
+
+
+def test_core_scaling(tmp_path: Path, work_dir: Path) -> None:
+    # Two processes behind Caddy on two cores where the machine has them, else one on one.
+    two = len(os.sched_getaffinity(0)) >= 2
+    extra = ["--cores", "2", "--processes", "2"] if two else []
+    data = run_quick("core_scaling", tmp_path, work_dir, *extra)
+    (row,) = data["rows"]
+    assert row["cores"] == len(row["server_cpus"]) == (2 if two else 1)
+    assert row["caddy"] is two and row["processes"] == (2 if two else 1)
+    assert row["client_cpus"] and isinstance(row["clients_share_server_cpus"], bool)
+    assert [r["k"] for r in row["runs"]] == [1, 2]
+    assert row["max_k_passing"] >= 1  # one tiny-model speaker always fits
+    assert row["speakers_per_core"] == row["max_k_passing"] / row["cores"]
+    assert row["offline"]["speech_s_per_s"] > 0
+    assert row["serving_efficiency"] == pytest.approx(
+        row["speech_s_per_s_at_capacity"] / row["offline"]["speech_s_per_s"]
+    )
+
+
+def test_live_loop(tmp_path: Path, work_dir: Path) -> None:
+    data = run_quick("live_loop", tmp_path, work_dir)
+    rows = data["rows"]
+    assert [r["streams"] for r in rows] == [1, 2]
+    for row in rows:
+        assert row["clients"]["errors"] == []
+        assert row["clients"]["results"] >= row["streams"]  # every speaker got a label
+        assert row["loop_cpu_s"] > 0 and row["loop_ms_per_audio_s_per_stream"] > 0
+        shares = row["profiled_shares"]
+        assert sum(shares.values()) == pytest.approx(1.0)
+        assert shares["Silero model calls (ONNX Runtime)"] > 0
+
+
 def test_memory(tmp_path: Path, work_dir: Path) -> None:
     data = run_quick("memory", tmp_path, work_dir)
     assert [r["connections"] for r in data["idle_connection_rounds"]] == [10, 10]
