@@ -39,12 +39,15 @@ def json_writes_outside_report(tree: ast.Module) -> list[str]:
     """Ways a module could write JSON other than ``report.write``; [] when there are none.
 
     ``json.dumps`` is allowed only as the direct argument of a ``.send(...)`` (a websocket
-    message); ``json.dump`` (to a file) never; a file write naming ``.json`` never.
+    message) or of ``print(...)`` (a child process's summary to its parent on stdout);
+    ``json.dump`` (to a file) never; a file write naming ``.json`` never.
     """
     sent: set[int] = set()
     found: list[str] = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and _dotted(node.func).endswith(".send"):
+        if isinstance(node, ast.Call) and (
+            _dotted(node.func).endswith(".send") or _dotted(node.func) == "print"
+        ):
             sent.update(id(arg) for arg in node.args)
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
@@ -53,7 +56,7 @@ def json_writes_outside_report(tree: ast.Module) -> list[str]:
         if name in {"json.dump", "dump"}:
             found.append(f"line {node.lineno}: {name}(...)")
         elif name in {"json.dumps", "dumps"} and id(node) not in sent:
-            found.append(f"line {node.lineno}: {name}(...) not sent on a websocket")
+            found.append(f"line {node.lineno}: {name}(...) not sent on a websocket or printed")
         elif name.split(".")[-1] in {"write_text", "write_bytes", "open"}:
             text = ast.unparse(node)
             if ".json" in text or "json" in text.split("(", 1)[-1]:
@@ -80,6 +83,8 @@ def test_the_check_catches_other_writers() -> None:
     found = json_writes_outside_report(bad)
     assert len(found) == 3, found  # the dump, the dumps written to a file, its write_text
     assert json_writes_outside_report(ast.parse("ws.send(json.dumps({}))")) == []
+    assert json_writes_outside_report(ast.parse("print(json.dumps({}))")) == []
+    assert len(json_writes_outside_report(ast.parse("print('x', file=open('r.json', 'w'))"))) == 1
 
 
 def test_every_result_records_the_cpu(tmp_path: Path) -> None:
