@@ -52,6 +52,13 @@ def speech_of_length(seconds: float, seed: int = 0) -> Float:
     return np.concatenate(parts)[:samples]
 
 
+def paused_speech(seconds: float = 3.0, first_s: float = 1.6, pause_s: float = 0.5) -> Float:
+    """``seconds`` of speech with one pause: ``first_s`` of speech, ``pause_s`` of silence,
+    then other speech to the end. The segmenter cuts it in two (1.7 s and 1.1 s at 3 s)."""
+    rest = speech_of_length(seconds - first_s - pause_s, seed=1)
+    return np.concatenate([speech_of_length(first_s), silence(pause_s), rest])
+
+
 def silence(seconds: float) -> Float:
     return np.zeros(round(seconds * SAMPLE_RATE_HZ), dtype=np.float32)
 

@@ -13,7 +13,19 @@ from typing import Any
 
 CPUINFO = Path("/proc/cpuinfo")
 LOADAVG = Path("/proc/loadavg")
-FLAGS_OF_INTEREST = ("fma", "avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
+ONLINE = Path("/sys/devices/system/cpu/online")
+FLAGS_OF_INTEREST = (
+    "fma",
+    "avx2",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+)
 
 
 @dataclass(frozen=True)
@@ -41,9 +53,11 @@ def cpu_flags() -> set[str]:
 
 
 def _cpuinfo_value(key: str) -> str:
+    """The first processor's value of ``key`` (matched whole: ``model`` is not ``model name``)."""
     for line in CPUINFO.read_text().splitlines():
-        if line.startswith(key):
-            return line.split(":", 1)[1].strip()
+        name, colon, value = line.partition(":")
+        if colon and name.strip() == key:
+            return value.strip()
     return ""
 
 
@@ -101,6 +115,19 @@ def measured_sgemm_gflops(size: int = 2048, repeats: int = 5) -> float:
     return round(2 * size**3 / best / 1e9, 1)
 
 
+def _online_cpus() -> list[int]:
+    """The online CPUs from ``/sys/devices/system/cpu/online`` (e.g. ``0-3,6``); [] if absent."""
+    try:
+        text = ONLINE.read_text().strip()
+    except OSError:
+        return []
+    cpus: list[int] = []
+    for part in filter(None, text.split(",")):
+        first, _, last = part.partition("-")
+        cpus.extend(range(int(first), int(last or first) + 1))
+    return cpus
+
+
 def lscpu() -> str:
     try:
         return subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
@@ -119,15 +146,67 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+def _int_or_none(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def vector_isa(flags: set[str]) -> str:
+    """The widest vector unit and its int8 dot-product and matrix extensions, in words."""
+    parts = ["AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE"]
+    if "avx512_vnni" in flags or "avx_vnni" in flags:
+        parts.append("VNNI")
+    if "avx512_bf16" in flags:
+        parts.append("BF16")
+    if "amx_tile" in flags:
+        parts.append("AMX")
+    return " + ".join(parts)
+
+
+def cpu_kind(vendor: str, family: int | None, model: int | None, flags: set[str]) -> str:
+    """A short name for the CPU kind, e.g. ``AMD family 25 model 17, AVX-512 + VNNI``.
+
+    BENCHMARKS.md keeps one table per kind: the family and model number tell Zen 3 (family 25,
+    AVX2 only) from Zen 4/5 (AVX-512 with VNNI) where the model name of a VM is generic.
+    """
+    maker = {"AuthenticAMD": "AMD", "GenuineIntel": "Intel"}.get(vendor, vendor or "unknown CPU")
+    family_text = "?" if family is None else str(family)
+    model_text = "?" if model is None else str(model)
+    return f"{maker} family {family_text} model {model_text}, {vector_isa(flags)}"
+
+
+def affinity() -> list[int]:
+    """The CPUs this process may run on (``taskset`` or a cpuset narrows it)."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return list(range(os.cpu_count() or 1))
+
+
 def describe() -> dict[str, Any]:
     """Everything a result file records about the machine and the moment."""
     flags = cpu_flags()
+    vendor = _cpuinfo_value("vendor_id")
+    family = _int_or_none(_cpuinfo_value("cpu family"))
+    model = _int_or_none(_cpuinfo_value("model"))
+    stepping = _int_or_none(_cpuinfo_value("stepping"))
+    cpus = affinity()
     return {
         "time_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpu": _cpuinfo_value("model name"),
+        "cpu_vendor": vendor,
         "cpu_family": _cpuinfo_value("cpu family"),
+        "cpu_model": model,
+        "cpu_stepping": stepping,
+        "cpu_kind": cpu_kind(vendor, family, model, flags),
         "cores": os.cpu_count(),
+        "online_cores": len(_online_cpus()) or os.cpu_count(),
+        "affinity": cpus,
+        "affinity_cores": len(cpus),
         "flags": sorted(flags & set(FLAGS_OF_INTEREST)),
+        "isa": {flag: flag in flags for flag in FLAGS_OF_INTEREST},
         "peak": asdict(peak()),
         "loadavg_1_5_15": loadavg(),
         "python": platform.python_version(),

@@ -10,7 +10,7 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import onnx
 
@@ -37,6 +37,9 @@ class Variant:
     exclude_first_conv: bool = False
     per_channel: bool = False
     source: str = "fp32"  # the float graph it quantises: "fp32" or "fp32-convmm"
+    weight_type: Literal["int8", "uint8"] = "int8"
+    reduce_range: bool = False
+    static: bool = False  # QDQ, calibrated on CALIBRATION_CLIPS of bench.audio.synthetic_set
 
 
 VARIANTS = (
@@ -48,7 +51,17 @@ VARIANTS = (
     Variant("int8-convmm", ("MatMul",), source="fp32-convmm"),
     # and ONNX Runtime's offline transformer fusions (attention, LayerNorm, GELU) before that
     Variant("int8-convmm-fused", ("MatMul",), source="fp32-convmm-fused"),
+    # convmm's recipes for other CPUs (training.models.quantization; bench.graph_variants):
+    # uint8 weights (u8u8 kernels), 7-bit weights, per-channel weight scales
+    Variant("int8-convmm-u8u8", ("MatMul",), source="fp32-convmm", weight_type="uint8"),
+    Variant("int8-convmm-reduce-range", ("MatMul",), source="fp32-convmm", reduce_range=True),
+    Variant("int8-convmm-perchannel", ("MatMul",), source="fp32-convmm", per_channel=True),
+    Variant("int8-convmm-static", ("MatMul",), source="fp32-convmm", static=True),
 )
+# Clips a static variant is calibrated on: bench.audio.synthetic_set with another noise seed
+# (its espeak speech is the same as the agreement set's, so a static variant's agreement
+# here is a little optimistic; a release calibrates on its --calibrate split when it has one).
+CALIBRATION_CLIPS = 16
 FLOAT_GRAPHS = ("fp32", "fp32-convmm", "fp32-convmm-fused")
 VARIANTS_BY_NAME = {v.name: v for v in VARIANTS}
 
@@ -165,9 +178,21 @@ def fuse_transformer(graph: Path, out: Path, config: Wav2Vec2Config) -> Path:
 
 def quantize(fp32_graph: Path, out: Path, variant: Variant) -> Path:
     recipe = Quantization(
-        variant.name, variant.op_types, variant.exclude_first_conv, variant.per_channel
+        variant.name,
+        variant.op_types,
+        exclude_first_conv=variant.exclude_first_conv,
+        per_channel=variant.per_channel,
+        weight_type=variant.weight_type,
+        reduce_range=variant.reduce_range,
+        static=variant.static,
     )
-    return quantize_int8(fp32_graph, out, recipe)
+    calibration = []
+    if variant.static:
+        from bench.audio import synthetic_set
+        from training.corpus.data import zero_mean_unit_var
+
+        calibration = [zero_mean_unit_var(c) for c in synthetic_set(CALIBRATION_CLIPS, seed=1)]
+    return quantize_int8(fp32_graph, out, recipe, calibration)
 
 
 def write_served_dir(graph: Path, out: Path, *, name: str, variant: str) -> Path:

@@ -2,8 +2,9 @@
 
 Variants (bench.models.VARIANTS): MatMul only, MatMul and Conv
 except the first conv, MatMul and every Conv, MatMul with per-channel weight scales, encoder
-convs as MatMul (convmm, the export default), and convmm after ONNX Runtime's offline
-transformer fusions. Each is
+convs as MatMul (convmm, the export default), convmm after ONNX Runtime's offline
+transformer fusions, and convmm with uint8 weights, reduce_range, per-channel scales or
+static QDQ quantisation (bench.graph_variants compares those at 1 and 2 threads). Each is
 timed on a 3 s segment at every graph optimisation level, rounds interleaved within a
 variant. Agreement: top-1 agreement with fp32 and logit errors over a small synthetic set
 (espeak speech, clean/noisy/hum). With random weights the logits are nearly flat, so top-1

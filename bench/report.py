@@ -87,11 +87,24 @@ def ratio_spread(numerator: Sequence[float], denominator: Sequence[float]) -> di
     }
 
 
+RESERVED = ("benchmark", "quick", "machine")
+
+
+def record(name: str, data: dict[str, Any], quick: bool) -> dict[str, Any]:
+    """A result file's content: the script's data under the machine description (CPU kind,
+    family, model, ISA flags, cores and affinity, load)."""
+    clash = sorted(set(RESERVED) & set(data))
+    if clash:
+        raise ValueError(f"result data must not set {', '.join(clash)}: write() records them")
+    return {"benchmark": name, "quick": quick, "machine": describe(), **data}
+
+
 def write(out_dir: Path, name: str, data: dict[str, Any], quick: bool) -> Path:
+    """The one way a bench script writes its JSON result (tests/bench/test_results.py checks)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.json"
-    record = {"benchmark": name, "quick": quick, "machine": describe(), **data}
-    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    record_ = record(name, data, quick)
+    path.write_text(json.dumps(record_, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {path}")
     return path
 

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 py=.venv/bin/python
 mkdir -p bench/results
 lscpu > bench/results/lscpu.txt
-for script in model_cost quantization op_profile layout vad_cost vad_quality endpoint_labels memory upload_memory end_to_end live_capacity; do
+for script in model_cost quantization graph_variants op_profile layout batching vad_cost vad_quality endpoint_labels memory upload_memory end_to_end live_capacity; do
     echo "== bench.$script (load: $(cut -d' ' -f1-3 /proc/loadavg))"
     "$py" -m "bench.$script" "$@"
 done

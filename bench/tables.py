@@ -31,8 +31,13 @@ def spread(stats: dict[str, float], fmt: str = "{:.0f}") -> str:
 def machine(data: dict[str, Any]) -> str:
     m = data["machine"]
     peak = m["peak"]
+    # Result files from before the CPU kind was recorded name only the family and peak ISA.
+    kind = m.get("cpu_kind") or f"family {m['cpu_family']}, {peak['isa']}"
+    cores = f"{m['cores']} cores"
+    if "affinity" in m and len(m["affinity"]) != m["cores"]:
+        cores += f", pinned to {len(m['affinity'])} ({','.join(map(str, m['affinity']))})"
     return (
-        f"{m['cpu']} (family {m['cpu_family']}), {m['cores']} cores, {peak['isa']}, "
+        f"**{kind}**: {m['cpu']}, {cores}, "
         f"{peak['clock_ghz']} GHz; load average at the end {m['loadavg_1_5_15']}; "
         f"run at {m['time_utc']}, nice {m['nice']}"
     )
@@ -208,11 +213,25 @@ def op_profile(data: dict[str, Any]) -> str:
     return table(["variant", "total kernel ms", *ops], rows)
 
 
+def batching(data: dict[str, Any]) -> str:
+    rows = []
+    for model in data["models"]:
+        for r in model["vs_pool_layout"]:
+            s = r["speedup_vs_2_workers_separate"]
+            rows.append([
+                model["label"], str(r["segments"]), r["layout"],
+                f"{s['median']:.2f}× ({s['p10']:.2f}–{s['p90']:.2f})",
+            ])  # fmt: skip
+    head = ["model", "equal segments", "layout", "speed-up vs 2 workers × 1 thread (p10–p90)"]
+    return table(head, rows)
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "model_cost": model_cost,
     "quantization": quantization,
     "op_profile": op_profile,
     "layout": layout,
+    "batching": batching,
     "end_to_end": end_to_end,
     "live_capacity": live_capacity,
     "vad_cost": vad_cost,

@@ -1,10 +1,14 @@
-"""Classifiers: the narrow ``predict(audio) -> probabilities`` interface, ONNX Runtime form."""
+"""Classifiers: the narrow ``predict(audio) -> probabilities`` interface, ONNX Runtime form.
+
+``predict_batch`` runs segments of exactly equal length in one call (the pool's batching).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -23,6 +27,20 @@ class Classifier(Protocol):
     def predict(self, audio: Audio) -> Scores:
         """Class probabilities (softmax, summing to 1) for mono audio at the model's rate."""
         ...
+
+
+@runtime_checkable
+class BatchClassifier(Classifier, Protocol):
+    def predict_batch(self, audios: Sequence[Audio]) -> list[Scores]:
+        """``predict`` of each segment, in order; equal-length segments may share one run."""
+        ...
+
+
+def predict_many(classifier: Classifier, audios: Sequence[Audio]) -> list[Scores]:
+    """``predict_batch`` where the classifier has it, else one ``predict`` per segment."""
+    if isinstance(classifier, BatchClassifier):
+        return classifier.predict_batch(audios)
+    return [classifier.predict(audio) for audio in audios]
 
 
 _OPT_LEVELS = {
@@ -103,10 +121,16 @@ def session_options(threads: ThreadOptions) -> ort.SessionOptions:
 class OnnxClassifier:
     """One ONNX Runtime session; ``predict`` is safe to call from several threads."""
 
-    def __init__(self, model_dir: Path, threads: ThreadOptions = ThreadOptions()) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        threads: ThreadOptions = ThreadOptions(),
+        variant: str | None = None,
+    ) -> None:
+        """``variant``: which of the manifest's graphs to load (default its ``graph``)."""
         self.model_dir = model_dir
-        self.manifest, graph_bytes = read_model(model_dir)
-        graph = model_dir / self.manifest.graph.file
+        self.manifest, self.graph, graph_bytes = read_model(model_dir, variant)
+        graph = model_dir / self.graph.file
         try:
             self._session = ort.InferenceSession(
                 graph_bytes,
@@ -119,6 +143,21 @@ class OnnxClassifier:
                 "ONNX Runtime cannot load its graph",
             ) from exc
         self._check_io()
+        self.batching = self._takes_batches()
+
+    def _takes_batches(self) -> bool:
+        """Whether the graph runs several segments in one call: its batch axis is not fixed at
+        1 and a probe of two segments gives two rows (a graph may reshape to batch 1 inside)."""
+        inputs = self._session.get_inputs()
+        shape = next(i.shape for i in inputs if i.name == self.manifest.input.name)
+        if not shape or shape[0] == 1:
+            return False
+        probe = np.zeros((2, self.manifest.sample_rate), dtype=np.float32)
+        try:
+            rows = self._logits_rows(probe)
+        except ORT_ERRORS:
+            return False
+        return rows.shape == (2, len(self.manifest.labels))
 
     def _check_io(self) -> None:
         inputs = [i.name for i in self._session.get_inputs()]
@@ -143,18 +182,47 @@ class OnnxClassifier:
             )
 
     def _logits(self, audio: Audio) -> npt.NDArray[np.float32]:
-        feed = {self.manifest.input.name: audio[np.newaxis, :]}
-        (out,) = self._session.run([self.manifest.output.name], feed)
-        return np.asarray(out, dtype=np.float32).reshape(-1)
+        return self._logits_rows(audio[np.newaxis, :]).reshape(-1)
 
-    def logits(self, audio: Audio) -> npt.NDArray[np.float32]:
-        """Raw output for one segment (used by evaluation and export checks)."""
+    def _logits_rows(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        feed = {self.manifest.input.name: batch}
+        (out,) = self._session.run([self.manifest.output.name], feed)
+        return np.asarray(out, dtype=np.float32).reshape(batch.shape[0], -1)
+
+    def _prepare(self, audio: Audio) -> Audio:
         if audio.ndim != 1 or audio.size == 0:
             raise ValueError(f"expected non-empty mono audio, got shape {audio.shape}")
         if audio.size < self.manifest.input.min_samples:
             audio = np.pad(audio, (0, self.manifest.input.min_samples - audio.size))
-        return self._logits(normalize(audio.astype(np.float32, copy=False), self.manifest))
+        return normalize(audio.astype(np.float32, copy=False), self.manifest)
+
+    def logits(self, audio: Audio) -> npt.NDArray[np.float32]:
+        """Raw output for one segment (used by evaluation and export checks)."""
+        return self._logits(self._prepare(audio))
+
+    def logits_batch(self, audios: Sequence[Audio]) -> list[npt.NDArray[np.float32]]:
+        """``logits`` of each segment, in order. Segments of exactly equal length (after the
+        ``min_samples`` padding) run as one call when the graph takes batches; others run
+        alone. Unequal lengths are never padded to share a call: wav2vec2-base has no
+        attention mask, so padding would change its output."""
+        prepared = [self._prepare(audio) for audio in audios]
+        out: list[npt.NDArray[np.float32]] = [np.empty(0, np.float32)] * len(prepared)
+        groups: dict[int, list[int]] = {}
+        for index, audio in enumerate(prepared):
+            groups.setdefault(audio.size if self.batching else -1 - index, []).append(index)
+        for indices in groups.values():
+            if len(indices) == 1:
+                out[indices[0]] = self._logits(prepared[indices[0]])
+                continue
+            rows = self._logits_rows(np.stack([prepared[i] for i in indices]))
+            for row, index in zip(rows, indices, strict=True):
+                out[index] = row
+        return out
 
     def predict(self, audio: Audio) -> Scores:
         """Calibrated probabilities when the manifest has a calibration."""
         return calibrated_softmax(self.logits(audio), self.manifest)
+
+    def predict_batch(self, audios: Sequence[Audio]) -> list[Scores]:
+        """``predict`` of each segment; equal lengths share one ONNX Runtime call."""
+        return [calibrated_softmax(row, self.manifest) for row in self.logits_batch(audios)]

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 1
@@ -43,10 +51,34 @@ class OutputSpec(_Strict):
     name: str = "logits"
 
 
+# A graph's variant: the name of the recipe that made it (``convmm``, ``convmm-u8u8`` …).
+# Short and plain, since ``GET /v1/model`` serves it; ``auto`` and ``default`` are the
+# EMOSTREAM_GRAPH setting's own words, so no variant may take them.
+VARIANT_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,39}$"
+RESERVED_VARIANTS = ("auto", "default")
+
+
 class GraphSpec(_Strict):
     file: str = "model.onnx"
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     precision: Literal["fp32", "int8"] = "int8"
+    # Empty: unnamed (a manifest without alternatives may leave it so).
+    variant: str = ""
+    # The worst top-1 agreement with the fp32 graph, clean or noisy, as the release measured
+    # it; None: not measured (an alternative without it is never chosen).
+    agreement: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+
+    @field_validator("variant")
+    @classmethod
+    def _variant_name(cls, variant: str) -> str:
+        if variant and not re.fullmatch(VARIANT_PATTERN, variant):
+            raise ValueError(
+                f"variant must be 1-40 of a-z 0-9 . _ - (starting with a letter or digit), "
+                f"got {variant!r}"
+            )
+        if variant in RESERVED_VARIANTS:
+            raise ValueError(f"variant may not be {variant!r} (an EMOSTREAM_GRAPH word)")
+        return variant
 
 
 class Calibration(_Strict):
@@ -66,6 +98,9 @@ class Manifest(_Strict):
     input: InputSpec = InputSpec()
     output: OutputSpec = OutputSpec()
     graph: GraphSpec
+    # Other graphs of the same model in the same directory (same input, output and labels),
+    # each made by another recipe; the server picks one per EMOSTREAM_GRAPH (docs/deployment.md).
+    alternatives: tuple[GraphSpec, ...] = ()
     metrics: dict[str, Any] = Field(default_factory=dict)
     provenance: dict[str, Any] = Field(default_factory=dict)
     # True for a model trained only to show the service working (the bundled one, on synthetic
@@ -88,17 +123,60 @@ class Manifest(_Strict):
             raise ValueError(f"graph.file must be a plain file name, got {graph.file!r}")
         return graph
 
-    def public(self) -> dict[str, Any]:
+    @field_validator("alternatives")
+    @classmethod
+    def _alternatives_in_directory(cls, graphs: tuple[GraphSpec, ...]) -> tuple[GraphSpec, ...]:
+        for graph in graphs:
+            if Path(graph.file).name != graph.file:
+                raise ValueError(
+                    f"alternatives' file must be a plain file name, got {graph.file!r}"
+                )
+        return graphs
+
+    @model_validator(mode="after")
+    def _graphs_distinct(self) -> Manifest:
+        if not self.alternatives:
+            return self
+        graphs = self.graphs
+        files = [g.file for g in graphs]
+        if len(set(files)) != len(files):
+            raise ValueError(f"graph and alternatives must name distinct files, got {files}")
+        variants = [g.variant for g in graphs]
+        if not all(variants) or len(set(variants)) != len(variants):
+            raise ValueError(
+                "with alternatives, graph and each alternative need a distinct variant name, "
+                f"got {variants}"
+            )
+        return self
+
+    @property
+    def graphs(self) -> tuple[GraphSpec, ...]:
+        """The default graph, then the alternatives, in manifest order."""
+        return (self.graph, *self.alternatives)
+
+    def public(
+        self, running: GraphSpec | None = None, selection: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """What ``GET /v1/model`` serves: an allow-list of fields, and of the metrics only
         their numbers. Provenance (command lines, file names, where data lives) and any
-        text in the metrics or the calibration stay in the model directory and its card."""
+        text in the metrics or the calibration stay in the model directory and its card.
+
+        ``running``: the graph being served (default ``graph``); ``selection``: why it was
+        chosen (classifier.selection.Selection.public(): its words and numbers only)."""
+        graph = self.graph if running is None else running
         return {
             "format": self.format,
             "name": self.name,
             "version": self.version,
             "labels": list(self.labels),
             "sample_rate": self.sample_rate,
-            "graph": {"precision": self.graph.precision, "sha256": self.graph.sha256},
+            "graph": {
+                "precision": graph.precision,
+                "sha256": graph.sha256,
+                "variant": graph.variant,
+                "agreement": graph.agreement,
+                "selection": selection,
+            },
             "metrics": _numbers_only(self.metrics),
             "demo": self.demo,
             # Whether the scores are calibrated, and how; ``fitted_on`` is text, kept back.
@@ -111,8 +189,18 @@ class Manifest(_Strict):
         }
 
     def document(self) -> dict[str, Any]:
-        """The whole manifest, as written to ``manifest.json``."""
-        return self.model_dump(mode="json")
+        """The whole manifest, as written to ``manifest.json``. The keys added for alternative
+        graphs are left out while unset, so such a manifest is what servers from before
+        them read too."""
+        data: dict[str, Any] = self.model_dump(mode="json")
+        if not self.alternatives:
+            del data["alternatives"]
+        for graph in (data["graph"], *data.get("alternatives", ())):
+            if graph["variant"] == "":
+                del graph["variant"]
+            if graph["agreement"] is None:
+                del graph["agreement"]
+        return data
 
     def summary(self) -> dict[str, Any]:
         """The short form carried in ``ready`` messages and upload replies."""
@@ -145,33 +233,54 @@ def sha256_file(path: Path) -> str:
 
 
 def read_manifest(model_dir: Path) -> Manifest:
-    """Read and check a model directory's manifest and graph checksum."""
-    manifest, graph_path = _checked_manifest(model_dir)
-    try:
-        actual = sha256_file(graph_path)
-    except OSError as exc:
-        raise ModelError(
-            f"graph file {str(graph_path)!r} cannot be read: {exc}", "its graph cannot be read"
-        ) from exc
-    _check_digest(manifest, graph_path, actual)
+    """Read and check a model directory's manifest and the checksum of every graph it names."""
+    manifest = _checked_manifest(model_dir)
+    for graph in manifest.graphs:
+        path = model_dir / graph.file
+        try:
+            actual = sha256_file(path)
+        except OSError as exc:
+            raise _unreadable(path, exc) from exc
+        _check_digest(graph, path, actual)
     return manifest
 
 
-def read_model(model_dir: Path) -> tuple[Manifest, bytes]:
-    """The manifest and the graph's bytes, checked against its checksum: the caller loads
-    exactly the bytes that were verified (a file replaced in between cannot slip in)."""
-    manifest, graph_path = _checked_manifest(model_dir)
-    try:
-        graph = graph_path.read_bytes()
-    except OSError as exc:
-        raise ModelError(
-            f"graph file {str(graph_path)!r} cannot be read: {exc}", "its graph cannot be read"
-        ) from exc
-    _check_digest(manifest, graph_path, hashlib.sha256(graph).hexdigest())
-    return manifest, graph
+def read_model(model_dir: Path, variant: str | None = None) -> tuple[Manifest, GraphSpec, bytes]:
+    """The manifest, the graph to load (``variant``, default the manifest's ``graph``) and
+    its bytes, checked against its checksum: the caller loads exactly the bytes that were
+    verified (a file replaced in between cannot slip in). The other graphs' checksums are
+    checked too, so a directory with any broken graph is refused whichever one is asked."""
+    manifest = _checked_manifest(model_dir)
+    chosen = manifest.graph if variant is None else graph_named(manifest, variant)
+    data = b""
+    for graph in manifest.graphs:
+        path = model_dir / graph.file
+        try:
+            if graph is chosen:
+                data = path.read_bytes()
+                actual = hashlib.sha256(data).hexdigest()
+            else:
+                actual = sha256_file(path)
+        except OSError as exc:
+            raise _unreadable(path, exc) from exc
+        _check_digest(graph, path, actual)
+    return manifest, chosen, data
 
 
-def _checked_manifest(model_dir: Path) -> tuple[Manifest, Path]:
+def graph_named(manifest: Manifest, variant: str) -> GraphSpec:
+    """The graph whose variant is ``variant``; ModelError naming the known ones otherwise."""
+    for graph in manifest.graphs:
+        if graph.variant == variant:
+            return graph
+    known = ", ".join(g.variant for g in manifest.graphs if g.variant) or "none"
+    raise ModelError(f"the model has no graph variant {variant!r} (it has: {known})")
+
+
+def _unreadable(path: Path, exc: OSError) -> ModelError:
+    return ModelError(f"graph file {str(path)!r} cannot be read: {exc}", "its graph cannot be read")
+
+
+def _checked_manifest(model_dir: Path) -> Manifest:
     if not model_dir.is_dir():
         raise ModelError(f"model directory {str(model_dir)!r} does not exist", NOT_A_MODEL)
     manifest_path = model_dir / MANIFEST_FILE
@@ -194,21 +303,22 @@ def _checked_manifest(model_dir: Path) -> tuple[Manifest, Path]:
             f"{str(manifest_path)!r} is not a valid manifest: {problems}",
             f"its manifest is not valid: {problems}",
         ) from exc
-    graph_path = model_dir / manifest.graph.file
-    if not graph_path.is_file():
-        raise ModelError(
-            f"graph file {str(graph_path)!r} named by the manifest is missing",
-            "the graph file its manifest names is missing",
-        )
-    return manifest, graph_path
+    for graph in manifest.graphs:
+        graph_path = model_dir / graph.file
+        if not graph_path.is_file():
+            raise ModelError(
+                f"graph file {str(graph_path)!r} named by the manifest is missing",
+                "the graph file its manifest names is missing",
+            )
+    return manifest
 
 
-def _check_digest(manifest: Manifest, graph_path: Path, actual: str) -> None:
-    if actual != manifest.graph.sha256:
+def _check_digest(graph: GraphSpec, graph_path: Path, actual: str) -> None:
+    if actual != graph.sha256:
         raise ModelError(
             f"checksum mismatch for {str(graph_path)!r}: manifest says "
-            f"{manifest.graph.sha256}, file has {actual}",
-            f"checksum mismatch: the manifest says {manifest.graph.sha256}, the graph has {actual}",
+            f"{graph.sha256}, file has {actual}",
+            f"checksum mismatch: the manifest says {graph.sha256}, the graph has {actual}",
         )
 
 

@@ -48,11 +48,11 @@ async def switch_model(request: Request) -> Response:
         except ValueError as exc:
             return http_error(400, "bad_request", str(exc))
     try:
-        manifest = await service.switch_model(target)
+        await service.switch_model(target)
     except ModelError as exc:
         log.warning("model switch refused: %s", exc)
         return http_error(422, "bad_model", f"{exc.public}; still serving the previous model")
-    return JSONResponse({"model": manifest.public()})
+    return JSONResponse({"model": service.model_public()})
 
 
 def _model_dir_from(body: bytearray) -> Path:

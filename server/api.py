@@ -98,7 +98,7 @@ async def model_info(request: Request) -> Response:
     service = service_of(request)
     if not authorized(request, service):
         return http_error(401, "unauthorized", "a valid access token is required")
-    return JSONResponse(service.manifest.public())
+    return JSONResponse(service.model_public())
 
 
 async def healthz(request: Request) -> Response:

@@ -59,6 +59,13 @@ class Metrics:
             ["layout"],
             registry=r,
         )
+        self.batch_size = Histogram(
+            "emostream_batch_size",
+            "Segments per model run (more than one: equal-length segments batched, "
+            "EMOSTREAM_BATCH_MAX).",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=r,
+        )
         self.partials_computed = Counter(
             "emostream_partials_computed", "Partial results computed and sent.", registry=r
         )

@@ -31,10 +31,12 @@ async def classify_segment(
     client: str = "",
     stream: str = "",
     quality: bool = False,
+    may_run_lone: bool = True,
 ) -> tuple[SegmentOutcome, Error | None]:
     """The outcome of one segment; an inference fault also yields an ``internal`` error.
 
-    With ``quality`` the result carries the signal measures, warnings and ``uncertain``."""
+    With ``quality`` the result carries the signal measures, warnings and ``uncertain``.
+    ``may_run_lone``: as for ``InferencePool.classify``."""
     if segment.too_short:
         return _skip(pool, index, segment, "too_short"), None
     try:
@@ -44,6 +46,7 @@ async def classify_segment(
             client=client,
             stream=stream,
             measure=measurer(segment.audio, segment.voiced_samples) if quality else None,
+            may_run_lone=may_run_lone,
         )
     except Overloaded:
         return _skip(pool, index, segment, "overloaded"), None

@@ -17,6 +17,14 @@ on the ``lone`` classifier, an ONNX Runtime session with more intra-op threads, 
 one is configured; otherwise each worker uses one ``shared`` session thread. A job that
 arrives while a lone run is in progress starts at once on the shared session (the cores
 are briefly oversubscribed) rather than waiting for it.
+
+Batching (``batch_max`` > 1, ``EMOSTREAM_BATCH_MAX``): a worker that takes a ``final`` or
+``upload`` job also takes, up to ``batch_max`` in all, other waiting jobs of that class whose
+audio has exactly the same number of samples, in the same round-robin order (only the job
+at the head of each stream, so a stream's segments still run in order), and runs them in one
+``predict_batch`` call. Unequal lengths are never padded together (wav2vec2 has no attention
+mask). Each job keeps its own result, quality, deadline and metrics; a failed call fails
+each of its jobs. Provisional work is never batched: its worker limit counts runs.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
-from classifier.inference import Audio, Classifier, Scores
+from classifier.inference import Audio, BatchClassifier, Classifier, Scores
 from classifier.model import Manifest
 from server.metrics import Metrics
 from server.quality import SignalQuality
@@ -66,6 +74,13 @@ class _Job:
     abandoned: bool = False  # its caller gave up while it ran
     on_start: Callable[[], None] | None = None
     measure: Callable[[], SignalQuality] | None = None
+    may_run_lone: bool = True
+
+
+def _failure_like(exc: InferenceFailed) -> InferenceFailed:
+    copy = InferenceFailed(*exc.args)
+    copy.__cause__ = exc.__cause__
+    return copy
 
 
 class _FairQueue:
@@ -113,6 +128,28 @@ class _FairQueue:
         else:
             del self._clients[client]
 
+    def take_alike(self, size: int, limit: int) -> list[_Job]:
+        """Up to ``limit`` jobs whose audio has exactly ``size`` samples, each the head of its
+        stream, in round-robin order: each take moves its client and stream to the back, as
+        ``pop`` does."""
+        taken: list[_Job] = []
+        while len(taken) < limit:
+            found = next(
+                (
+                    (client, streams, stream, jobs)
+                    for client, streams in self._clients.items()
+                    for stream, jobs in streams.items()
+                    if jobs[0].audio.size == size
+                ),
+                None,
+            )
+            if found is None:
+                break
+            client, streams, stream, jobs = found
+            taken.append(jobs.popleft())
+            self._served(client, streams, stream, jobs)
+        return taken
+
     def count(self, client: str) -> int:
         return sum(len(jobs) for jobs in self._clients.get(client, {}).values())
 
@@ -145,7 +182,10 @@ class InferencePool:
         queue_timeout_s: float,
         metrics: Metrics,
         lone: Classifier | None = None,
+        batch_max: int = 1,
     ) -> None:
+        if batch_max < 1:
+            raise ValueError(f"batch_max must be at least 1, got {batch_max}")
         self._classifier = classifier
         self._lone = lone
         self._workers = workers
@@ -157,6 +197,8 @@ class InferencePool:
         self._queues = [_FairQueue() for _ in PRIORITIES]
         self._running = [0] * len(PRIORITIES)
         self._abandoned = [0] * len(PRIORITIES)
+        self._busy = 0  # workers running a model call (one call may carry several jobs)
+        self._batch_max = batch_max
         self._seq = 0
         self._closed = False
 
@@ -187,6 +229,11 @@ class InferencePool:
         return sum(q.size for q in self._queues)
 
     @property
+    def idle(self) -> bool:
+        """Nothing runs and nothing waits."""
+        return self._busy == 0 and self.waiting == 0
+
+    @property
     def _admitted(self) -> int:
         # Provisional work that is running holds a worker but no place: it cannot be
         # displaced, so counting it would let a partial cost a final its place.
@@ -206,6 +253,7 @@ class InferencePool:
         stream: str = "",
         on_start: Callable[[], None] | None = None,
         measure: Callable[[], SignalQuality] | None = None,
+        may_run_lone: bool = True,
     ) -> Prediction:
         """Classify ``audio`` as work of ``priority`` for ``stream`` of ``client`` (an address).
 
@@ -213,6 +261,8 @@ class InferencePool:
         fails. Cancelling the call gives up the job's place if it has not started.
         ``on_start`` is called (on the event loop) when a worker takes the job;
         ``measure``, on the worker after the model run, gives the prediction's quality.
+        ``may_run_lone=False`` keeps the job on the shared session even when it runs alone
+        (its caller is about to send siblings that will run beside it).
         """
         if priority not in PRIORITIES:
             raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, got {priority!r}")
@@ -228,6 +278,7 @@ class InferencePool:
             loop.create_future(),
             on_start=on_start,
             measure=measure,
+            may_run_lone=may_run_lone,
         )
         self._admit(job)
         self._dispatch()
@@ -276,30 +327,57 @@ class InferencePool:
         return victim if held >= mine + 2 else None
 
     def _dispatch(self) -> None:
-        while sum(self._running) < self._workers:
+        while self._busy < self._workers:
             job = self._next_job()
             if job is None:
                 break
-            waited_s = time.monotonic() - job.admitted_at
-            self._metrics.queue_wait_seconds.observe(waited_s)
-            if waited_s > self._queue_timeout_s:
-                self._drop(PRIORITIES[job.rank], "deadline")
-                job.future.set_exception(
-                    Overloaded(f"segment waited {waited_s:.2f} s for a worker")
-                )
+            if not self._in_time(job):
                 continue
-            alone = sum(self._running) == 0 and self.waiting == 0
+            alone = self.idle and job.may_run_lone
             classifier = self._lone if alone and self._lone is not None else self._classifier
+            jobs = [job, *self._companions(job, classifier)]
             self._metrics.layout_runs.labels(
                 layout="lone" if classifier is self._lone else "shared"
             ).inc()
-            self._running[job.rank] += 1
-            job.running = True
-            if job.on_start is not None:
-                job.on_start()
-            future = self._executor.submit(self._run, classifier, job.audio, job.measure)
-            future.add_done_callback(self._on_done(job))
+            self._metrics.batch_size.observe(len(jobs))
+            self._busy += 1
+            for each in jobs:
+                self._running[each.rank] += 1
+                each.running = True
+                if each.on_start is not None:
+                    each.on_start()
+            future = self._executor.submit(self._run, classifier, jobs)
+            future.add_done_callback(self._on_done(jobs))
         self._publish_depth()
+
+    def _in_time(self, job: _Job) -> bool:
+        """Whether ``job`` (just taken from its queue) may still run; fails it if not."""
+        waited_s = time.monotonic() - job.admitted_at
+        self._metrics.queue_wait_seconds.observe(waited_s)
+        if waited_s <= self._queue_timeout_s:
+            return True
+        self._drop(PRIORITIES[job.rank], "deadline")
+        job.future.set_exception(Overloaded(f"segment waited {waited_s:.2f} s for a worker"))
+        return False
+
+    def _companions(self, first: _Job, classifier: Classifier) -> list[_Job]:
+        """Waiting jobs of ``first``'s class and exact length to run in its call."""
+        if (
+            self._batch_max == 1
+            or PRIORITIES[first.rank] == "provisional"
+            or not isinstance(classifier, BatchClassifier)
+            # a graph whose batch axis is fixed at 1 would run them one after another
+            or not getattr(classifier, "batching", True)
+        ):
+            return []
+        queue = self._queues[first.rank]
+        companions: list[_Job] = []
+        while len(companions) < self._batch_max - 1:
+            taken = queue.take_alike(first.audio.size, self._batch_max - 1 - len(companions))
+            if not taken:
+                break
+            companions += [j for j in taken if not j.future.done() and self._in_time(j)]
+        return companions
 
     def _next_job(self) -> _Job | None:
         for rank, queue in enumerate(self._queues):
@@ -314,42 +392,69 @@ class InferencePool:
             return job
         return None
 
-    def _on_done(self, job: _Job) -> Callable[[Future[Prediction]], None]:
-        loop = job.future.get_loop()
+    def _on_done(self, jobs: list[_Job]) -> Callable[[Future[list[Prediction | Exception]]], None]:
+        loop = jobs[0].future.get_loop()
 
-        def done(future: Future[Prediction]) -> None:  # on the worker thread
-            loop.call_soon_threadsafe(self._finished, job, future)
+        def done(future: Future[list[Prediction | Exception]]) -> None:  # on the worker thread
+            loop.call_soon_threadsafe(self._finished, jobs, future)
 
         return done
 
-    def _finished(self, job: _Job, future: Future[Prediction]) -> None:
-        self._running[job.rank] -= 1
-        if job.abandoned:
-            self._abandoned[job.rank] -= 1
-        if not job.future.done():
-            exc = future.exception()
-            if exc is None:
-                job.future.set_result(future.result())
+    def _finished(self, jobs: list[_Job], future: Future[list[Prediction | Exception]]) -> None:
+        self._busy -= 1
+        failure = future.exception()
+        outcomes: list[Prediction | BaseException] = (
+            [failure] * len(jobs) if failure is not None else list(future.result())
+        )
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            self._running[job.rank] -= 1
+            if job.abandoned:
+                self._abandoned[job.rank] -= 1
+            if job.future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                job.future.set_exception(outcome)
             else:
-                job.future.set_exception(exc)
+                job.future.set_result(outcome)
         self._dispatch()
 
-    def _run(
-        self,
-        classifier: Classifier,
-        audio: Audio,
-        measure: Callable[[], SignalQuality] | None,
-    ) -> Prediction:
-        with self._metrics.in_progress.track_inprogress(), self._metrics.inference_seconds.time():
-            try:
-                scores = classifier.predict(audio)
-            except Exception as exc:  # any fault of the model run is reported for this job only
-                raise InferenceFailed(f"{type(exc).__name__}: {exc}") from exc
+    def _run(self, classifier: Classifier, jobs: list[_Job]) -> list[Prediction | Exception]:
+        """One model call for ``jobs``; each job's prediction, or the error that failed it."""
+        n = len(jobs)
+        self._metrics.in_progress.inc(n)
+        start = time.perf_counter()
         try:
-            quality = measure() if measure is not None else None
-        except ValueError as exc:
-            raise InferenceFailed(f"signal measures failed: {exc}") from exc
-        return Prediction(scores, classifier.manifest, quality)
+            all_scores = self._predict(classifier, [job.audio for job in jobs])
+        except InferenceFailed as exc:
+            return [_failure_like(exc) for _ in jobs]  # one each: awaiters add tracebacks
+        finally:
+            self._metrics.in_progress.dec(n)
+            # Each segment's share of the call, so the histogram's sum stays model time.
+            share = (time.perf_counter() - start) / n
+            for _ in range(n):
+                self._metrics.inference_seconds.observe(share)
+        outcomes: list[Prediction | Exception] = []
+        for job, scores in zip(jobs, all_scores, strict=True):
+            try:
+                quality = job.measure() if job.measure is not None else None
+            except ValueError as exc:
+                outcomes.append(InferenceFailed(f"signal measures failed: {exc}"))
+                continue
+            outcomes.append(Prediction(scores, classifier.manifest, quality))
+        return outcomes
+
+    @staticmethod
+    def _predict(classifier: Classifier, audios: list[Audio]) -> list[Scores]:
+        try:
+            if len(audios) == 1:
+                return [classifier.predict(audios[0])]
+            assert isinstance(classifier, BatchClassifier)
+            scores = classifier.predict_batch(audios)
+        except Exception as exc:  # any fault of the model run is reported for its jobs only
+            raise InferenceFailed(f"{type(exc).__name__}: {exc}") from exc
+        if len(scores) != len(audios):
+            raise InferenceFailed(f"predict_batch gave {len(scores)} results for {len(audios)}")
+        return scores
 
     def _drop(self, priority: Priority, reason: str) -> None:
         self._metrics.pool_dropped.labels(priority=priority, reason=reason).inc()

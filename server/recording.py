@@ -25,6 +25,7 @@ from server.outcome import classify_segment, summarize
 from server.protocol import CHANNEL_MODES, ChannelMode, SegmentOutcome, outcome_body
 from server.service import Service
 from server.upload import Data
+from server.upload_layout import plan
 
 _SEGMENTER_BLOCK_SAMPLES = 10 * PIPELINE_RATE_HZ
 
@@ -101,12 +102,24 @@ async def classify_recording(
     if channels == "mix":
         segments = await _segment(service, tracks.pop())
         return Recording(duration_ms, await _classify(service, segments, client, quality))
-    outcomes: list[SegmentOutcome] = []
+    per_channel: list[list[vad.Segment]] = []
     for channel in range(len(tracks)):
-        segments = await _segment(service, tracks[channel])
+        per_channel.append(await _segment(service, tracks[channel]))
         tracks[channel] = tracks[channel][:0]  # release the channel's audio
-        found = await _classify(service, segments, client, quality)
-        outcomes += [dataclasses.replace(o, channel=channel) for o in found]
+    # Every channel's segments in one plan: the second channel's need not wait for the
+    # first's to be classified. Each channel numbers its own segments from 0.
+    found = await _classify(
+        service,
+        [segment for segments in per_channel for segment in segments],
+        client,
+        quality,
+        [index for segments in per_channel for index in range(len(segments))],
+    )
+    channel_of = [channel for channel, segments in enumerate(per_channel) for _ in segments]
+    outcomes = [
+        dataclasses.replace(o, channel=channel)
+        for o, channel in zip(found, channel_of, strict=True)
+    ]
     outcomes.sort(key=lambda o: (o.start_ms, o.channel or 0))
     return Recording(duration_ms, outcomes, channels=len(tracks))
 
@@ -147,11 +160,22 @@ async def _segment(service: Service, audio: npt.NDArray[np.float32]) -> list[vad
 
 
 async def _classify(
-    service: Service, segments: list[vad.Segment], client: str, quality: bool = False
+    service: Service,
+    segments: list[vad.Segment],
+    client: str,
+    quality: bool = False,
+    indexes: list[int] | None = None,
 ) -> list[SegmentOutcome]:
-    # At most one segment per worker in flight, at the pool's upload priority (after live
-    # segments), so one upload cannot crowd out live streams.
-    gate = asyncio.Semaphore(service.settings.workers)
+    """The outcomes of ``segments``, in order; ``indexes``: their numbers (default 0, 1 …)."""
+    # At the pool's upload priority (after live segments), at most one segment per worker
+    # in flight, so one upload cannot crowd out live streams. On an idle pool the segments
+    # run in the layout that ends sooner (server/upload_layout.py): one after another on
+    # the lone session, or side by side on the shared one; never the first on the lone
+    # session while the next runs beside it on the same cores.
+    lengths = [s.end_sample - s.start_sample for s in segments if not s.too_short]
+    layout = plan(lengths, service.layout_cost) if service.pool.idle else "parallel"
+    gate = asyncio.Semaphore(1 if layout == "serial" else service.settings.workers)
+    may_run_lone = layout == "serial" or len(lengths) < 2
     upload = f"upload-{uuid.uuid4().hex[:16]}"
 
     async def one(index: int, segment: vad.Segment) -> SegmentOutcome:
@@ -165,7 +189,9 @@ async def _classify(
                 client=client,
                 stream=upload,
                 quality=quality,
+                may_run_lone=may_run_lone,
             )
         return outcome
 
-    return list(await asyncio.gather(*(one(i, s) for i, s in enumerate(segments))))
+    numbers = indexes if indexes is not None else list(range(len(segments)))
+    return list(await asyncio.gather(*(one(i, s) for i, s in zip(numbers, segments, strict=True))))

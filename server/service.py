@@ -7,20 +7,24 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import vad
 from classifier.inference import Classifier, OnnxClassifier, ThreadOptions
-from classifier.model import Manifest
+from classifier.model import Manifest, ModelError, read_manifest
+from classifier.selection import Selection, Timer, probe_timer, select_graph
 from server.access import ConnectionLimiter
 from server.metrics import Metrics
 from server.pool import InferencePool
 from server.settings import Settings
+from server.upload_layout import LayoutCost, measure_layout
 from server.upload_slots import UploadSlots
 
 log = logging.getLogger(__name__)
 
 ClassifierLoader = Callable[[Path], Classifier]
+# The timer for a model directory's graphs under given session options (tests stub it).
+TimerFactory = Callable[[Path, ThreadOptions], Timer]
 
 
 class Drainable(Protocol):
@@ -32,7 +36,12 @@ class Drainable(Protocol):
 class Service:
     """Created with the app; ``start`` loads the model in the lifespan, ``stop`` releases it."""
 
-    def __init__(self, settings: Settings, loader: ClassifierLoader | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        loader: ClassifierLoader | None = None,
+        timer: TimerFactory | None = None,
+    ) -> None:
         self.settings = settings
         self.metrics = Metrics()
         self.limiter = ConnectionLimiter(settings.max_connections, settings.max_connections_per_ip)
@@ -41,32 +50,68 @@ class Service:
         self.decoder = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
         self.sessions: set[Drainable] = set()
         self.draining = False
-        self._loader = loader or self._load_onnx
-        self._custom_loader = loader is not None
+        self._loader = loader
+        self._timer = timer
         self._pool: InferencePool | None = None
+        # Which graph the pool's classifiers run and why (None: a test's own loader).
+        self._selection: Selection | None = None
         self._swap_lock = asyncio.Lock()
         self.segmenter_config = settings.segmenter_config()
         # Silero streams' frames, batched across streams (None: webrtcvad, or batching off).
         self.vad_batcher: vad.SileroBatcher | None = None
+        # The lone session's speedup, measured at load, for planning uploads (None: no lone).
+        self.layout_cost: LayoutCost | None = None
 
-    def _load_onnx(self, model_dir: Path) -> Classifier:
-        return self._onnx(model_dir, self.settings.intra_op_threads)
-
-    def _onnx(self, model_dir: Path, intra_op_threads: int) -> Classifier:
-        threads = ThreadOptions(
+    def _threads(self, intra_op_threads: int) -> ThreadOptions:
+        return ThreadOptions(
             intra_op_threads=intra_op_threads, graph_optimization=self.settings.graph_optimization
         )
-        return OnnxClassifier(model_dir, threads)
 
-    def _load(self, model_dir: Path) -> tuple[Classifier, Classifier | None]:
-        """The shared classifier and, for the adaptive layout, the one for a lone segment.
+    def _load(self, model_dir: Path) -> tuple[Classifier, Classifier | None, Selection | None]:
+        """The shared classifier, for the adaptive layout the one for a lone segment (same
+        graph, more threads), and which graph they run and why (EMOSTREAM_GRAPH).
 
-        A test loader gets no lone session: it has no thread settings."""
-        shared = self._loader(model_dir)
+        A test loader gets no lone session and no selection: it has no thread settings."""
+        if self._loader is not None:
+            self.layout_cost = None
+            return self._loader(model_dir), None, None
+        shared_threads = self._threads(self.settings.intra_op_threads)
+        selection = select_graph(
+            read_manifest(model_dir),
+            self.settings.graph,
+            (self._timer or probe_timer)(model_dir, shared_threads),
+        )
+        # The named variant (the manifest's own graph may have none).
+        variant = selection.graph.variant or None
+        shared = OnnxClassifier(model_dir, shared_threads, variant)
+        if shared.graph.sha256 != selection.graph.sha256:
+            raise ModelError(
+                f"the model directory {str(model_dir)!r} changed while it was loaded",
+                "the model directory changed while it was loaded",
+            )
+        log.info(
+            "graph %s (%s): %s%s",
+            selection.name,
+            selection.by,
+            selection.reason,
+            "; median ms per probe: "
+            + ", ".join(f"{name} {ms:.1f}" for name, ms in selection.median_ms.items())
+            if selection.median_ms
+            else "",
+        )
         lone_threads = self.settings.lone_intra_op_threads
-        if self._custom_loader or lone_threads <= self.settings.intra_op_threads:
-            return shared, None
-        return shared, self._onnx(model_dir, lone_threads)
+        if lone_threads <= self.settings.intra_op_threads:
+            self.layout_cost = None
+            return shared, None, selection
+        lone = OnnxClassifier(model_dir, self._threads(lone_threads), variant)
+        self.layout_cost = measure_layout(shared, lone, self.settings.workers)
+        log.info(
+            "lone session (%d threads) runs a segment %.2f times as fast as one of %d workers",
+            lone_threads,
+            self.layout_cost.speedup,
+            self.settings.workers,
+        )
+        return shared, lone, selection
 
     @property
     def pool(self) -> InferencePool:
@@ -83,6 +128,17 @@ class Service:
     def manifest(self) -> Manifest:
         return self.pool.classifier.manifest
 
+    @property
+    def selection(self) -> Selection | None:
+        return self._selection
+
+    def model_public(self) -> dict[str, Any]:
+        """``GET /v1/model``'s answer: the public manifest, with the graph that runs and why."""
+        selection = self._selection
+        if selection is None:
+            return self.manifest.public()
+        return self.manifest.public(selection.graph, selection.public())
+
     def new_detector(self) -> vad.Detector:
         """A fresh voice detector for one stream (Silero: state on the shared session)."""
         return vad.make_detector(self.segmenter_config, self.settings.vad_model_path)
@@ -98,7 +154,7 @@ class Service:
             self.vad_batcher = vad.SileroBatcher(
                 detector.model, self.settings.vad_batch, on_batch=self._on_vad_batch
             )
-        classifier, lone = self._load(self.settings.model_dir)
+        classifier, lone, self._selection = self._load(self.settings.model_dir)
         self._pool = InferencePool(
             classifier,
             lone=lone,
@@ -106,6 +162,7 @@ class Service:
             queue_size=self.settings.queue_size,
             queue_timeout_s=self.settings.queue_timeout_ms / 1000,
             metrics=self.metrics,
+            batch_max=self.settings.batch_max,
         )
         self.metrics.set_model(classifier.manifest.name, classifier.manifest.version)
         log.info(
@@ -132,11 +189,12 @@ class Service:
         target = model_dir or self.settings.model_dir
         async with self._swap_lock:
             try:
-                classifier, lone = await asyncio.to_thread(self._load, target)
+                classifier, lone, selection = await asyncio.to_thread(self._load, target)
             except ValueError:
                 self.metrics.model_swaps.labels(outcome="refused").inc()
                 raise
             old = self.pool.swap(classifier, lone)
+            self._selection = selection
         self.metrics.model_swaps.labels(outcome="switched").inc()
         self.metrics.set_model(classifier.manifest.name, classifier.manifest.version)
         log.info(

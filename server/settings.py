@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, create_model, field_validator, model_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 import vad
+from classifier.model import VARIANT_PATTERN
 
 BUNDLED_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
 
@@ -80,8 +81,14 @@ class Settings(_VadSettings):
     intra_op_threads: int = Field(default=1, ge=1, le=64)
     lone_intra_op_threads: int = Field(default=2, ge=0, le=64)
     graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
+    # Which of the model directory's graphs runs: auto, default or a variant name
+    # (classifier/selection.py, docs/deployment.md).
+    graph: str = Field(default="auto", pattern=VARIANT_PATTERN)
     queue_size: int = Field(default=64, ge=0, le=10_000)
     queue_timeout_ms: int = Field(default=2000, ge=1, le=60_000)
+    # Up to this many waiting segments of one class and exactly equal length share one model
+    # call (server/pool.py); 1: every segment runs alone.
+    batch_max: int = Field(default=1, ge=1, le=64)
     max_pending_segments: int = Field(default=4, ge=1, le=1000)
 
     # Segmentation: the VAD_SETTINGS fields (from _VadSettings), and these.

@@ -54,3 +54,15 @@ def tiny_model_dir_b(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("models") / "tiny-fp32"
     build_tiny_model_dir(out, seed=1, precision="fp32", name="tiny-test-b")
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_alternatives_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model (``convmm``) with two real alternative graphs, ``convmm-u8u8`` and
+    ``convmm-perchannel``, and one, ``convmm-reduce-range``, recorded below 0.99 agreement."""
+    from tests.alternatives import build_tiny_alternatives_dir
+
+    out = tmp_path_factory.mktemp("models") / "tiny-alternatives"
+    return build_tiny_alternatives_dir(
+        out, {"convmm-u8u8": 0.995, "convmm-perchannel": 1.0, "convmm-reduce-range": 0.97}
+    )

@@ -270,6 +270,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _release_arguments(p: argparse.ArgumentParser) -> None:
     from training.models.quantization import (
+        ALTERNATIVE_QUANTIZATIONS,
         DEFAULT_QUANTIZATION,
         FALLBACK_QUANTIZATION,
         MIN_INT8_AGREEMENT,
@@ -293,6 +294,16 @@ def _release_arguments(p: argparse.ArgumentParser) -> None:
         f"the {FALLBACK_QUANTIZATION!r} recipe (default {MIN_INT8_AGREEMENT})",
     )
     p.add_argument(
+        "--alternatives",
+        type=_alternatives,
+        default=(),
+        metavar="RECIPES",
+        help="int8 recipes (comma-separated, or all: "
+        f"{','.join(ALTERNATIVE_QUANTIZATIONS)}) whose graphs are written beside the served "
+        "one for the server to measure on its CPU (EMOSTREAM_GRAPH); one below "
+        "--min-int8-agreement is left out (default: none)",
+    )
+    p.add_argument(
         "--eval",
         type=Path,
         help="split manifest: evaluate the export and measure int8 vs fp32 on it",
@@ -308,6 +319,21 @@ def _release_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="model name shown to users (default: the source's name)")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out directory")
     p.add_argument("--no-progress", action="store_true")
+
+
+def _alternatives(value: str) -> tuple[str, ...]:
+    from training.models.quantization import ALTERNATIVE_QUANTIZATIONS, QUANTIZATIONS
+
+    if value.strip() == "all":
+        return ALTERNATIVE_QUANTIZATIONS
+    names = tuple(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
+    unknown = sorted(set(names) - set(QUANTIZATIONS))
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown recipe(s) {unknown or [value]}; expected all or some of "
+            f"{', '.join(sorted(QUANTIZATIONS))}"
+        )
+    return names
 
 
 def _add_export(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -348,6 +374,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         precision=args.precision,
         quantization=args.quantize,
         min_int8_agreement=args.min_int8_agreement,
+        alternatives=args.alternatives,
         eval_data=args.eval,
         eval_split=args.eval_split,
         name=args.name,
@@ -364,6 +391,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     precision = manifest.graph.precision
     print(f"wrote {released.out_dir}: {manifest.name} version {manifest.version} ({precision})")
     print(f"  labels: {', '.join(manifest.labels)}")
+    for graph in manifest.alternatives:
+        print(f"  alternative {graph.variant}: agreement with fp32 {graph.agreement:.4f}")
     _print_json({k: v for k, v in manifest.metrics.items() if k not in ("eval_data",)})
     return 0
 

@@ -176,6 +176,17 @@ function drawChart() {
 function drawLanes() {
   const view = chart ? chart.window : { startMs: 0, endMs: state.timelineEndMs() };
   renderLanes(els.lanes, state.results, view.startMs, view.endMs);
+  alignLanes();
+}
+
+// Each lane's track spans exactly the chart's plot area, so a block sits under its points.
+function alignLanes() {
+  if (!chart || els.chart.hidden || els.lanes.hidden) return;
+  const plot = chart.plotRect();
+  const lanes = els.lanes.getBoundingClientRect();
+  if (plot.width <= 0 || lanes.width <= 0) return;
+  els.lanes.style.setProperty("--lane-name-width", `${Math.max(0, plot.left - lanes.left)}px`);
+  els.lanes.style.setProperty("--lane-track-width", `${plot.width}px`);
 }
 
 function render() {
@@ -396,6 +407,7 @@ function showDemoNotice(manifest) {
 async function loadChart() {
   try {
     chart = await ScoreChart.load(els.chart, { labels: state.results.labels, colourOf: (label) => colourOf(label, state.results.labels), onUserMove: (follow) => ((els.follow.checked = follow), drawLanes()) });
+    new ResizeObserver(alignLanes).observe(els.chart);
   } catch (error) {
     els.chartMissing.hidden = false;
     els.chart.hidden = true;

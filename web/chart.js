@@ -109,6 +109,11 @@ export class ScoreChart {
     if (this.plot && Math.abs(this.plot.width - width) > 1) this.plot.setSize({ width, height: 220 });
   }
 
+  // Where the plot area (inside the axes) lies on the page, so that other timelines can line up.
+  plotRect() {
+    return this.plot.over.getBoundingClientRect();
+  }
+
   // Dragging across the chart zooms to the dragged span and stops following the live edge.
   selected(u) {
     const { left, width } = u.select;

@@ -75,6 +75,34 @@ def test_quantization(tmp_path: Path, work_dir: Path) -> None:
         assert set(row["ms_by_level"]) == {"disable", "basic", "extended", "all"}
 
 
+def test_graph_variants(tmp_path: Path, work_dir: Path) -> None:
+    data = run_quick("graph_variants", tmp_path, work_dir)
+    rows = {row["variant"]: row for row in data["rows"]}
+    assert list(rows) == [
+        "int8-convmm",
+        "int8-convmm-u8u8",
+        "int8-convmm-reduce-range",
+        "int8-convmm-perchannel",
+        "int8-convmm-static",
+    ]
+    for row in rows.values():
+        assert set(row["ms_by_threads"]) == {"1", "2"}
+        assert row["ms_by_threads"]["1"]["median"] > 0
+        assert 0.0 <= row["agreement_vs_fp32"]["top1_agreement"] <= 1.0
+    for name, row in rows.items():  # dynamic: MatMulInteger; static: QDQ pairs
+        quantized_op = "QuantizeLinear" if name.endswith("static") else "MatMulInteger"
+        assert quantized_op in row["graph"]["ops"], name
+    assert len({row["sha256"] for row in rows.values()}) == 5  # five recipes, five graphs
+    for threads in ("1", "2"):
+        picks = data["auto_pick_by_threads"][threads]
+        for pick in picks.values():
+            assert pick["variant"] in rows
+            assert pick["by"] == "measured"
+        fastest = min(rows, key=lambda v: rows[v]["ms_by_threads"][threads]["median"])
+        chosen = rows[picks["speed_only"]["variant"]]["ms_by_threads"][threads]["median"]
+        assert chosen <= rows[fastest]["ms_by_threads"][threads]["median"] * 1.03
+
+
 def test_layout(tmp_path: Path, work_dir: Path) -> None:
     data = run_quick("layout", tmp_path, work_dir)
     layouts = {(r["workers"], r["intra_op_threads"]) for r in data["summary"]}
@@ -134,6 +162,51 @@ def test_live_capacity(tmp_path: Path, work_dir: Path) -> None:
         assert on["partials_received"] == on["partials_computed"]
         assert on["partials_computed"] + sum(on["partials_dropped"].values()) > 0
         assert partials["one_speaker_first_label_s"]["n"] > 0
+
+
+def test_upload_stages(tmp_path: Path, work_dir: Path) -> None:
+    data = run_quick("upload_stages", tmp_path, work_dir)
+    (result,) = data["results"]
+    assert result["clip"] == "paused" and result["model"] == "bundled"
+    assert len(result["segments"]) == 2
+    stages = result["stages"]
+    for stage in ("decode (+ resample)", "segmentation (VAD + segmenter)", "JSON render"):
+        assert stages[stage]["calls"] >= 1
+    assert stages["  VAD model (Silero)"]["calls"] > 50  # one call per 32 ms frame
+    runs = sum(v["calls"] for k, v in stages.items() if k.startswith("model, "))
+    assert runs == 2
+    assert result["layout_cost"]["speedup"] > 0
+
+
+def test_core_scaling(tmp_path: Path, work_dir: Path) -> None:
+    # Two processes behind Caddy on two cores where the machine has them, else one on one.
+    two = len(os.sched_getaffinity(0)) >= 2
+    extra = ["--cores", "2", "--processes", "2"] if two else []
+    data = run_quick("core_scaling", tmp_path, work_dir, *extra)
+    (row,) = data["rows"]
+    assert row["cores"] == len(row["server_cpus"]) == (2 if two else 1)
+    assert row["caddy"] is two and row["processes"] == (2 if two else 1)
+    assert row["client_cpus"] and isinstance(row["clients_share_server_cpus"], bool)
+    assert [r["k"] for r in row["runs"]] == [1, 2]
+    assert row["max_k_passing"] >= 1  # one tiny-model speaker always fits
+    assert row["speakers_per_core"] == row["max_k_passing"] / row["cores"]
+    assert row["offline"]["speech_s_per_s"] > 0
+    assert row["serving_efficiency"] == pytest.approx(
+        row["speech_s_per_s_at_capacity"] / row["offline"]["speech_s_per_s"]
+    )
+
+
+def test_live_loop(tmp_path: Path, work_dir: Path) -> None:
+    data = run_quick("live_loop", tmp_path, work_dir)
+    rows = data["rows"]
+    assert [r["streams"] for r in rows] == [1, 2]
+    for row in rows:
+        assert row["clients"]["errors"] == []
+        assert row["clients"]["results"] >= row["streams"]  # every speaker got a label
+        assert row["loop_cpu_s"] > 0 and row["loop_ms_per_audio_s_per_stream"] > 0
+        shares = row["profiled_shares"]
+        assert sum(shares.values()) == pytest.approx(1.0)
+        assert shares["Silero model calls (ONNX Runtime)"] > 0
 
 
 def test_memory(tmp_path: Path, work_dir: Path) -> None:
@@ -340,3 +413,34 @@ def test_every_script_explains_its_options(script: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "usage:" in result.stdout
+
+
+def test_batching(tmp_path: Path, work_dir: Path) -> None:
+    data = run_quick("batching", tmp_path, work_dir)
+    assert [m["model"] for m in data["models"]] == ["base-int8", "bundled"]
+    assert data["machine_kind"] == data["machine"]["cpu_kind"]
+    for model in data["models"]:
+        assert model["batch_axis"] is True
+        cases = {(r["layout"], r["segments"], r["intra_op_threads"]) for r in model["rows"]}
+        for b in (1, 2, 4, 8):
+            assert {("separate calls", b, 1), ("separate calls", b, 2)} <= cases
+        for b in (2, 4, 8):
+            assert {("one call", b, 1), ("one call", b, 2)} <= cases
+            assert ("2 workers x 1 thread, separate calls", b, 1) in cases
+        assert all(r["segments_per_s"]["median"] > 0 for r in model["rows"])
+        assert {r["layout"] for r in model["vs_pool_layout"]} == {
+            "one call on 2 threads",
+            "2 workers x 1 thread, a batch each",
+        }
+        assert model["batched_vs_alone"]["segments"] == 8
+        assert 0 <= model["batched_vs_alone"]["max_abs_logit_diff"] < 0.5
+
+
+def test_equal_lengths(tmp_path: Path, work_dir: Path) -> None:
+    data = run_quick("equal_lengths", tmp_path, work_dir)
+    assert [(r["conversation"], r["k"]) for r in data["rows"]] == [("dense", 2), ("dense", 4)]
+    for row in data["rows"]:
+        assert row["segments"] >= row["distinct_lengths"] >= 1
+        for w in data["windows_s"]:
+            other = row["with_equal_partner_other_conversation"][str(w)]
+            assert 0 <= other <= row["with_equal_partner"][str(w)] <= row["segments"]

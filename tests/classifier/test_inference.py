@@ -18,11 +18,14 @@ from classifier.inference import (
     ORT_ERRORS,
     OnnxClassifier,
     ThreadOptions,
+    calibrated_softmax,
     normalize,
+    predict_many,
     session_options,
     softmax,
 )
 from classifier.model import MANIFEST_FILE, ModelError, read_manifest, sha256_file
+from server.settings import BUNDLED_MODEL_DIR
 from tests.speech import espeak, tone
 
 
@@ -320,3 +323,122 @@ def test_a_calibration_divides_the_logits_by_its_temperature(
     np.testing.assert_allclose(scaled.predict(audio), softmax(logits / 2.0), rtol=1e-5)
     np.testing.assert_allclose(classifier.predict(audio), softmax(logits), rtol=1e-5)
     assert int(np.argmax(scaled.predict(audio))) == int(np.argmax(logits))
+
+
+def _segments(lengths: list[int], seed: int = 0) -> list[np.ndarray]:
+    """Distinct segments: noise under a tone of its own pitch and level."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, n in enumerate(lengths):
+        t = np.arange(n) / 16000
+        voiced = (0.1 + 0.1 * i) * np.sin(2 * np.pi * (150 + 90 * i) * t)
+        out.append((voiced + 0.05 * rng.standard_normal(n)).astype(np.float32))
+    return out
+
+
+def _batched_equals_separate(
+    clf: OnnxClassifier,
+    audios: list[np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+    logit_atol: float = 1e-5,
+) -> list[int]:
+    """Compare ``predict_batch`` with separate ``predict`` calls; the batch sizes of its runs."""
+    separate = [clf.logits(a) for a in audios]
+    runs: list[int] = []
+    real = clf._logits_rows
+
+    def counted(batch: np.ndarray) -> np.ndarray:
+        runs.append(batch.shape[0])
+        return real(batch)
+
+    monkeypatch.setattr(clf, "_logits_rows", counted)
+    batched = clf.predict_batch(audios)
+    monkeypatch.undo()
+    assert len(batched) == len(audios)
+    for got, logits in zip(batched, separate, strict=True):
+        assert got.shape == (len(clf.manifest.labels),) and got.dtype == np.float32
+        want = calibrated_softmax(logits, clf.manifest)
+        # d softmax / d logit <= 1/4 per logit, so the scores move at most half the logits' error
+        np.testing.assert_allclose(got, want, atol=max(1e-6, logit_atol / 2))
+    np.testing.assert_allclose(
+        np.stack(clf.logits_batch(audios)), np.stack(separate), atol=logit_atol
+    )
+    return sorted(runs)
+
+
+def test_predict_batch_equals_separate_calls_fp32(
+    tiny_model_dir_b: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clf = OnnxClassifier(tiny_model_dir_b)
+    assert clf.manifest.graph.precision == "fp32" and clf.batching
+    # Three 1.5 s segments share one run; two 0.8 s another; a lone length runs alone.
+    audios = _segments([24000, 12800, 24000, 16000, 12800, 24000])
+    assert _batched_equals_separate(clf, audios, monkeypatch) == [1, 2, 3]
+
+
+# Dynamically quantised int8 graphs (DynamicQuantizeLinear) choose one activation scale for
+# the whole batch, so a batched segment's logits move by a fraction of the int8 error itself
+# (the bundled model: up to 0.036 against its 0.076 max int8-vs-fp32 error on its test set).
+INT8_BATCH_LOGIT_ATOL = {"tiny": 1e-3, "bundled": 0.08}
+
+
+@pytest.mark.parametrize("which", ["tiny", "bundled"])
+def test_predict_batch_of_int8_graphs_within_quantisation_error(
+    which: str, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clf = OnnxClassifier(tiny_model_dir if which == "tiny" else BUNDLED_MODEL_DIR)
+    assert clf.manifest.graph.precision == "int8" and clf.batching
+    audios = _segments([24000, 12800, 24000, 16000, 12800, 24000])
+    atol = INT8_BATCH_LOGIT_ATOL[which]
+    assert _batched_equals_separate(clf, audios, monkeypatch, atol) == [1, 2, 3]
+    if which == "bundled":  # the tolerance is far below what tells the segments apart
+        alone = [clf.logits(a) for a in audios[:3]]
+        assert np.abs(alone[0] - alone[2]).max() > 10 * atol
+        assert [s.argmax() for s in clf.predict_batch(audios)] == [
+            s.argmax() for s in map(clf.predict, audios)
+        ]
+
+
+def test_predict_batch_of_one_and_of_none(classifier: OnnxClassifier) -> None:
+    (audio,) = _segments([8000])
+    (scores,) = classifier.predict_batch([audio])
+    np.testing.assert_array_equal(scores, classifier.predict(audio))
+    assert classifier.predict_batch([]) == []
+
+
+def test_short_segments_padded_alike_share_a_run(
+    tiny_model_dir_b: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Below min_samples each is padded to min_samples, as predict does: equal lengths then.
+    classifier = OnnxClassifier(tiny_model_dir_b)
+    short = classifier.manifest.input.min_samples
+    assert short > 200
+    audios = _segments([short - 100, short - 200])
+    assert _batched_equals_separate(classifier, audios, monkeypatch) == [2]
+
+
+def test_predict_batch_refuses_bad_audio_before_running(classifier: OnnxClassifier) -> None:
+    with pytest.raises(ValueError, match="non-empty mono audio"):
+        classifier.predict_batch([*_segments([8000]), np.zeros((2, 10), np.float32)])
+
+
+def test_a_fixed_batch_graph_runs_segments_separately(
+    model_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    replace_graph(model_copy, _graph_bytes([1, "samples"], 6))
+    edit_manifest(model_copy, input__normalize="none")
+    clf = OnnxClassifier(model_copy)
+    assert not clf.batching
+    audios = _segments([16000, 16000, 16000])
+    assert _batched_equals_separate(clf, audios, monkeypatch) == [1, 1, 1]
+
+
+def test_predict_many_falls_back_to_predict() -> None:
+    class OnlyPredict:
+        manifest = read_manifest(BUNDLED_MODEL_DIR)
+
+        def predict(self, audio: np.ndarray) -> np.ndarray:
+            return np.full(6, audio.size, np.float32)
+
+    out = predict_many(OnlyPredict(), _segments([3, 5]))
+    assert [float(s[0]) for s in out] == [3.0, 5.0]

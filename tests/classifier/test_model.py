@@ -71,6 +71,9 @@ def test_the_public_manifest_is_an_allow_list(model_copy: Path) -> None:
     assert public["graph"] == {
         "precision": data["graph"]["precision"],
         "sha256": data["graph"]["sha256"],
+        "variant": "",
+        "agreement": None,
+        "selection": None,  # the server fills it in (classifier/selection.py)
     }
     assert public["metrics"] == {
         "accuracy": 0.8,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -25,3 +26,41 @@ class Recorder:
         self.started.release()
         assert self.gate.wait(10), "the test never opened the gate"
         return np.full(len(self.manifest.labels), 1 / len(self.manifest.labels), np.float32)
+
+
+def ident(audio: np.ndarray) -> int:
+    """A test segment's id: its first sample (segments of equal length told apart)."""
+    return int(audio[0])
+
+
+def segment(ident_: int, samples: int) -> np.ndarray:
+    audio = np.zeros(samples, dtype=np.float32)
+    audio[0] = ident_
+    return audio
+
+
+class BatchRecorder(Recorder):
+    """A Recorder that also takes batches: ``calls`` lists each model call as its segments'
+    ids; every segment's scores are filled with its id, so a test sees whose result it got."""
+
+    def __init__(self, manifest: Manifest, fail_batches: bool = False) -> None:
+        super().__init__(manifest, [])
+        self.calls: list[list[int]] = []
+        self.fail_batches = fail_batches
+        self.batch_gate = self.gate  # a test may hold batches apart from single runs
+
+    def _scores(self, audio: np.ndarray) -> np.ndarray:
+        return np.full(len(self.manifest.labels), ident(audio), np.float32)
+
+    def predict(self, audio: np.ndarray) -> np.ndarray:
+        self.calls.append([ident(audio)])
+        super().predict(audio)
+        return self._scores(audio)
+
+    def predict_batch(self, audios: Sequence[np.ndarray]) -> list[np.ndarray]:
+        self.calls.append([ident(a) for a in audios])
+        self.started.release()
+        assert self.batch_gate.wait(10), "the test never opened the gate"
+        if self.fail_batches:
+            raise RuntimeError(f"scripted failure of a batch of {len(audios)}")
+        return [self._scores(a) for a in audios]

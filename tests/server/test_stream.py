@@ -611,7 +611,13 @@ def test_model_endpoint_serves_the_manifest(make_client: Any, tiny_model_dir: Pa
     assert {k: reply[k] for k in ("name", "version", "labels", "sample_rate", "demo")} == {
         k: manifest[k] for k in ("name", "version", "labels", "sample_rate", "demo")
     }
-    assert reply["graph"] == {k: manifest["graph"][k] for k in ("precision", "sha256")}
+    assert reply["graph"] == {
+        **{k: manifest["graph"][k] for k in ("precision", "sha256")},
+        "variant": "",  # unnamed: the manifest has no alternatives
+        "agreement": None,
+        # One graph: nothing to choose (classifier/selection.py).
+        "selection": {"by": "only", "reason": "the only candidate graph", "median_ms": {}},
+    }
     assert "provenance" not in reply
 
 

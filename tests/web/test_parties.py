@@ -31,6 +31,17 @@ def lanes(page: Page) -> list[list[str | int]]:
     return found
 
 
+def assert_lanes_under_plot(page: Page) -> None:
+    """Each lane's track spans the chart's plot area (inside its axes) to the pixel."""
+    plot = page.locator("#chart .u-over").bounding_box()
+    tracks = [t.bounding_box() for t in page.locator("#lanes .lane-track").all()]
+    assert plot is not None and tracks and all(t is not None for t in tracks)
+    for track in tracks:
+        assert track is not None
+        assert abs(track["x"] - plot["x"]) <= 1, (track, plot)
+        assert abs(track["width"] - plot["width"]) <= 1, (track, plot)
+
+
 def test_a_call_analysed_per_channel_shows_two_lanes_and_two_summaries(
     server: Served, launch: LaunchFn, tmp_path: Path
 ) -> None:
@@ -47,6 +58,10 @@ def test_a_call_analysed_per_channel_shows_two_lanes_and_two_summaries(
         expect(page.locator("#upload-status")).to_contain_text("call.wav:")
         expect(page.locator("#lanes")).to_be_visible()
         assert lanes(page) == [["Party 1", 2], ["Party 2", 1]]
+        assert_lanes_under_plot(page)
+        page.set_viewport_size({"width": 700, "height": 900})
+        page.wait_for_timeout(200)  # the resize observers run after the next layout
+        assert_lanes_under_plot(page)
         summaries = page.locator("#party-summaries .party-summary")
         expect(summaries).to_have_count(2)
         expect(summaries.nth(0).locator("h3")).to_have_text("Party 1")

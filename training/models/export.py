@@ -107,8 +107,14 @@ def package_graph(
     provenance: dict[str, Any] | None = None,
     min_samples: int = 400,
     calibration: Calibration | None = None,
+    variant: str = "",
+    agreement: float | None = None,
+    alternatives: tuple[GraphSpec, ...] = (),
 ) -> Manifest:
-    """Copy an ONNX graph into ``out_dir`` as ``model.onnx`` and write its manifest."""
+    """Copy an ONNX graph into ``out_dir`` as ``model.onnx`` and write its manifest.
+
+    ``variant`` and ``agreement`` describe that graph; ``alternatives``, other graphs of the
+    model already copied into ``out_dir`` (docs/model-format.md)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / "model.onnx"
     shutil.copyfile(graph, target)
@@ -121,7 +127,14 @@ def package_graph(
         input=InputSpec(
             normalize="zero_mean_unit_var" if normalize else "none", min_samples=min_samples
         ),
-        graph=GraphSpec(file=target.name, sha256=digest, precision=precision),  # type: ignore[arg-type]
+        graph=GraphSpec(
+            file=target.name,
+            sha256=digest,
+            precision=precision,  # type: ignore[arg-type]
+            variant=variant,
+            agreement=agreement,
+        ),
+        alternatives=alternatives,
         metrics=metrics or {},
         provenance=provenance or {},
         calibration=calibration,

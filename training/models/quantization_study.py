@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from training.corpus.data import Example, read_split, select
+from training.corpus.data import Example, load_audio, read_split, select, zero_mean_unit_var
 from training.models.evaluate import OnnxPredictor, collect_logits
 from training.models.export import export_for, export_fp32, package_graph
 from training.models.finetune import load_checkpoint, load_feature_extractor, model_labels
 from training.models.scoring import agreement
-from training.models.quantization import QUANTIZATIONS, quantize_int8
+from training.models.quantization import MAX_CALIBRATION_CLIPS, QUANTIZATIONS, quantize_int8
 
 NOISY_SNR_DB = 10.0
 
@@ -63,9 +63,18 @@ def study(checkpoint: Path, examples: Sequence[Example], seed: int = 0) -> list[
             source = fp32_graph
             if quant.conv_as_matmul:
                 source = export_for(model, tmp / f"fp32-{name}.onnx", quant, rate_hz)
-            int8 = quantize_int8(source, tmp / f"{name}.onnx", name)
+            clips = calibration(examples, rate_hz, bool(extractor.do_normalize)) if quant.static else []
+            int8 = quantize_int8(source, tmp / f"{name}.onnx", name, clips)
             rows.append(_row(measure(int8, name), reference, truth))
     return rows
+
+
+def calibration(examples: Sequence[Example], rate_hz: int, normalize: bool) -> list[np.ndarray]:
+    """A static recipe's calibration clips: the studied clips themselves (so its agreement
+    figure here is slightly optimistic), normalised as the server normalises."""
+    audio = [load_audio(e.path, rate_hz) for e in examples[:MAX_CALIBRATION_CLIPS]]
+    clips = [np.pad(a, (0, max(0, 400 - a.size))) for a in audio]
+    return [zero_mean_unit_var(c) if normalize else c for c in clips]
 
 
 def _row(result: dict[str, Any], reference: dict[str, Any], truth: np.ndarray) -> dict[str, Any]:

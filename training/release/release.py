@@ -22,8 +22,8 @@ import onnxruntime
 import torch
 from transformers import PreTrainedModel
 
-from classifier.model import CANONICAL_LABELS, Calibration, Manifest
-from training.corpus.data import Split, read_split, select
+from classifier.model import CANONICAL_LABELS, Calibration, GraphSpec, Manifest, sha256_file
+from training.corpus.data import Split, load_audio, read_split, select, zero_mean_unit_var
 from training.models import calibration as cal
 from training.models.evaluate import (
     Evaluation,
@@ -47,6 +47,7 @@ from training.models.finetune import (
 from training.models.quantization import (
     DEFAULT_QUANTIZATION,
     FALLBACK_QUANTIZATION,
+    MAX_CALIBRATION_CLIPS,
     MIN_INT8_AGREEMENT,
     QUANTIZATIONS,
     first_conv_name,
@@ -93,8 +94,18 @@ class ReleaseOptions:
     progress: bool = False
     min_int8_agreement: float = MIN_INT8_AGREEMENT
     calibrate: Split | None = None  # the split of eval_data to fit the temperature on
+    # int8 recipes whose graphs are written beside the served one, for the server to
+    # choose from on its CPU (EMOSTREAM_GRAPH); those below min_int8_agreement are left out.
+    alternatives: tuple[str, ...] = ()
 
     def check(self) -> None:
+        unknown = sorted(set(self.alternatives) - set(QUANTIZATIONS))
+        if unknown:
+            raise ReleaseError(
+                f"unknown alternative recipe(s) {unknown}; expected some of {sorted(QUANTIZATIONS)}"
+            )
+        if self.alternatives and self.precision != "int8":
+            raise ReleaseError("alternatives are int8 graphs: they need precision int8")
         if self.calibrate is not None and self.eval_data is None:
             raise ReleaseError(
                 f"calibrate={self.calibrate!r} needs eval data (--eval): the split manifest "
@@ -182,11 +193,35 @@ def release(
         metrics: dict[str, Any] = {"fp32_vs_pytorch": check_fp32(reference, fp32)}
         staged = tmp / "final"
         graph, quant, evaluation = fp32_graph, None, None
+        described: dict[str, Any] = {}
         if options.precision == "int8":
-            chosen = _choose_int8(model, fp32, examples, options, tmp, package)
+            static_clips = _CalibrationClips(options, examples, sample_rate, normalize)
+            chosen = _choose_int8(model, fp32, examples, options, tmp, package, static_clips)
             graph, quant, evaluation = chosen.graph, chosen.record, chosen.evaluation
             metrics["int8_vs_fp32"] = chosen.agreement
-        package(graph, staged, options.precision)
+            if options.alternatives:
+                # The served graph is named too: the server reports and chooses by name.
+                described = {
+                    "variant": chosen.record["name"],
+                    "agreement": _worst(chosen.agreement),
+                }
+                staged.mkdir(parents=True)
+                alternatives, left_out = _write_alternatives(
+                    model,
+                    fp32,
+                    examples,
+                    options,
+                    tmp,
+                    package,
+                    staged,
+                    chosen.record["name"],
+                    static_clips,
+                )
+                described["alternatives"] = alternatives
+                quant = {**chosen.record, "alternatives_left_out": left_out}
+            if static_clips.source is not None and quant is not None:
+                quant = {**quant, "static_calibration_inputs": static_clips.source}
+        package(graph, staged, options.precision, **described)
         served = OnnxPredictor(staged)
         if examples and evaluation is None:
             evaluation = evaluate(served, examples, seed=options.seed, progress=options.progress)
@@ -208,6 +243,7 @@ def release(
             metrics=metrics,
             provenance=provenance,
             calibration=calibration,
+            **described,
         )
         if evaluation is not None:
             _write_card(staged, manifest, evaluation, examples)
@@ -260,6 +296,47 @@ def check_fp32(reference: TorchPredictor, fp32: OnnxPredictor) -> dict[str, floa
     return {"max_abs_logit_error": result["max_abs_logit_error"], "n": result["n"]}
 
 
+class _CalibrationClips:
+    """The clips a static recipe is calibrated on, as the graph takes them (normalised like
+    the server does), read once when first needed: the ``--calibrate`` split of the eval
+    data if given (clips the evaluation does not score), else the evaluated clips, else
+    the probe clips. ``source`` says which, for the provenance."""
+
+    def __init__(
+        self, options: ReleaseOptions, examples: list[Any], sample_rate: int, normalize: bool
+    ) -> None:
+        self._options = options
+        self._examples = examples
+        self._sample_rate = sample_rate
+        self._normalize = normalize
+        self._clips: list[np.ndarray] | None = None
+        self.source: str | None = None
+
+    def clips_for(self, recipe: str) -> list[np.ndarray]:
+        if not QUANTIZATIONS[recipe].static:
+            return []
+        if self._clips is None:
+            self._clips = self._read()
+        return self._clips
+
+    def _read(self) -> list[np.ndarray]:
+        options = self._options
+        examples = self._examples
+        self.source = f"{options.eval_split} split (the evaluated clips)"
+        if options.calibrate is not None and options.eval_data is not None:
+            examples = select(read_split(options.eval_data), options.calibrate)
+            self.source = f"{options.calibrate} split"
+        if examples:
+            audio = [
+                load_audio(e.path, self._sample_rate) for e in examples[:MAX_CALIBRATION_CLIPS]
+            ]
+        else:
+            audio = probe_audio(self._sample_rate)
+            self.source = "synthetic probe clips (no --eval data)"
+        clips = [np.pad(a, (0, max(0, 400 - a.size))) for a in audio]
+        return [zero_mean_unit_var(c) if self._normalize else c for c in clips]
+
+
 @dataclass
 class _Int8:
     graph: Path
@@ -275,6 +352,7 @@ def _choose_int8(
     options: ReleaseOptions,
     tmp: Path,
     package: Any,
+    calibration: _CalibrationClips,
 ) -> _Int8:
     """The asked-for recipe if it is accurate enough, else the fallback (recorded, with why)."""
     candidates = [options.quantization]
@@ -293,14 +371,14 @@ def _choose_int8(
         rewrite_error = None
         if QUANTIZATIONS[name].conv_as_matmul:
             rewrite_error = _check_rewrite(fp32, source, tmp / f"fp32-{name}", package)
-        graph = quantize_int8(source, tmp / f"{name}.onnx", name)
+        graph = quantize_int8(source, tmp / f"{name}.onnx", name, calibration.clips_for(name))
         package(graph, tmp / name, "int8")
         served = OnnxPredictor(tmp / name)
         evaluation = None
         if examples:
             evaluation = evaluate(served, examples, seed=options.seed, progress=options.progress)
         result = _int8_agreement(fp32, served, examples, evaluation, options)
-        worst = min(result["top1_agreement"], result["noisy"]["top1_agreement"])
+        worst = _worst(result)
         if worst >= options.min_int8_agreement or last:
             record = {**_quant_record(name, source), "rejected": rejected}
             if rewrite_error is not None:
@@ -314,6 +392,68 @@ def _choose_int8(
             }
         )
     raise AssertionError("unreachable: the last candidate always returns")
+
+
+def _worst(result: dict[str, Any]) -> float:
+    """The lower top-1 agreement with fp32 of the clean and the noisy clips."""
+    return float(min(result["top1_agreement"], result["noisy"]["top1_agreement"]))
+
+
+def _write_alternatives(
+    model: PreTrainedModel,
+    fp32: OnnxPredictor,
+    examples: list[Any],
+    options: ReleaseOptions,
+    tmp: Path,
+    package: Any,
+    staged: Path,
+    served: str,
+    calibration: _CalibrationClips,
+) -> tuple[tuple[GraphSpec, ...], list[dict[str, Any]]]:
+    """Each recipe of ``options.alternatives`` (but the served one), as ``model-<recipe>.onnx``
+    in ``staged`` with its measured agreement; those below ``min_int8_agreement`` or that
+    cannot be made are left out, and returned with why for the provenance."""
+    written: list[GraphSpec] = []
+    left_out: list[dict[str, Any]] = []
+    for name in dict.fromkeys(options.alternatives):
+        if name == served:
+            continue
+        try:
+            source = export_for(model, tmp / f"fp32-alt-{name}.onnx", name, fp32.sample_rate_hz)
+        except ValueError as exc:
+            left_out.append({"recipe": name, "reason": str(exc)})
+            continue
+        graph = quantize_int8(source, tmp / f"alt-{name}.onnx", name, calibration.clips_for(name))
+        package(graph, tmp / f"alt-{name}", "int8")
+        predictor = OnnxPredictor(tmp / f"alt-{name}")
+        evaluation = None
+        if examples:
+            evaluation = evaluate(predictor, examples, seed=options.seed, progress=options.progress)
+        worst = _worst(_int8_agreement(fp32, predictor, examples, evaluation, options))
+        if worst < options.min_int8_agreement:
+            left_out.append(
+                {
+                    "recipe": name,
+                    "agreement": worst,
+                    "reason": f"int8 agrees with fp32 on {worst:.4f} of clips "
+                    f"(clean or {NOISY_SNR_DB:g} dB), below {options.min_int8_agreement}",
+                }
+            )
+            log.info("alternative %s left out: agreement %.4f", name, worst)
+            continue
+        target = staged / f"model-{name}.onnx"
+        shutil.copyfile(graph, target)
+        written.append(
+            GraphSpec(
+                file=target.name,
+                sha256=sha256_file(target),
+                precision="int8",
+                variant=name,
+                agreement=worst,
+            )
+        )
+        log.info("alternative %s written: agreement %.4f", name, worst)
+    return tuple(written), left_out
 
 
 def _check_rewrite(fp32: OnnxPredictor, source: Path, where: Path, package: Any) -> float:
@@ -373,6 +513,9 @@ def _quant_record(name: str, fp32_graph: Path) -> dict[str, Any]:
         "nodes_excluded": [first_conv_name(fp32_graph)] if quant.exclude_first_conv else [],
         "per_channel": quant.per_channel,
         "conv_as_matmul": quant.conv_as_matmul,
+        "weight_type": quant.weight_type,
+        "reduce_range": quant.reduce_range,
+        "static": quant.static,
     }
 
 
