@@ -115,6 +115,12 @@ def session_options(threads: ThreadOptions) -> ort.SessionOptions:
     # Threads spin-wait by default; on a shared CPU that burns the cores other workers need.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    # The memory pattern is planned and cached per distinct input shape, and the cache is
+    # never evicted: every new segment length (finals, partials, uploads) added ~2 KB of
+    # native memory for good, so a long-running server grew without bound (BENCHMARKS.md
+    # section 5b). Without it each run allocates from the arena, which stays bounded by the
+    # longest segment.
+    options.enable_mem_pattern = False
     return options
 
 

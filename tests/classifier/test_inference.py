@@ -171,6 +171,14 @@ def test_session_options_are_explicit() -> None:
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
+def test_memory_pattern_is_off_in_the_served_session(classifier: OnnxClassifier) -> None:
+    # ONNX Runtime caches one memory pattern per distinct input shape and never evicts it:
+    # with segments of every length the server's RSS grew for as long as it ran
+    # (BENCHMARKS.md section 5b). The session actually built must have it off.
+    assert session_options(ThreadOptions()).enable_mem_pattern is False
+    assert classifier._session.get_session_options().enable_mem_pattern is False
+
+
 @pytest.mark.parametrize(
     ("kwargs", "named"),
     [
