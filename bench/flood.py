@@ -290,31 +290,31 @@ def upload_clips(folder: Path, count: int) -> list[float]:
 
 
 def attacker(
-    role: str, url: str, start_at: float, seconds: float, result: Path, **extra: Any
+    role: str, url: str, start_at: float, seconds: float, **extra: Any
 ) -> subprocess.Popen[str]:
+    """The ``bench.flood_attack`` child for ``role``; it prints its summary as one JSON line."""
     argv = [sys.executable, "-m", "bench.flood_attack", role, "--url", url]
     argv += [
         "--start-at",
         f"{start_at:.3f}",
         "--seconds",
         f"{seconds:.3f}",
-        "--result",
-        str(result),
     ]
     for key, value in extra.items():
         argv += [f"--{key}", str(value)]
-    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def finish(process: subprocess.Popen[str], result: Path, role: str) -> dict[str, Any]:
+def finish(process: subprocess.Popen[str], role: str) -> dict[str, Any]:
     try:
-        _, err = process.communicate(timeout=180)
+        out, err = process.communicate(timeout=180)
     except subprocess.TimeoutExpired:
         process.kill()
-        _, err = process.communicate()
-    if process.returncode != 0 or not result.is_file():
+        out, err = process.communicate()
+    lines = out.strip().splitlines()
+    if process.returncode != 0 or not lines:
         raise RuntimeError(f"the {role} process failed ({process.returncode}):\n{err[-3000:]}")
-    return dict(json.loads(result.read_text()))
+    return dict(json.loads(lines[-1]))
 
 
 async def quiet(server: servers.Server) -> float:
@@ -343,28 +343,23 @@ async def one_round(
     await asyncio.sleep(args.scrape_s)  # a sample before anything starts
     start_mono, start_wall = time.monotonic() + 0.5, time.time() + 0.5
     attack_s = args.attack_to - args.attack_from
-    procs: list[tuple[str, Path, subprocess.Popen[str]]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        if kind == "attacked":
-            at = start_wall + args.attack_from
-            if not args.no_floods:
-                result = Path(tmp) / "floods.json"
-                procs.append(("floods", result, attacker("floods", ws_url, at, attack_s, result)))
-            if not args.no_uploads:
-                result = Path(tmp) / "uploads.json"
-                extra = {"clients": args.uploaders, "lanes": args.upload_lanes, "clips": clip_dir}
-                process = attacker("uploads", server.url, at, attack_s, result, **extra)
-                procs.append(("uploads", result, process))
-        await asyncio.sleep(max(0.0, start_mono - time.monotonic()))
-        logs = await asyncio.gather(
-            *(
-                stream(ws_url, chunks, FRAME_MS, {"X-Forwarded-For": f"10.0.1.{i + 1}"})
-                for i, (chunks, _) in enumerate(speech)
-            )
+    procs: list[tuple[str, subprocess.Popen[str]]] = []
+    if kind == "attacked":
+        at = start_wall + args.attack_from
+        if not args.no_floods:
+            procs.append(("floods", attacker("floods", ws_url, at, attack_s)))
+        if not args.no_uploads:
+            extra = {"clients": args.uploaders, "lanes": args.upload_lanes, "clips": clip_dir}
+            process = attacker("uploads", server.url, at, attack_s, **extra)
+            procs.append(("uploads", process))
+    await asyncio.sleep(max(0.0, start_mono - time.monotonic()))
+    logs = await asyncio.gather(
+        *(
+            stream(ws_url, chunks, FRAME_MS, {"X-Forwarded-For": f"10.0.1.{i + 1}"})
+            for i, (chunks, _) in enumerate(speech)
         )
-        attack = {
-            role: await asyncio.to_thread(finish, proc, path, role) for role, path, proc in procs
-        }
+    )
+    attack = {role: await asyncio.to_thread(finish, proc, role) for role, proc in procs}
     stop.set()
     await scraping
     if "floods" in attack:

@@ -57,7 +57,7 @@ def payload(kind: str) -> Frame:
     if kind == "frames":
         return Frame(Opcode.BINARY, b"\x00\x00")
     if kind == "flush":
-        return Frame(Opcode.TEXT, json.dumps({"type": "flush"}).encode())
+        return Frame(Opcode.TEXT, b'{"type": "flush"}')
     if kind == "junk":
         return Frame(Opcode.TEXT, b"x" * JUNK_BYTES)
     raise ValueError(f"flood kind must be one of {KINDS}, got {kind!r}")
@@ -296,7 +296,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--start-at", type=float, required=True, help="time.time() to begin")
     parser.add_argument("--seconds", type=float, required=True)
-    parser.add_argument("--result", type=Path, required=True, help="where the JSON goes")
     parser.add_argument("--address", default="10.66.0.1", help="floods: the client address")
     parser.add_argument("--clients", type=int, default=8, help="uploads: client addresses")
     parser.add_argument("--lanes", type=int, default=1, help="uploads at a time per client")
@@ -310,7 +309,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     run = run_floods if args.role == "floods" else run_uploads
-    args.result.write_text(json.dumps(asyncio.run(run(args)), indent=2) + "\n")
+    # The summary goes to the parent (bench.flood) as the last line on stdout.
+    print(json.dumps(asyncio.run(run(args))))
 
 
 if __name__ == "__main__":
