@@ -1,6 +1,6 @@
 """A WebSocket client by hand, for clients no library would be: ones that never read.
 
-Import it as ``from tests.rawws import open_raw, frame, flood``.
+Import it as ``from tests.rawws import open_raw, frame, flood, reset_within``.
 """
 
 from __future__ import annotations
@@ -62,3 +62,16 @@ def flood(sock: socket.socket, data: bytes, seconds: float) -> tuple[int, float 
         except (ConnectionResetError, BrokenPipeError):
             return sent, time.monotonic()
     return sent, None
+
+
+def reset_within(sock: socket.socket, seconds: float) -> float | None:
+    """Watch ``sock`` for up to ``seconds``, sending and reading nothing: when the peer reset
+    the connection, or None if it did not."""
+    events = select.poll()
+    events.register(sock, select.POLLOUT)
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        if any(mask & (select.POLLHUP | select.POLLERR) for _, mask in events.poll(50)):
+            return time.monotonic()
+        time.sleep(0.05)
+    return None
