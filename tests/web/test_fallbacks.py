@@ -28,7 +28,7 @@ from tests.web.pages import (
     stop,
     wait_captured,
 )
-from tests.web.signals import align, rms
+from tests.web.signals import assert_same_audio, rms
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -140,7 +140,8 @@ def test_blocked_websocket_records_in_the_browser_and_uploads(
     info = sf.info(io.BytesIO(uploaded))
     assert (rate, info.channels, info.subtype) == (16000, 1, "PCM_16")
     assert rms(recorded) > 0.01
-    assert align(recorded, audio)[1] > 0.9
+    # window by window: a capture quantum Chromium drops on a busy host is not the page's fault
+    assert_same_audio(recorded, audio)
     assert len(rows) == len(reply["segments"]) >= 2
     assert {row[2] for row in rows} == {"recording"}
 
