@@ -21,15 +21,12 @@ HOST = "127.0.0.1"
 # comes before the port listens: wait for its "Uvicorn running on" line (Flask: "Running on").
 READY_MARKERS = ("Uvicorn running on", "Running on http")
 START_TIMEOUT_S = 180.0
-# What ``emostream serve`` does, without its argument parser (settings come from EMOSTREAM_*).
+# What ``emostream serve`` runs, without its argument parser (settings come from EMOSTREAM_*).
 SERVE_OURS = (
     "import sys\n"
-    "from server.app import create_app\n"
-    "from server.runner import DrainingServer, uvicorn_config\n"
+    "from server.runner import build\n"
     "from server.settings import Settings\n"
-    "app = create_app(Settings())\n"
-    "config = uvicorn_config(app, app.state.service.settings, sys.argv[1], int(sys.argv[2]))\n"
-    "DrainingServer(config, app.state.service).run()\n"
+    "build(Settings(), sys.argv[1], int(sys.argv[2])).run()\n"
 )
 
 

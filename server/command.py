@@ -37,13 +37,9 @@ def settings_from(args: argparse.Namespace, **extra: Any) -> Settings:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from server.app import create_app
-    from server.runner import DrainingServer, uvicorn_config
+    from server.runner import build
 
-    settings = settings_from(args)
-    app = create_app(settings)
-    config = uvicorn_config(app, settings, args.host, args.port)
-    server = DrainingServer(config, app.state.service)
+    server = build(settings_from(args), args.host, args.port)
     # uvicorn re-raises SIGINT/SIGTERM once it has shut down gracefully; with these handlers
     # in place that ends here with status 0 instead of killing the process by the signal.
     previous = {sig: signal.signal(sig, _shut_down) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -14,6 +14,8 @@ from urllib.parse import unquote_plus
 import uvicorn
 from starlette.applications import Starlette
 
+from server import heap
+from server.app import create_app
 from server.service import Service
 from server.settings import Settings
 from server.transport import WebSocketProtocol, http_protocol
@@ -115,3 +117,13 @@ class DrainingServer(uvicorn.Server):
 def _log_reload(task: asyncio.Future[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("model reload refused: %s", task.exception())
+
+
+def build(settings: Settings, host: str, port: int) -> DrainingServer:
+    """What ``emostream serve`` runs: the heap tuned, then the app under a draining server."""
+    # Before the model sessions start their threads (and with them glibc's arenas).
+    tuned = heap.tune(settings.malloc_arena_max, settings.malloc_mmap_threshold_kb)
+    app = create_app(settings)
+    config = uvicorn_config(app, settings, host, port)  # configures the logs
+    logging.getLogger("emostream").info("glibc heap: %s", heap.describe(tuned))
+    return DrainingServer(config, app.state.service)

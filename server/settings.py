@@ -165,6 +165,10 @@ class Settings(_VadSettings):
     # Python's 5 ms lets the upload threads' Python work hold up the event loop at each of
     # its many GIL hand-offs (every socket call), every connection's frames with it.
     gil_switch_interval_ms: float = Field(default=0.5, ge=0.05, le=100)
+    # glibc's heap (server/heap.py): audio buffers from this size up stay on mmap and go back
+    # to the system when freed, and at most this many arenas keep free space (0: glibc's own).
+    malloc_mmap_threshold_kb: int = Field(default=128, ge=0, le=32768)
+    malloc_arena_max: int = Field(default=2, ge=0, le=64)
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
