@@ -253,17 +253,13 @@ class Scraper:
 
 def per_utterance(log: StreamLog, spans: list[tuple[float, float]]) -> list[dict[str, Any]]:
     """Each utterance's end (audio time), label latency (None: lost) and skip reason."""
-    outcomes = log.of_type("result", "skipped")
     rows = []
     for start_s, end_s in spans:
-        covering = [
-            (t, m) for t, m in outcomes
-            if m["start_ms"] < end_s * 1000 and m["end_ms"] > start_s * 1000
-        ]  # fmt: skip
-        if not covering or not log.t0:
+        answer = log.answer(start_s, end_s)
+        if answer is None or not log.t0:
             rows.append({"end_s": end_s, "latency_s": None, "skipped": None})
             continue
-        arrival, last = max(covering, key=lambda tm: tm[1]["end_ms"])
+        arrival, last = answer
         skipped = last["reason"] if last["type"] == "skipped" else None
         rows.append({"end_s": end_s, "latency_s": arrival - (log.t0 + end_s), "skipped": skipped})
     return rows

@@ -139,14 +139,11 @@ def utterance_latencies(log: StreamLog, spans: list[tuple[float, float]]) -> dic
     latencies: list[float] = []
     missed = skipped_in_utterance = 0
     for start_s, end_s in spans:
-        covering = [
-            (t, m) for t, m in outcomes
-            if m["start_ms"] < end_s * 1000 and m["end_ms"] > start_s * 1000
-        ]  # fmt: skip
-        if not covering:
+        answer = log.answer(start_s, end_s)
+        if answer is None:
             missed += 1
             continue
-        arrival, last = max(covering, key=lambda tm: tm[1]["end_ms"])
+        arrival, last = answer
         latencies.append(arrival - (log.t0 + end_s))
         skipped_in_utterance += last["type"] == "skipped" and last["reason"] != "too_short"
     ends = log.of_type("speech_end")
@@ -179,12 +176,9 @@ def utterance_latencies(log: StreamLog, spans: list[tuple[float, float]]) -> dic
 
 def first_labels(log: StreamLog, spans: list[tuple[float, float]]) -> list[float]:
     """Per utterance: the first label (partial or result) covering it, from its start."""
-    labels = log.of_type("partial", "result")
     found = []
     for start_s, end_s in spans:
-        arrivals = [
-            t for t, m in labels if m["start_ms"] < end_s * 1000 and m["end_ms"] > start_s * 1000
-        ]
+        arrivals = [t for t, _ in log.overlapping(("partial", "result"), start_s, end_s)]
         if arrivals:
             found.append(min(arrivals) - (log.t0 + start_s))
     return found

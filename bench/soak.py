@@ -78,16 +78,11 @@ def capacity(path: Path, label: str) -> int:
 
 def utterances(log: StreamLog, spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
     """(when the utterance ended, latency of its label) for each utterance answered."""
-    outcomes = log.of_type("result", "skipped")
     found = []
     for start_s, end_s in spans:
-        covering = [
-            (t, m) for t, m in outcomes
-            if m["start_ms"] < end_s * 1000 and m["end_ms"] > start_s * 1000
-        ]  # fmt: skip
-        if covering:
-            arrival, _ = max(covering, key=lambda tm: tm[1]["end_ms"])
-            found.append((log.t0 + end_s, arrival - (log.t0 + end_s)))
+        answer = log.answer(start_s, end_s)
+        if answer is not None:
+            found.append((log.t0 + end_s, answer[0] - (log.t0 + end_s)))
     return found
 
 

@@ -26,6 +26,21 @@ class StreamLog:
     def of_type(self, *kinds: str) -> list[tuple[float, dict[str, Any]]]:
         return [(t, m) for t, m in self.messages if m.get("type") in kinds]
 
+    def overlapping(
+        self, kinds: tuple[str, ...], start_s: float, end_s: float
+    ) -> list[tuple[float, dict[str, Any]]]:
+        """Messages of ``kinds`` whose span overlaps ``start_s``-``end_s`` (audio time)."""
+        return [
+            (t, m) for t, m in self.of_type(*kinds)
+            if m["start_ms"] < end_s * 1000 and m["end_ms"] > start_s * 1000
+        ]  # fmt: skip
+
+    def answer(self, start_s: float, end_s: float) -> tuple[float, dict[str, Any]] | None:
+        """What answers an utterance: of the results and skips overlapping it, the one that
+        ends last (the utterance's last segment), with its arrival; None if none arrived."""
+        covering = self.overlapping(("result", "skipped"), start_s, end_s)
+        return max(covering, key=lambda tm: tm[1]["end_ms"]) if covering else None
+
 
 def frames(pcm: bytes, sample_rate_hz: int = 16000, frame_ms: int = FRAME_MS) -> list[bytes]:
     step = sample_rate_hz * frame_ms // 1000 * 2

@@ -70,6 +70,23 @@ def test_first_label_is_the_earliest_partial_or_result_covering_the_utterance() 
     assert first_labels(log, spans) == pytest.approx([0.2, 0.9])  # a skip is no label
 
 
+def test_an_utterance_is_answered_by_its_last_segment_or_its_skip() -> None:
+    log = StreamLog(t0=10.0)
+    log.messages = [
+        (11.0, {"type": "partial", "segment": 0, "start_ms": 0, "end_ms": 1000}),
+        (13.5, {"type": "result", "segment": 1, "start_ms": 2500, "end_ms": 3600}),
+        (12.8, {"type": "result", "segment": 0, "start_ms": 0, "end_ms": 2500}),
+        (14.1, {"type": "skipped", "segment": 2, "start_ms": 5000, "end_ms": 5300}),
+    ]
+    # the segment that ends last wins, whatever the order of arrival
+    assert log.answer(0.2, 3.4) == log.messages[1]
+    assert log.answer(5.0, 5.2) == log.messages[3]
+    assert log.answer(4.0, 4.8) is None  # nothing overlaps: a lost utterance
+    assert log.answer(0.1, 0.9) == log.messages[2]  # a partial is no answer
+    assert log.overlapping(("partial",), 0.1, 0.9) == [log.messages[0]]
+    assert log.overlapping(("result",), 2.5, 2.5) == []  # touching is not overlapping
+
+
 def test_partial_counts_read_the_metrics_of_a_server(tiny_model_dir: Path) -> None:
     with live_server(Settings(model_dir=tiny_model_dir)) as live:
         port = int(live.http_url.rsplit(":", 1)[1])
