@@ -28,7 +28,11 @@ log = logging.getLogger("emostream")
 M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
 
-ENVIRONMENT = {"mmap_threshold": "MALLOC_MMAP_THRESHOLD_", "arena_max": "MALLOC_ARENA_MAX"}
+# name: (mallopt parameter, the glibc environment variable that wins over it)
+TUNABLES = {
+    "arena_max": (M_ARENA_MAX, "MALLOC_ARENA_MAX"),
+    "mmap_threshold": (M_MMAP_THRESHOLD, "MALLOC_MMAP_THRESHOLD_"),
+}
 
 
 def glibc() -> ctypes.CDLL | None:
@@ -55,15 +59,15 @@ def tune(
         log.debug("heap settings skipped: the C library is not glibc")
         return {}
     wanted = {"arena_max": arena_max, "mmap_threshold": mmap_threshold_kb * 1024}
-    parameter = {"arena_max": M_ARENA_MAX, "mmap_threshold": M_MMAP_THRESHOLD}
     applied: dict[str, int] = {}
     for name, value in wanted.items():
+        parameter, variable = TUNABLES[name]
         if value == 0:
             continue
-        if ENVIRONMENT[name] in environ:
-            log.debug("heap setting %s left to the environment's %s", name, ENVIRONMENT[name])
+        if variable in environ:
+            log.debug("heap setting %s left to the environment's %s", name, variable)
             continue
-        if libc.mallopt(ctypes.c_int(parameter[name]), ctypes.c_int(value)) != 1:
+        if libc.mallopt(ctypes.c_int(parameter), ctypes.c_int(value)) != 1:
             raise OSError(f"glibc refused mallopt({name}={value})")
         applied[name] = value
     return applied
